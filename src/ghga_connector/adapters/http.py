@@ -1,0 +1,192 @@
+"""The one shared HTTP client: connection pool, timeouts, retries, request ids.
+
+Retries live here and only here, as a transport layer (tenacity): network errors,
+timeouts and the configured status codes (408, 429, 5xx by default) are retried with
+exponential backoff and jitter, honouring ``Retry-After``. A request marked with
+``extensions={"ghga_retry": False}`` is sent once (used for non-idempotent calls such
+as creating an upload, which the uploader checks and repeats itself).
+"""
+
+from __future__ import annotations
+
+import random
+import ssl
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from time import time
+from typing import Any
+
+import httpx
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    retry_if_result,
+    stop_after_attempt,
+)
+
+from ghga_connector.config import Config
+
+__all__ = ["RetryPolicy", "RetryStats", "RetryTransport", "make_http_client"]
+
+#: The longest ``Retry-After`` that is honoured, in seconds.
+MAX_RETRY_AFTER = 300.0
+USER_AGENT_PREFIX = "ghga-connector"
+
+
+@dataclass
+class RetryStats:
+    """Counts of retried requests in this run, by reason (status code or error name)."""
+
+    by_reason: dict[str, int] = field(default_factory=dict)
+
+    def add(self, reason: str) -> None:
+        """Count one retry."""
+        self.by_reason[reason] = self.by_reason.get(reason, 0) + 1
+
+    @property
+    def total(self) -> int:
+        """All retries."""
+        return sum(self.by_reason.values())
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Which failures are retried, how often, and how long to wait (seconds)."""
+
+    attempts: int = 5
+    backoff_max: float = 60.0
+    jitter: float = 0.0
+    status_codes: frozenset[int] = frozenset({408, 429, 500, 502, 503, 504})
+    base_delay: float = 1.0
+
+    def backoff(self, attempt: int) -> float:
+        """Wait before attempt ``attempt + 1``: 1, 2, 4 ... seconds, capped, plus jitter."""
+        delay = min(self.base_delay * 2.0 ** (attempt - 1), self.backoff_max)
+        return delay + (random.uniform(0, self.jitter) if self.jitter else 0.0)  # noqa: S311
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time()
+        except (TypeError, ValueError):
+            return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+class RetryTransport(httpx.AsyncBaseTransport):
+    """Wraps a transport and retries failed attempts according to a :class:`RetryPolicy`."""
+
+    def __init__(
+        self,
+        inner: httpx.AsyncBaseTransport,
+        policy: RetryPolicy,
+        stats: RetryStats | None = None,
+        sleep: Callable[[float], Any] | None = None,
+    ) -> None:
+        self._inner = inner
+        self._policy = policy
+        self.stats = stats or RetryStats()
+        self._sleep = sleep
+
+    def _wait(self, state: RetryCallState) -> float:
+        outcome = state.outcome
+        if outcome is not None and not outcome.failed:
+            response = outcome.result()
+            if isinstance(response, httpx.Response):
+                after = _retry_after(response)
+                if after is not None:
+                    return after
+        return self._policy.backoff(state.attempt_number)
+
+    async def _before_sleep(self, state: RetryCallState) -> None:
+        outcome = state.outcome
+        if outcome is None:
+            return
+        if outcome.failed:
+            self.stats.add(type(outcome.exception()).__name__)
+            return
+        response = outcome.result()
+        self.stats.add(str(response.status_code))
+        await response.aclose()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request``, retrying as the policy allows; return the last response.
+
+        Raises:
+            httpx.TransportError: if the last attempt failed on the network.
+        """
+        request.headers["X-Request-Id"] = str(uuid.uuid4())
+        if request.extensions.get("ghga_retry") is False:
+            return await self._inner.handle_async_request(request)
+        codes = self._policy.status_codes
+
+        async def attempt() -> httpx.Response:
+            request.headers["X-Request-Id"] = str(uuid.uuid4())
+            return await self._inner.handle_async_request(request)
+
+        kwargs: dict[str, Any] = {}
+        if self._sleep is not None:
+            kwargs["sleep"] = self._sleep
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._policy.attempts),
+            wait=self._wait,
+            retry=(
+                retry_if_exception_type(httpx.TransportError)
+                | retry_if_result(lambda r: r.status_code in codes)
+            ),
+            before_sleep=self._before_sleep,
+            retry_error_callback=lambda state: state.outcome.result(),  # type: ignore[union-attr]
+            reraise=True,
+            **kwargs,
+        )
+        response: httpx.Response = await retrying(attempt)
+        return response
+
+    async def aclose(self) -> None:
+        """Close the wrapped transport."""
+        await self._inner.aclose()
+
+
+def make_http_client(
+    config: Config,
+    *,
+    user_agent: str,
+    stats: RetryStats | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    pool_size: int = 32,
+) -> httpx.AsyncClient:
+    """The run's one ``httpx.AsyncClient`` with the retry layer over ``transport``.
+
+    ``transport`` defaults to a pooled ``httpx.AsyncHTTPTransport`` that verifies TLS
+    (system trust store via ``SSL_CERT_FILE`` or certifi, plus ``config.ca_bundle``) and
+    honours the proxy environment variables. Tests pass ``httpx.MockTransport``.
+    """
+    limits = httpx.Limits(max_connections=pool_size, max_keepalive_connections=pool_size)
+    if transport is None:
+        verify: ssl.SSLContext | bool = True
+        if config.ca_bundle is not None:
+            verify = ssl.create_default_context()
+            verify.load_verify_locations(cafile=str(config.ca_bundle))
+        transport = httpx.AsyncHTTPTransport(verify=verify, limits=limits, retries=0)
+    policy = RetryPolicy(
+        attempts=config.client_num_retries,
+        backoff_max=float(config.client_exponential_backoff_max),
+        jitter=config.per_request_jitter,
+        status_codes=frozenset(config.client_retry_status_codes),
+    )
+    return httpx.AsyncClient(
+        transport=RetryTransport(transport, policy, stats),
+        timeout=httpx.Timeout(config.timeout, connect=config.connect_timeout),
+        headers={"User-Agent": user_agent},
+        follow_redirects=False,
+        trust_env=True,
+    )

@@ -1,0 +1,483 @@
+"""Clients of the GHGA services. URLs are built here and only here.
+
+One class per service, each taking the shared ``httpx.AsyncClient`` and its base URL:
+
+* :class:`WkvsClient`: well-known value service (contract §1.1);
+* :class:`WpsClient`: work package service (contract §3.1);
+* :class:`UcsClient`: upload controller service (contract §3.3);
+* :class:`DcsClient`: download controller service, DRS objects (contract §3.4);
+* :class:`ObjectStorageClient`: S3 through presigned URLs (contract §3.5).
+
+Work order tokens are attached by :class:`WorkOrderTokenAuth`, which fetches a new one
+and resends once when the service answers 401 or 403 (expired or rejected token).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Any, Literal
+
+import httpx
+from pydantic import ValidationError
+
+from ghga_connector.adapters.responses import (
+    access_denied,
+    json_string,
+    network_errors,
+    server_error,
+    url_host,
+)
+from ghga_connector.errors import (
+    FileNotDownloadableError,
+    ServerResponseError,
+    ServiceUnreachableError,
+    UploadRejectedError,
+)
+from ghga_connector.models import (
+    DrsObject,
+    UploadChecksums,
+    UploadListItem,
+    WellKnownValues,
+    WorkPackage,
+)
+
+__all__ = [
+    "DcsClient",
+    "ObjectStorageClient",
+    "PresignedUrlExpired",
+    "Staging",
+    "UcsClient",
+    "WkvsClient",
+    "WorkOrderTokenAuth",
+    "WpsClient",
+]
+
+JSON_HEADERS = {"Accept": "application/json", "Content-Type": "application/json"}
+UploadWorkType = Literal["create", "upload", "close", "delete", "view"]
+TokenSource = Callable[[bool], Awaitable[str]]
+
+
+def _max_age(response: httpx.Response) -> float | None:
+    """``max-age`` of a ``Cache-Control`` response header, in seconds."""
+    for directive in response.headers.get("Cache-Control", "").split(","):
+        name, _, value = directive.strip().partition("=")
+        if name.lower() == "max-age":
+            try:
+                return float(value)
+            except ValueError:
+                return None
+    return None
+
+
+class WorkOrderTokenAuth(httpx.Auth):
+    """Attach ``Authorization: Bearer <WOT>``; on 401/403 fetch a new WOT and resend once.
+
+    ``token`` is called with ``force_new=False`` first and ``True`` for the retry.
+    """
+
+    def __init__(self, token: TokenSource) -> None:
+        self._token = token
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        """The httpx authentication flow (see ``httpx.Auth``)."""
+        request.headers["Authorization"] = f"Bearer {await self._token(False)}"
+        response = yield request
+        if response.status_code in (401, 403):
+            await response.aread()
+            request.headers["Authorization"] = f"Bearer {await self._token(True)}"
+            yield request
+
+
+class WkvsClient:
+    """The well-known value service."""
+
+    def __init__(self, client: httpx.AsyncClient, base_url: str) -> None:
+        self._client = client
+        self._base = base_url.rstrip("/")
+
+    async def get_values(self) -> WellKnownValues:
+        """``GET {wkvs}/values``.
+
+        Raises:
+            ServiceUnreachableError: the service cannot be reached.
+            ServerResponseError: non-200, or a required value is missing.
+        """
+        with network_errors(f"the GHGA well-known value service at {url_host(self._base)}"):
+            response = await self._client.get(f"{self._base}/values")
+        if response.status_code != 200:
+            raise server_error(response, "Reading the GHGA service configuration")
+        try:
+            return WellKnownValues.model_validate(response.json())
+        except (ValidationError, ValueError) as error:
+            missing = (
+                ", ".join(str(e["loc"][0]) for e in error.errors())
+                if isinstance(error, ValidationError)
+                else "body"
+            )
+            raise ServerResponseError(
+                f"The well-known value service lacks required values ({missing}).",
+                hint="Check 'wkvs_api_url' in your configuration.",
+            ) from None
+
+
+class WpsClient:
+    """The work package service, authenticated with the plain WPAT (contract §2.2)."""
+
+    def __init__(
+        self, client: httpx.AsyncClient, base_url: str, work_package_id: str, wpat: str
+    ) -> None:
+        self._client = client
+        self._base = base_url.rstrip("/")
+        self._id = work_package_id
+        self._headers = {"Authorization": f"Bearer {wpat}"}
+
+    def __repr__(self) -> str:
+        return f"WpsClient(base={self._base!r}, work_package_id={self._id!r})"
+
+    async def _send(self, method: str, url: str, json: Any = None) -> httpx.Response:
+        with network_errors(f"the GHGA work package service at {url_host(self._base)}"):
+            response = await self._client.request(method, url, json=json, headers=self._headers)
+        if response.status_code == 403:
+            raise access_denied(response)
+        return response
+
+    async def get_work_package(self) -> WorkPackage:
+        """``GET {wps}/work-packages/{id}``.
+
+        Raises:
+            AccessDeniedError: the WPAT is wrong, expired or revoked (403).
+            ServerResponseError: any other unexpected answer.
+        """
+        response = await self._send("GET", f"{self._base}/work-packages/{self._id}")
+        if response.status_code != 200:
+            raise server_error(response, "Reading the work package")
+        try:
+            return WorkPackage.model_validate(response.json())
+        except (ValidationError, ValueError):
+            raise ServerResponseError("The work package service sent an unexpected body.") from None
+
+    async def create_download_wot(self, accession: str) -> tuple[str, float | None]:
+        """``POST .../files/{accession}/work-order-tokens``: the sealed WOT and its max-age.
+
+        Raises:
+            AccessDeniedError: 403 (token, or the file is not in the work package).
+        """
+        response = await self._send(
+            "POST", f"{self._base}/work-packages/{self._id}/files/{accession}/work-order-tokens"
+        )
+        if response.status_code != 201:
+            raise server_error(response, f"Requesting access to {accession}")
+        return json_string(response, "Work order token"), _max_age(response)
+
+    async def create_upload_wot(
+        self,
+        box_id: str,
+        work_type: UploadWorkType,
+        *,
+        alias: str | None = None,
+        file_id: str | None = None,
+    ) -> tuple[str, float | None]:
+        """``POST .../boxes/{rdub_id}/work-order-tokens``: the sealed WOT and its max-age.
+
+        ``box_id`` is the research data upload box id (contract §2.3).
+
+        Raises:
+            AccessDeniedError: 403.
+        """
+        response = await self._send(
+            "POST",
+            f"{self._base}/work-packages/{self._id}/boxes/{box_id}/work-order-tokens",
+            json={"work_type": work_type, "alias": alias, "file_id": file_id},
+        )
+        if response.status_code != 201:
+            raise server_error(response, f"Requesting a {work_type!r} work order token")
+        return json_string(response, "Work order token"), _max_age(response)
+
+
+class UcsClient:
+    """The upload controller service (contract §3.3). Each call takes its WOT source."""
+
+    def __init__(self, client: httpx.AsyncClient, base_url: str) -> None:
+        self._client = client
+        self._base = base_url.rstrip("/")
+        self._target = f"the GHGA upload service at {url_host(self._base)}"
+
+    async def list_uploads(self, box_id: str, token: TokenSource) -> list[UploadListItem]:
+        """All uploads in a file upload box, paging ``skip``/``limit`` (contract §3.3(a))."""
+        items: list[UploadListItem] = []
+        while True:
+            with network_errors(self._target):
+                response = await self._client.get(
+                    f"{self._base}/boxes/{box_id}/uploads",
+                    params={"skip": len(items), "limit": 100},
+                    headers=JSON_HEADERS,
+                    auth=WorkOrderTokenAuth(token),
+                )
+            if response.status_code != 200:
+                raise server_error(response, "Listing the upload box")
+            body = response.json()
+            page = [UploadListItem.model_validate(item) for item in body.get("items", [])]
+            items.extend(page)
+            if not page or len(items) >= int(body.get("total_count", 0)):
+                return items
+
+    async def create_upload(
+        self,
+        box_id: str,
+        token: TokenSource,
+        *,
+        alias: str,
+        decrypted_size: int,
+        encrypted_size: int,
+        part_size: int,
+        overwrite: bool,
+    ) -> tuple[str, str]:
+        """``POST /boxes/{box_id}/uploads``: returns ``(file_id, storage_alias)``.
+
+        Sent once (not retried by the transport): the caller decides after a failure.
+
+        Raises:
+            UploadRejectedError: the server refused (status and ``exception_id`` attached).
+        """
+        with network_errors(self._target):
+            response = await self._client.post(
+                f"{self._base}/boxes/{box_id}/uploads",
+                json={
+                    "alias": alias,
+                    "decrypted_size": decrypted_size,
+                    "encrypted_size": encrypted_size,
+                    "part_size": part_size,
+                    "overwrite": overwrite,
+                },
+                headers=JSON_HEADERS,
+                auth=WorkOrderTokenAuth(token),
+                extensions={"ghga_retry": False},
+            )
+        if response.status_code != 201:
+            raise server_error(
+                response, f"Starting the upload of {alias!r}", error_class=UploadRejectedError
+            )
+        body = response.json()
+        if body.get("alias") != alias:
+            raise ServerResponseError(
+                f"The server created the upload under another alias than {alias!r}."
+            )
+        return str(body["file_id"]), str(body["storage_alias"])
+
+    async def get_part_url(
+        self, box_id: str, file_id: str, part_no: int, token: TokenSource
+    ) -> str:
+        """``GET /boxes/{box}/uploads/{file_id}/parts/{part_no}``: a presigned PUT URL."""
+        with network_errors(self._target):
+            response = await self._client.get(
+                f"{self._base}/boxes/{box_id}/uploads/{file_id}/parts/{part_no}",
+                headers=JSON_HEADERS,
+                auth=WorkOrderTokenAuth(token),
+            )
+        if response.status_code != 200:
+            raise server_error(
+                response, f"Requesting the URL of part {part_no}", error_class=UploadRejectedError
+            )
+        return json_string(response, "Part URL")
+
+    async def complete_upload(
+        self, box_id: str, file_id: str, checksums: UploadChecksums, token: TokenSource
+    ) -> None:
+        """``PATCH /boxes/{box}/uploads/{file_id}`` with the checksums (idempotent)."""
+        with network_errors(self._target):
+            response = await self._client.patch(
+                f"{self._base}/boxes/{box_id}/uploads/{file_id}",
+                json={
+                    "decrypted_sha256": checksums.decrypted_sha256,
+                    "encrypted_md5": checksums.encrypted_md5,
+                    "encrypted_parts_md5": checksums.encrypted_parts_md5,
+                    "encrypted_parts_sha256": checksums.encrypted_parts_sha256,
+                },
+                headers=JSON_HEADERS,
+                auth=WorkOrderTokenAuth(token),
+            )
+        if response.status_code != 204:
+            raise server_error(response, "Completing the upload", error_class=UploadRejectedError)
+
+    async def delete_upload(self, box_id: str, file_id: str, token: TokenSource) -> None:
+        """``DELETE /boxes/{box}/uploads/{file_id}`` (idempotent)."""
+        with network_errors(self._target):
+            response = await self._client.delete(
+                f"{self._base}/boxes/{box_id}/uploads/{file_id}",
+                headers=JSON_HEADERS,
+                auth=WorkOrderTokenAuth(token),
+            )
+        if response.status_code != 204:
+            raise server_error(response, "Removing the upload", error_class=UploadRejectedError)
+
+
+class Staging:
+    """A DRS object that is not staged yet: ask again after ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: float) -> None:
+        self.retry_after = retry_after
+
+
+class DcsClient:
+    """The download controller service: DRS objects and envelopes (contract §3.4)."""
+
+    def __init__(self, client: httpx.AsyncClient, base_url: str) -> None:
+        self._client = client
+        self._base = base_url.rstrip("/")
+        self._target = f"the GHGA download service at {url_host(self._base)}"
+
+    async def get_drs_object(self, accession: str, token: TokenSource) -> DrsObject | Staging:
+        """``GET /objects/{accession}``: the DRS object (200) or :class:`Staging` (202).
+
+        Raises:
+            FileNotDownloadableError: 404 and other refusals.
+        """
+        with network_errors(self._target):
+            response = await self._client.get(
+                f"{self._base}/objects/{accession}",
+                headers={**JSON_HEADERS, "Cache-Control": "no-store"},
+                auth=WorkOrderTokenAuth(token),
+                timeout=httpx.Timeout(310.0, connect=10.0),
+            )
+        if response.status_code == 202:
+            try:
+                retry_after = float(int(response.headers["Retry-After"]))
+            except (KeyError, ValueError):
+                retry_after = 5.0
+            return Staging(retry_after)
+        if response.status_code != 200:
+            raise server_error(
+                response, f"Requesting {accession}", error_class=FileNotDownloadableError
+            )
+        body = response.json()
+        try:
+            url = next(
+                method["access_url"]["url"]
+                for method in body.get("access_methods", [])
+                if method.get("type") == "s3"
+            )
+        except (StopIteration, KeyError, TypeError):
+            raise ServerResponseError(
+                f"The download service offers no S3 access to {accession}."
+            ) from None
+        sha256 = next(
+            (c.get("checksum") for c in body.get("checksums", []) if c.get("type") == "sha-256"),
+            None,
+        )
+        return DrsObject(
+            accession=accession,
+            download_url=url,
+            size=int(body["size"]),
+            sha256=sha256,
+            max_age=_max_age(response),
+        )
+
+    async def get_envelope(self, accession: str, token: TokenSource) -> bytes:
+        """``GET /objects/{accession}/envelopes``: the 124-byte Crypt4GH envelope.
+
+        The body is a bare JSON string (base64); ``{"content": ...}`` and unquoted base64
+        are accepted too (contract §7 item 1).
+        """
+        with network_errors(self._target):
+            response = await self._client.get(
+                f"{self._base}/objects/{accession}/envelopes",
+                headers=JSON_HEADERS,
+                auth=WorkOrderTokenAuth(token),
+            )
+        if response.status_code != 200:
+            raise server_error(
+                response,
+                f"Requesting the envelope of {accession}",
+                error_class=FileNotDownloadableError,
+            )
+        text = response.text.strip()
+        try:
+            value = response.json()
+            if isinstance(value, dict):
+                value = value.get("content")
+            if isinstance(value, str):
+                text = value
+        except ValueError:
+            pass
+        try:
+            return base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise ServerResponseError(f"The envelope of {accession} is not valid base64.") from None
+
+
+class PresignedUrlExpired(Exception):
+    """S3 answered 403 to a presigned URL: it expired; get a new one."""
+
+
+class ObjectStorageClient:
+    """S3 through presigned URLs (contract §3.5). URLs are never logged or shown."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self._client = client
+
+    async def put_part(self, url: str, data: bytes) -> str | None:
+        """``PUT`` one part; returns the ETag S3 reports (without quotes), if any.
+
+        Raises:
+            PresignedUrlExpired: 403.
+            ServiceUnreachableError: network failure after retries.
+            ServerResponseError: any other non-200 status.
+        """
+        with network_errors(f"the object storage at {url_host(url)}"):
+            response = await self._client.put(url, content=data)
+        if response.status_code == 403:
+            raise PresignedUrlExpired
+        if response.status_code != 200:
+            raise ServerResponseError(
+                f"The object storage refused a part (HTTP {response.status_code}).",
+                status_code=response.status_code,
+            )
+        etag = response.headers.get("ETag")
+        return etag.strip('"') if etag else None
+
+    async def get_range(self, url: str, start: int, stop: int, into: memoryview) -> None:
+        """Fetch bytes ``[start, stop)`` into ``into`` (exactly ``stop - start`` bytes).
+
+        Raises:
+            PresignedUrlExpired: 403.
+            ServiceUnreachableError: network failure or stalled body.
+            ServerResponseError: another status, or a body of the wrong length.
+        """
+        expected = stop - start
+        target = f"the object storage at {url_host(url)}"
+        with network_errors(target):
+            async with self._client.stream(
+                "GET",
+                url,
+                headers={"Range": f"bytes={start}-{stop - 1}", "Cache-Control": "no-store"},
+            ) as response:
+                if response.status_code == 403:
+                    raise PresignedUrlExpired
+                if response.status_code not in (200, 206):
+                    raise ServerResponseError(
+                        f"The object storage refused a download (HTTP {response.status_code}).",
+                        status_code=response.status_code,
+                    )
+                if response.status_code == 200 and start != 0:
+                    raise ServerResponseError("The object storage ignored the byte range.")
+                received = 0
+                async for chunk in response.aiter_raw():
+                    end = received + len(chunk)
+                    if end > expected:
+                        if response.status_code == 200:
+                            chunk = chunk[: expected - received]
+                            end = expected
+                        else:
+                            raise ServerResponseError("The object storage sent too many bytes.")
+                    into[received:end] = chunk
+                    received = end
+                    if received == expected and response.status_code == 200:
+                        break
+        if received != expected:
+            raise ServiceUnreachableError(
+                f"The download from {url_host(url)} broke off after {received} of {expected} bytes."
+            )

@@ -1,0 +1,1 @@
+"""Crypt4GH primitives: keys, sealed tokens, envelopes and segment ciphers."""

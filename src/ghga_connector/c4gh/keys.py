@@ -1,0 +1,104 @@
+"""Loading the user's Crypt4GH key pair.
+
+Key files are the standard Crypt4GH (``crypt4gh-keygen``) or OpenSSH ed25519 formats.
+The passphrase of a protected private key comes from an injected callable, never
+from an argument (the CLI asks with a hidden prompt or reads ``C4GH_PASSPHRASE``).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from crypt4gh.keys import get_private_key, get_public_key
+from nacl.public import PrivateKey
+
+from ghga_connector.errors import KeyFileError, PassphraseError
+
+__all__ = ["KeyPair", "load_key_pair", "private_key_is_exposed"]
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    """The user's X25519 key pair: 32 raw bytes each."""
+
+    public: bytes
+    secret: bytes = field(repr=False)
+
+    @property
+    def public_b64(self) -> str:
+        """The public key as standard padded base64, as GHGA stores it (contract §2.2)."""
+        return base64.b64encode(self.public).decode("ascii")
+
+
+def private_key_is_exposed(path: Path) -> bool:
+    """Whether a private key file is readable by users other than its owner (POSIX only)."""
+    if os.name != "posix":
+        return False
+    mode = path.stat().st_mode
+    return bool(mode & (stat.S_IRGRP | stat.S_IROTH))
+
+
+def _check_file(path: Path, what: str) -> None:
+    if not path.exists():
+        raise KeyFileError(f"The {what} file {str(path)!r} does not exist.")
+    if not path.is_file():
+        raise KeyFileError(f"The {what} path {str(path)!r} is not a file.")
+
+
+def load_key_pair(
+    public_key_path: Path, private_key_path: Path, passphrase: Callable[[], str]
+) -> KeyPair:
+    """Load and cross-check the user's key pair.
+
+    Args:
+        public_key_path: Crypt4GH or OpenSSH public key file.
+        private_key_path: Crypt4GH or OpenSSH private key file.
+        passphrase: called (once) only if the private key is protected.
+
+    Raises:
+        KeyFileError: a file is missing, malformed, or the two keys are not a pair.
+        PassphraseError: the passphrase is wrong.
+    """
+    _check_file(public_key_path, "public key")
+    _check_file(private_key_path, "private key")
+    try:
+        public = bytes(get_public_key(str(public_key_path)))
+    except Exception as error:
+        raise KeyFileError(
+            f"The public key file {str(public_key_path)!r} is not a Crypt4GH public key."
+        ) from error
+    if len(public) != 32:
+        raise KeyFileError(f"The public key in {str(public_key_path)!r} is not 32 bytes long.")
+    try:
+        secret = bytes(get_private_key(str(private_key_path), passphrase))
+    except PassphraseError:
+        raise
+    except ValueError as error:
+        # crypt4gh reports a wrong passphrase as a failed decryption of the key
+        if "passphrase" in str(error).lower() or "decrypt" in str(error).lower():
+            raise PassphraseError(
+                f"Wrong passphrase for the private key {str(private_key_path)!r}."
+            ) from None
+        raise KeyFileError(
+            f"The private key file {str(private_key_path)!r} is not a Crypt4GH private key."
+        ) from None
+    except Exception:
+        raise KeyFileError(
+            f"The private key file {str(private_key_path)!r} could not be read "
+            "(wrong passphrase or not a Crypt4GH private key)."
+        ) from None
+    if len(secret) != 32:
+        raise KeyFileError(f"The private key in {str(private_key_path)!r} is not 32 bytes long.")
+    derived = bytes(PrivateKey(secret).public_key)
+    if derived != public:
+        raise KeyFileError(
+            f"The public key {str(public_key_path)!r} does not belong to the private key "
+            f"{str(private_key_path)!r}.",
+            hint="Pass the public key file created together with your private key.",
+        )
+    return KeyPair(public=public, secret=secret)

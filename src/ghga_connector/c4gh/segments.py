@@ -1,0 +1,237 @@
+"""Crypt4GH segment encryption and decryption, part by part.
+
+A Crypt4GH body is a sequence of segments: 65,536 plaintext bytes become
+``nonce (12) ‖ ChaCha20-Poly1305(plaintext) (65,536 + 16)`` = 65,564 bytes; the last
+segment is shorter. Segments are independent, so any part of the stream can be built
+or checked on its own, in parallel threads (the AEAD and hashlib release the GIL).
+
+Nonces: each segment's 12-byte nonce is ``BLAKE2b(key=data secret, segment index)``.
+They are pseudo-random and unique within a file (the data secret is fresh per file), as
+the Crypt4GH specification requires, and deterministic: a part rebuilt after a retry or
+on resume is byte-identical, so its checksums and ETag stay valid. Readers need nothing
+special: the nonce is stored in front of each segment as usual.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+from ghga_connector.core.planning import (
+    CIPHER_DIFF,
+    CIPHER_SEGMENT_SIZE,
+    ENVELOPE_SIZE,
+    SEGMENT_SIZE,
+    ByteRange,
+)
+
+__all__ = [
+    "DigestAborted",
+    "EncryptedPart",
+    "OrderedDigest",
+    "SegmentAuthenticationError",
+    "SegmentCipher",
+    "build_upload_part",
+]
+
+_NONCE_SIZE = 12
+_NONCE_PERSON = b"ghga-c4gh-nonce"
+
+
+class SegmentAuthenticationError(ValueError):
+    """A segment failed its Poly1305 authentication: the data is damaged or forged."""
+
+
+class DigestAborted(RuntimeError):
+    """The ordered digest was aborted because another part failed."""
+
+
+class SegmentCipher:
+    """ChaCha20-Poly1305 over Crypt4GH segments with one 32-byte data secret."""
+
+    def __init__(self, secret: bytes) -> None:
+        if len(secret) != 32:
+            raise ValueError("the Crypt4GH data secret is 32 bytes")
+        self._secret = secret
+        self._aead = ChaCha20Poly1305(secret)
+
+    def nonce(self, index: int) -> bytes:
+        """The 12-byte nonce of segment ``index`` (0-based)."""
+        return hashlib.blake2b(
+            index.to_bytes(8, "little"),
+            key=self._secret,
+            digest_size=_NONCE_SIZE,
+            person=_NONCE_PERSON,
+        ).digest()
+
+    def encrypt_segment_into(self, index: int, plaintext: memoryview, out: memoryview) -> None:
+        """Encrypt one segment into ``out``, which must be ``len(plaintext) + 28`` bytes."""
+        nonce = self.nonce(index)
+        out[:_NONCE_SIZE] = nonce
+        self._aead.encrypt_into(nonce, plaintext, None, out[_NONCE_SIZE:])
+
+    def decrypt_into(self, ciphertext: memoryview, out: memoryview) -> int:
+        """Decrypt whole consecutive segments of ``ciphertext`` into ``out``.
+
+        ``ciphertext`` must start at a segment boundary; ``out`` must hold at least the
+        plaintext size. Returns the number of plaintext bytes written.
+
+        Raises:
+            SegmentAuthenticationError: if a segment is truncated or fails authentication.
+        """
+        written = 0
+        total = len(ciphertext)
+        for offset in range(0, total, CIPHER_SEGMENT_SIZE):
+            segment = ciphertext[offset : offset + CIPHER_SEGMENT_SIZE]
+            if len(segment) <= CIPHER_DIFF:
+                raise SegmentAuthenticationError("truncated Crypt4GH segment")
+            plain_len = len(segment) - CIPHER_DIFF
+            try:
+                self._aead.decrypt_into(
+                    segment[:_NONCE_SIZE],
+                    segment[_NONCE_SIZE:],
+                    None,
+                    out[written : written + plain_len],
+                )
+            except InvalidTag:
+                raise SegmentAuthenticationError(
+                    "a Crypt4GH segment failed authentication"
+                ) from None
+            written += plain_len
+        return written
+
+
+class OrderedDigest:
+    """A SHA-256 fed by parallel workers strictly in part order (1, 2, 3, ...).
+
+    :meth:`update` blocks until all lower part numbers have been fed. A part number fed
+    before (a retried part) is ignored. :meth:`abort` wakes all waiters with
+    :class:`DigestAborted`, so no thread waits forever after a failure.
+    """
+
+    def __init__(self, first_part_no: int = 1) -> None:
+        self._hash = hashlib.sha256()
+        self._next = first_part_no
+        self._aborted = False
+        self._cond = threading.Condition()
+
+    def update(self, part_no: int, data: memoryview | bytes | bytearray) -> None:
+        """Feed the bytes of ``part_no`` once its predecessors are in.
+
+        Raises:
+            DigestAborted: if :meth:`abort` was called.
+        """
+        with self._cond:
+            while self._next < part_no and not self._aborted:
+                self._cond.wait(timeout=1.0)
+            if self._aborted:
+                raise DigestAborted("aborted")
+            if part_no < self._next:
+                return
+        # Only the thread holding the next part number gets here; the others wait above.
+        self._hash.update(data)
+        with self._cond:
+            self._next += 1
+            self._cond.notify_all()
+
+    def abort(self) -> None:
+        """Release every waiting thread with :class:`DigestAborted`."""
+        with self._cond:
+            self._aborted = True
+            self._cond.notify_all()
+
+    @property
+    def parts_done(self) -> int:
+        """How many parts have been fed."""
+        return self._next - 1
+
+    def hexdigest(self) -> str:
+        """The SHA-256 (hex) of everything fed so far."""
+        return self._hash.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class EncryptedPart:
+    """One upload part: the exact bytes to PUT and their checksums (hex)."""
+
+    part_no: int
+    data: bytes
+    md5: str
+    sha256: str
+
+
+def build_upload_part(
+    path: str,
+    plain_size: int,
+    part: ByteRange,
+    envelope: bytes,
+    cipher: SegmentCipher,
+    plaintext_digest: OrderedDigest,
+) -> EncryptedPart:
+    """Read, hash, encrypt and checksum one upload part (blocking; run it in a thread).
+
+    ``part`` is a range of the *uploaded object*: envelope (124 bytes) followed by the
+    body. Part 1 starts with the envelope. The plaintext segments whose ciphertext
+    starts inside this part are fed to ``plaintext_digest`` in part order.
+
+    Raises:
+        OSError: if the file cannot be read.
+        ValueError: if the file is shorter than ``plain_size`` (it changed).
+        DigestAborted: if another part failed meanwhile.
+    """
+    out = bytearray(part.length)
+    view = memoryview(out)
+    header_len = 0
+    if part.start < ENVELOPE_SIZE:
+        header_len = min(ENVELOPE_SIZE, part.stop) - part.start
+        view[:header_len] = envelope[part.start : part.start + header_len]
+    body_start = max(part.start - ENVELOPE_SIZE, 0)
+    body_stop = part.stop - ENVELOPE_SIZE
+    if body_stop > body_start:
+        first_seg = body_start // CIPHER_SEGMENT_SIZE
+        end_seg = -(-body_stop // CIPHER_SEGMENT_SIZE)
+        first_owned = -(-body_start // CIPHER_SEGMENT_SIZE)
+        plain_start = first_seg * SEGMENT_SIZE
+        plain_stop = min(end_seg * SEGMENT_SIZE, plain_size)
+        plain = bytearray(plain_stop - plain_start)
+        with open(path, "rb") as handle:  # noqa: PTH123 - one handle per thread
+            handle.seek(plain_start)
+            if handle.readinto(plain) != len(plain):
+                raise ValueError("the file is shorter than when the upload started")
+        pview = memoryview(plain)
+        plaintext_digest.update(part.part_no, pview[(first_owned - first_seg) * SEGMENT_SIZE :])
+        scratch: memoryview | None = None
+        for seg in range(first_seg, end_seg):
+            seg_plain = pview[(seg - first_seg) * SEGMENT_SIZE :][:SEGMENT_SIZE]
+            seg_start = seg * CIPHER_SEGMENT_SIZE
+            seg_stop = seg_start + len(seg_plain) + CIPHER_DIFF
+            dest = header_len + seg_start - body_start
+            if seg_start >= body_start and seg_stop <= body_stop:
+                cipher.encrypt_segment_into(
+                    seg, seg_plain, view[dest : dest + seg_stop - seg_start]
+                )
+                continue
+            # A segment that straddles the part boundary: encrypt it whole, copy our slice.
+            if scratch is None:
+                scratch = memoryview(bytearray(CIPHER_SEGMENT_SIZE))
+            seg_view = scratch[: seg_stop - seg_start]
+            cipher.encrypt_segment_into(seg, seg_plain, seg_view)
+            lo = max(body_start, seg_start)
+            hi = min(body_stop, seg_stop)
+            view[header_len + lo - body_start : header_len + hi - body_start] = seg_view[
+                lo - seg_start : hi - seg_start
+            ]
+        del pview, plain
+    else:
+        plaintext_digest.update(part.part_no, b"")
+    data = bytes(out)
+    return EncryptedPart(
+        part_no=part.part_no,
+        data=data,
+        md5=hashlib.md5(data, usedforsecurity=False).hexdigest(),
+        sha256=hashlib.sha256(data).hexdigest(),
+    )

@@ -1,0 +1,720 @@
+"""The ``ghga-connector`` command line: parse, build the config, call the core, map errors.
+
+Exit codes: 0 all done (or skipped), 1 at least one file failed or a server failed,
+2 usage, configuration or credential error, 130 interrupted (Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import traceback
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ghga_connector import __version__
+from ghga_connector.c4gh.keys import KeyPair, load_key_pair, private_key_is_exposed
+from ghga_connector.config import Config, find_config_file, load_config
+from ghga_connector.core.decrypt import decrypt_file
+from ghga_connector.core.ports import ProgressReporter
+from ghga_connector.errors import (
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    ConnectorError,
+    InputFileError,
+    KeyFileError,
+    OutputError,
+    UserInputError,
+)
+from ghga_connector.inject import Session, open_session
+from ghga_connector.manifest import parse_manifest, plan_uploads
+from ghga_connector.models import FileOutcome, Outcome
+from ghga_connector.prompts import passphrase_source, read_wpat
+from ghga_connector.reporting.console import (
+    JsonReporter,
+    PlainReporter,
+    QuietReporter,
+    RichReporter,
+)
+
+__all__ = ["app", "run"]
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="ghga-connector",
+    help=(
+        "Upload files to and download files from GHGA, the German Human Genome-Phenome "
+        "Archive. Files are Crypt4GH-encrypted on your machine before upload and checked "
+        "after download.\n\n"
+        "Typical use:\n\n"
+        "  ghga-connector upload --wpat-file upload.wpat sample1.bam sample2.bam\n\n"
+        "  ghga-connector download --wpat-file download.wpat --output-dir data --decrypt"
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@dataclass
+class GlobalOptions:
+    """Options given before the command."""
+
+    debug: bool = False
+    json: bool = False
+    quiet: bool = False
+    config_file: Path | None = None
+
+
+# --- shared options -----------------------------------------------------------------
+
+PublicKeyOpt = Annotated[
+    Path,
+    typer.Option(
+        "--my-public-key-path",
+        help="Your Crypt4GH public key file (the one registered with GHGA).",
+        show_default=True,
+    ),
+]
+PrivateKeyOpt = Annotated[
+    Path,
+    typer.Option(
+        "--my-private-key-path",
+        help="Your Crypt4GH private key file. Its passphrase is asked for hidden, or "
+        "taken from C4GH_PASSPHRASE.",
+        show_default=True,
+    ),
+]
+WpatFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--wpat-file",
+        help="File holding the work package access token from the GHGA Data Portal. "
+        "Alternatives: env GHGA_CONNECTOR_WPAT, or a hidden prompt.",
+    ),
+]
+WpatOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--wpat",
+        help="The access token itself (discouraged: visible to other users in the process list).",
+        hidden=False,
+    ),
+]
+DebugOpt = Annotated[
+    bool, typer.Option("--debug", help="Show tracebacks and request details on errors.")
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"ghga-connector {__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+    debug: DebugOpt = False,
+    json_output: Annotated[
+        bool,
+        typer.Option("--json", help="Write one JSON object per file to standard output."),
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Show errors only.")] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="YAML configuration file (default: $GHGA_CONNECTOR_CONFIG_YAML, "
+            "./.ghga_connector.yaml, ~/.ghga_connector.yaml).",
+        ),
+    ] = None,
+) -> None:
+    """Global options."""
+    ctx.obj = GlobalOptions(debug=debug, json=json_output, quiet=quiet, config_file=config)
+
+
+# --- plumbing -----------------------------------------------------------------------
+
+
+def _options(ctx: typer.Context, debug: bool = False) -> GlobalOptions:
+    options = ctx.obj if isinstance(ctx.obj, GlobalOptions) else GlobalOptions()
+    if debug:
+        options.debug = True
+    return options
+
+
+def _err_console() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def _reporter(options: GlobalOptions) -> ProgressReporter:
+    console = _err_console()
+    if options.json:
+        return JsonReporter(console)
+    if options.quiet:
+        return QuietReporter(console)
+    if console.is_terminal:
+        return RichReporter(console)
+    return PlainReporter(console)
+
+
+def _fail(options: GlobalOptions, error: BaseException, code: int) -> typer.Exit:
+    console = _err_console()
+    if options.debug:
+        console.print("".join(traceback.format_exception(error)), markup=False)
+    if isinstance(error, ConnectorError):
+        console.print(f"[bold red]Error:[/] {error.message}", highlight=False)
+        if error.hint:
+            console.print(f"  {error.hint}", highlight=False)
+    else:
+        console.print(f"[bold red]Error:[/] {type(error).__name__}: {error}", highlight=False)
+        if not options.debug:
+            console.print("  Rerun with --debug for details.", highlight=False)
+    return typer.Exit(code)
+
+
+def _execute(options: GlobalOptions, work: Callable[[], T]) -> T:
+    """Run ``work``, turning errors into messages and exit codes."""
+    try:
+        return work()
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt:
+        _err_console().print("[yellow]Interrupted.[/]")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except ConnectorError as error:
+        raise _fail(options, error, error.exit_code) from None
+    except Exception as error:
+        raise _fail(options, error, EXIT_FAILURE) from None
+
+
+def _run_async(reporter: ProgressReporter, coroutine: Awaitable[T]) -> T:
+    async def wrapped() -> T:
+        return await coroutine
+
+    if isinstance(reporter, RichReporter):
+        with reporter:
+            return asyncio.run(wrapped())
+    return asyncio.run(wrapped())
+
+
+def _load_keys(public: Path, private: Path, reporter: ProgressReporter) -> KeyPair:
+    keys = load_key_pair(public, private, passphrase_source(private))
+    if private_key_is_exposed(private):
+        reporter.message(
+            f"Warning: the private key {str(private)!r} is readable by other users; "
+            f"restrict it with 'chmod 600 {private}'.",
+            level="warning",
+        )
+    return keys
+
+
+def _summary(
+    options: GlobalOptions, outcomes: list[FileOutcome], verb: str, session: Session | None = None
+) -> int:
+    """Print the final table; return the exit code (1 if any file failed)."""
+    failed = [o for o in outcomes if o.outcome is Outcome.FAILED]
+    if not options.json and not options.quiet:
+        console = _err_console()
+        table = Table(title=f"{verb} summary", title_justify="left")
+        for column in ("file", "result", "size (bytes)", "MB/s", "note"):
+            table.add_column(column, overflow="fold")
+        for o in outcomes:
+            style = {"done": "green", "failed": "red", "skipped": "yellow"}.get(o.outcome.value, "")
+            table.add_row(
+                o.name,
+                f"[{style}]{o.outcome.value}[/]" if style else o.outcome.value,
+                f"{o.size:,}",
+                f"{o.throughput / 1e6:.1f}" if o.throughput else "",
+                o.message,
+            )
+        console.print(table)
+        if session is not None and session.retry_stats.total:
+            reasons = ", ".join(
+                f"{k} ×{v}" for k, v in sorted(session.retry_stats.by_reason.items())
+            )
+            console.print(f"Retried requests: {session.retry_stats.total} ({reasons})")
+    if failed:
+        if not options.json:
+            _err_console().print(
+                f"[bold red]{len(failed)} of {len(outcomes)} file(s) failed.[/]", highlight=False
+            )
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def _config(options: GlobalOptions) -> Config:
+    config, _ = load_config(options.config_file)
+    return config
+
+
+# --- commands -----------------------------------------------------------------------
+
+
+def _upload(
+    options: GlobalOptions,
+    entries: list[tuple[Path, str]],
+    *,
+    overwrite: bool,
+    dry_run: bool,
+    wpat_file: Path | None,
+    wpat: str | None,
+    public_key: Path,
+    private_key: Path,
+) -> None:
+    def work() -> int:
+        config = _config(options)
+        jobs = plan_uploads(entries, overwrite=overwrite)
+        reporter = _reporter(options)
+        keys = _load_keys(public_key, private_key, reporter)
+        token = read_wpat(wpat_file, wpat, lambda m: reporter.message(m, level="warning"))
+
+        async def go() -> tuple[list[FileOutcome], Session]:
+            async with open_session(config, keys, token, reporter) as session:
+                return await session.handler.upload(jobs, dry_run=dry_run), session
+
+        outcomes, session = _run_async(reporter, go())
+        return _summary(options, outcomes, "Dry run" if dry_run else "Upload", session)
+
+    raise typer.Exit(_execute(options, work))
+
+
+@app.command(
+    "upload",
+    epilog="Examples:\n\n"
+    "  ghga-connector upload --wpat-file upload.wpat sample1.bam sample2.vcf.gz\n\n"
+    "  ghga-connector upload --wpat-file upload.wpat --alias tumor.bam /data/x.bam\n\n"
+    "  ghga-connector upload --wpat-file upload.wpat --manifest files.tsv --dry-run",
+)
+def upload(
+    ctx: typer.Context,
+    files: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Files to upload; each keeps its file name as alias."),
+    ] = None,
+    manifest: Annotated[
+        Path | None,
+        typer.Option("--manifest", "--tsv", help="TSV file of 'path<TAB>alias' lines."),
+    ] = None,
+    alias: Annotated[
+        str | None, typer.Option("--alias", help="Alias for a single FILE (default: its name).")
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace files already in the upload box.")
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Check token, box, keys and files; print the plan; send nothing."
+        ),
+    ] = False,
+    wpat_file: WpatFileOpt = None,
+    wpat: WpatOpt = None,
+    my_public_key_path: PublicKeyOpt = Path("key.pub"),
+    my_private_key_path: PrivateKeyOpt = Path("key.sec"),
+    debug: DebugOpt = False,
+) -> None:
+    """Encrypt files with Crypt4GH and upload them into your GHGA upload box.
+
+    Files are encrypted while they are read (no encrypted copy on disk) and sent in
+    parallel parts. Files already in the box are skipped unless --overwrite.
+    """
+    options = _options(ctx, debug)
+
+    def entries() -> list[tuple[Path, str]]:
+        if manifest is not None and files:
+            raise UserInputError("Give either FILE arguments or --manifest, not both.")
+        if manifest is not None:
+            return parse_manifest(manifest)
+        if not files:
+            raise UserInputError(
+                "No files given.", hint="Name files to upload, or a --manifest TSV file."
+            )
+        if alias is not None and len(files) != 1:
+            raise UserInputError("--alias needs exactly one FILE.")
+        return [(f, alias if alias is not None else f.name) for f in files]
+
+    listed = _execute(options, entries)
+    _upload(
+        options,
+        listed,
+        overwrite=overwrite,
+        dry_run=dry_run,
+        wpat_file=wpat_file,
+        wpat=wpat,
+        public_key=my_public_key_path,
+        private_key=my_private_key_path,
+    )
+
+
+@app.command(
+    "batch-upload", help="Upload the files listed in a TSV file (ghga-connector 4.x style)."
+)
+def batch_upload(
+    ctx: typer.Context,
+    tsv: Annotated[Path, typer.Option("--tsv", help="TSV file of 'path<TAB>alias' lines.")],
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing files.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan only.")] = False,
+    max_retries: Annotated[
+        int,
+        typer.Option(
+            "--max-retries", help="Accepted for compatibility; parts are retried individually."
+        ),
+    ] = 3,
+    shorten_names: Annotated[
+        bool, typer.Option("--shorten-names", help="Accepted for compatibility; no effect.")
+    ] = False,
+    wpat_file: WpatFileOpt = None,
+    wpat: WpatOpt = None,
+    my_public_key_path: PublicKeyOpt = Path("key.pub"),
+    my_private_key_path: PrivateKeyOpt = Path("key.sec"),
+    debug: DebugOpt = False,
+) -> None:
+    """Upload the files listed in a TSV file."""
+    options = _options(ctx, debug)
+    listed = _execute(options, lambda: parse_manifest(tsv))
+    _upload(
+        options,
+        listed,
+        overwrite=overwrite,
+        dry_run=dry_run,
+        wpat_file=wpat_file,
+        wpat=wpat,
+        public_key=my_public_key_path,
+        private_key=my_private_key_path,
+    )
+
+
+@app.command(
+    "download",
+    epilog="Examples:\n\n"
+    "  ghga-connector download --wpat-file download.wpat --output-dir data\n\n"
+    "  ghga-connector download --wpat-file download.wpat --output-dir data --decrypt\n\n"
+    "  ghga-connector download --wpat-file download.wpat --output-dir data --file GHGAF00000000000001",
+)
+def download(
+    ctx: typer.Context,
+    output_dir: Annotated[
+        Path, typer.Option("--output-dir", help="Existing folder to write the files into.")
+    ],
+    file: Annotated[
+        list[str] | None,
+        typer.Option("--file", help="Download only this accession (repeatable)."),
+    ] = None,
+    decrypt: Annotated[
+        bool,
+        typer.Option(
+            "--decrypt",
+            help="Decrypt while downloading: write the plaintext, keep no encrypted copy.",
+        ),
+    ] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace files that exist in the output folder.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be downloaded; send nothing else.")
+    ] = False,
+    wpat_file: WpatFileOpt = None,
+    wpat: WpatOpt = None,
+    my_public_key_path: PublicKeyOpt = Path("key.pub"),
+    my_private_key_path: PrivateKeyOpt = Path("key.sec"),
+    debug: DebugOpt = False,
+) -> None:
+    """Download the files of a download work package.
+
+    Waits while files are staged, fetches parallel ranges, authenticates every Crypt4GH
+    segment and compares the SHA-256 with GHGA's checksum before a file gets its final
+    name. Without --decrypt, files stay encrypted as <accession><ext>.c4gh with a
+    .sha256 file beside them for 'ghga-connector decrypt'.
+    """
+    options = _options(ctx, debug)
+
+    def work() -> int:
+        config = _config(options)
+        if not output_dir.is_dir():
+            raise OutputError(
+                f"The output folder {str(output_dir)!r} does not exist.",
+                hint=f"Create it first: mkdir {output_dir}",
+            )
+        reporter = _reporter(options)
+        keys = _load_keys(my_public_key_path, my_private_key_path, reporter)
+        token = read_wpat(wpat_file, wpat, lambda m: reporter.message(m, level="warning"))
+
+        async def go() -> tuple[list[FileOutcome], Session]:
+            async with open_session(config, keys, token, reporter) as session:
+                jobs = await session.handler.download_plan(
+                    output_dir, accessions=file, decrypt=decrypt
+                )
+                outcomes = await session.handler.download(
+                    jobs, overwrite=overwrite, dry_run=dry_run
+                )
+                return outcomes, session
+
+        outcomes, session = _run_async(reporter, go())
+        return _summary(options, outcomes, "Dry run" if dry_run else "Download", session)
+
+    raise typer.Exit(_execute(options, work))
+
+
+@app.command(
+    "decrypt",
+    epilog="Example:\n\n  ghga-connector decrypt --input-dir data --my-private-key-path key.sec",
+)
+def decrypt(
+    ctx: typer.Context,
+    input_dir: Annotated[Path, typer.Option("--input-dir", help="Folder with .c4gh files.")],
+    output_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--output-dir",
+            help="Existing folder for the decrypted files (default: the input folder).",
+        ),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace existing outputs.")
+    ] = False,
+    my_private_key_path: PrivateKeyOpt = Path("key.sec"),
+    debug: DebugOpt = False,
+) -> None:
+    """Decrypt downloaded .c4gh files and verify them against GHGA's checksum.
+
+    A file whose content fails authentication or its checksum leaves no output behind.
+    """
+    options = _options(ctx, debug)
+
+    def work() -> int:
+        target_dir = output_dir if output_dir is not None else input_dir
+        if not input_dir.is_dir():
+            raise InputFileError(f"The input folder {str(input_dir)!r} does not exist.")
+        if not target_dir.is_dir():
+            raise OutputError(
+                f"The output folder {str(target_dir)!r} does not exist.",
+                hint=f"Create it first: mkdir {target_dir}",
+            )
+        sources = sorted(p for p in input_dir.glob("*.c4gh") if p.is_file())
+        if not sources:
+            raise InputFileError(f"There are no .c4gh files in {str(input_dir)!r}.")
+        reporter = _reporter(options)
+        from crypt4gh.keys import get_private_key
+
+        if not my_private_key_path.is_file():
+            raise KeyFileError(f"The private key file {str(my_private_key_path)!r} does not exist.")
+        try:
+            secret = bytes(
+                get_private_key(str(my_private_key_path), passphrase_source(my_private_key_path))
+            )
+        except ConnectorError:
+            raise
+        except Exception:
+            raise KeyFileError(
+                f"The private key {str(my_private_key_path)!r} could not be read "
+                "(wrong passphrase or not a Crypt4GH private key)."
+            ) from None
+        outcomes = []
+        for source in sources:
+            target = target_dir / source.name.removesuffix(".c4gh")
+            try:
+                outcome = decrypt_file(source, target, secret, overwrite=overwrite)
+            except ConnectorError as error:
+                outcome = FileOutcome(
+                    name=source.name,
+                    outcome=Outcome.FAILED,
+                    path=target,
+                    message=error.message,
+                )
+            reporter.file_finished(outcome)
+            outcomes.append(outcome)
+        return _summary(options, outcomes, "Decrypt")
+
+    raise typer.Exit(_execute(options, work))
+
+
+@app.command("ls", epilog="Example:\n\n  ghga-connector ls --wpat-file upload.wpat")
+def list_files(
+    ctx: typer.Context,
+    wpat_file: WpatFileOpt = None,
+    wpat: WpatOpt = None,
+    my_public_key_path: PublicKeyOpt = Path("key.pub"),
+    my_private_key_path: PrivateKeyOpt = Path("key.sec"),
+    debug: DebugOpt = False,
+) -> None:
+    """List the files of a work package: uploads in the box, or files you may download."""
+    options = _options(ctx, debug)
+
+    def work() -> int:
+        config = _config(options)
+        reporter = QuietReporter(_err_console())
+        keys = _load_keys(my_public_key_path, my_private_key_path, reporter)
+        token = read_wpat(wpat_file, wpat, lambda m: reporter.message(m, level="warning"))
+
+        async def go() -> list[dict[str, Any]]:
+            async with open_session(config, keys, token, reporter) as session:
+                package = await session.accessor.get_work_package()
+                if package.type == "upload":
+                    return [
+                        {
+                            "alias": item.alias,
+                            "state": item.state.value,
+                            "size": item.decrypted_size,
+                            "file_id": item.id,
+                        }
+                        for item in sorted(
+                            await session.handler.list_uploads(), key=lambda i: i.alias
+                        )
+                    ]
+                return [
+                    {"accession": accession, "extension": extension}
+                    for accession, extension in sorted((package.files or {}).items())
+                ]
+
+        rows = asyncio.run(go())
+        if options.json:
+            for row in rows:
+                sys.stdout.write(json.dumps(row) + "\n")
+            return EXIT_OK
+        table = Table()
+        if rows:
+            for column in rows[0]:
+                table.add_column(column)
+            for row in rows:
+                table.add_row(
+                    *(
+                        "" if v is None else f"{v:,}" if isinstance(v, int) else str(v)
+                        for v in row.values()
+                    )
+                )
+            Console().print(table)
+        else:
+            Console().print("No files.")
+        return EXIT_OK
+
+    raise typer.Exit(_execute(options, work))
+
+
+@app.command(
+    "delete",
+    epilog="Example:\n\n  ghga-connector delete --wpat-file upload.wpat --alias sample1.bam",
+)
+def delete(
+    ctx: typer.Context,
+    alias: Annotated[
+        str | None, typer.Option("--alias", help="Alias of the upload to remove.")
+    ] = None,
+    file_id: Annotated[
+        str | None, typer.Option("--file-id", help="File id of the upload to remove.")
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    wpat_file: WpatFileOpt = None,
+    wpat: WpatOpt = None,
+    my_public_key_path: PublicKeyOpt = Path("key.pub"),
+    my_private_key_path: PrivateKeyOpt = Path("key.sec"),
+    debug: DebugOpt = False,
+) -> None:
+    """Remove a file, or cancel an unfinished upload, in your upload box."""
+    options = _options(ctx, debug)
+
+    def work() -> int:
+        if (alias is None) == (file_id is None):
+            raise UserInputError("Give exactly one of --alias or --file-id.")
+        config = _config(options)
+        reporter = QuietReporter(_err_console())
+        keys = _load_keys(my_public_key_path, my_private_key_path, reporter)
+        token = read_wpat(wpat_file, wpat, lambda m: reporter.message(m, level="warning"))
+
+        async def go() -> str:
+            async with open_session(config, keys, token, reporter) as session:
+                items = [i for i in await session.handler.list_uploads() if not i.state.is_absent]
+                match = [i for i in items if i.alias == alias or i.id == file_id]
+                if not match:
+                    raise UserInputError(
+                        f"No upload {alias or file_id!r} in the upload box.",
+                        hint="Run 'ghga-connector ls' to see the uploads.",
+                    )
+                item = match[0]
+                if not yes:
+                    if not sys.stdin.isatty():
+                        raise UserInputError("Refusing to delete without confirmation; pass --yes.")
+                    if not typer.confirm(
+                        f"Remove {item.alias} ({item.state.value}) from the upload box?"
+                    ):
+                        return "kept"
+                await session.handler.delete_upload(item.id)
+                return f"removed {item.alias}"
+
+        result = asyncio.run(go())
+        _err_console().print(result)
+        return EXIT_OK
+
+    raise typer.Exit(_execute(options, work))
+
+
+@app.command("config")
+def show_config(ctx: typer.Context) -> None:
+    """Show the effective configuration and where each value comes from."""
+    options = _options(ctx)
+
+    def work() -> int:
+        import os
+
+        from ghga_connector.config import ENV_PREFIX
+
+        path = find_config_file(options.config_file)
+        config, _ = load_config(options.config_file)
+        file_keys: set[str] = set()
+        if path is not None:
+            import yaml
+
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            file_keys = {str(k).lower() for k in loaded}
+        env_keys = {
+            k.lower().removeprefix(ENV_PREFIX.lower())
+            for k in os.environ
+            if k.upper().startswith(ENV_PREFIX)
+        }
+        rows = []
+        for name in Config.model_fields:
+            value = getattr(config, name)
+            source = (
+                "environment"
+                if name in env_keys
+                else (str(path) if name in file_keys else "default")
+            )
+            rows.append({"setting": name, "value": str(value), "source": source})
+        if options.json:
+            for row in rows:
+                sys.stdout.write(json.dumps(row) + "\n")
+            return EXIT_OK
+        table = Table(title=f"Configuration file: {path or 'none'}", title_justify="left")
+        for column in ("setting", "value", "source"):
+            table.add_column(column)
+        for row in rows:
+            table.add_row(row["setting"], row["value"], row["source"])
+        Console().print(table)
+        return EXIT_OK
+
+    raise typer.Exit(_execute(options, work))
+
+
+def run() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:  # pragma: no cover - Ctrl-C during argument parsing
+        sys.exit(EXIT_INTERRUPTED)

@@ -1,0 +1,206 @@
+"""Configuration: one pydantic-settings model, built by :func:`load_config` per run.
+
+Nothing is read at import time. Sources, highest precedence first (compatible with
+ghga-connector 4.0.1):
+
+1. values given on the command line;
+2. environment variables ``GHGA_CONNECTOR_<FIELD>`` (case-insensitive);
+3. a ``.env`` file in the working directory;
+4. a YAML file: ``--config PATH``, else the file named by ``GHGA_CONNECTOR_CONFIG_YAML``,
+   else ``./.ghga_connector.yaml``, else ``~/.ghga_connector.yaml``;
+5. the defaults below.
+
+Memory bound: an upload holds at most ``(max_concurrent_uploads + crypto threads) ×
+part_size`` bytes of part data, plus up to twice ``part_size`` per crypto thread while a
+part is being encrypted; a download ``2 × max_concurrent_downloads × part_size``. With
+the defaults (16 MiB parts, 6 parts in flight) that is about 200 MiB per file in flight.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import AnyHttpUrl, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from ghga_connector.errors import ConfigurationError
+
+__all__ = ["CONFIG_ENV_VAR", "ENV_PREFIX", "Config", "find_config_file", "load_config"]
+
+ENV_PREFIX = "GHGA_CONNECTOR_"
+CONFIG_ENV_VAR = "GHGA_CONNECTOR_CONFIG_YAML"
+CONFIG_FILE_NAME = ".ghga_connector.yaml"
+
+
+class Config(BaseSettings):
+    """Settings of the connector. Field names are those of ghga-connector 4.0.1."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        case_sensitive=False,
+    )
+
+    wkvs_api_url: AnyHttpUrl = Field(
+        default=AnyHttpUrl("https://data.ghga.de/.well-known"),
+        description="URL of the GHGA well-known value service; all other service URLs "
+        "and the Data Hub public keys are read from '{wkvs_api_url}/values'.",
+    )
+    part_size: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024 * 1024,
+        le=5 * 1024 * 1024 * 1024,
+        description="Bytes per upload part and per download range. Uploads round it up "
+        "to whole Crypt4GH segments (65,564 bytes), at least 5 MiB, and grow it so that a "
+        "file needs at most 10,000 parts.",
+    )
+    max_concurrent_uploads: int = Field(
+        default=6, ge=1, le=64, description="Upload parts in flight at once, per file."
+    )
+    max_concurrent_downloads: int = Field(
+        default=6, ge=1, le=64, description="Download ranges in flight at once, per file."
+    )
+    max_parallel_files: int = Field(
+        default=3,
+        ge=1,
+        le=5,
+        description="Files transferred at the same time. Uploads are further limited by "
+        "the server's limit of 5 open uploads per file upload box.",
+    )
+    max_wait_time: int = Field(
+        default=3600,
+        ge=1,
+        description="Seconds to wait for a file to be staged for download before giving up.",
+    )
+    client_num_retries: int = Field(
+        default=5, ge=1, le=50, description="Attempts per request (the first one included)."
+    )
+    client_exponential_backoff_max: int = Field(
+        default=60, ge=0, description="Longest wait between two attempts, in seconds."
+    )
+    client_retry_status_codes: list[int] = Field(
+        default=[408, 429, 500, 502, 503, 504],
+        description="HTTP status codes that are retried with exponential backoff.",
+    )
+    client_reraise_from_retry_error: bool = Field(
+        default=True, description="Accepted for compatibility with 4.0.1; has no effect."
+    )
+    per_request_jitter: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="Upper bound in seconds of a random delay added to each retry wait.",
+    )
+    retry_after_applicable_for_num_requests: int = Field(
+        default=1, ge=1, description="Accepted for compatibility with 4.0.1; has no effect."
+    )
+    timeout: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds without progress after which a request is abandoned and "
+        "retried: connecting, or waiting for the next bytes of a body.",
+    )
+    connect_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds allowed to open a connection."
+    )
+    ca_bundle: Path | None = Field(
+        default=None,
+        description="A PEM file of extra certificate authorities to trust (TLS is always "
+        "verified; SSL_CERT_FILE is also honoured).",
+    )
+
+    @field_validator("client_retry_status_codes")
+    @classmethod
+    def _check_status_codes(cls, value: list[int]) -> list[int]:
+        for code in value:
+            if not 100 <= code <= 599:
+                raise ValueError(f"{code} is not an HTTP status code")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Precedence: arguments > environment > .env > YAML (passed as init) > defaults."""
+        return (init_settings, env_settings, dotenv_settings)
+
+
+def find_config_file(explicit: Path | None = None) -> Path | None:
+    """The YAML configuration file to use, following the order in the module docstring.
+
+    Raises:
+        ConfigurationError: if an explicitly named file does not exist.
+    """
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigurationError(f"The configuration file {str(explicit)!r} does not exist.")
+        return explicit
+    named = os.environ.get(CONFIG_ENV_VAR)
+    if named:
+        path = Path(named)
+        if not path.is_file():
+            raise ConfigurationError(
+                f"The configuration file {named!r} named by {CONFIG_ENV_VAR} does not exist."
+            )
+        return path
+    for candidate in (Path.cwd() / CONFIG_FILE_NAME, Path.home() / CONFIG_FILE_NAME):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        content = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigurationError(
+            f"The configuration file {str(path)!r} is not valid YAML: {error}"
+        ) from None
+    if content is None:
+        return {}
+    if not isinstance(content, dict):
+        raise ConfigurationError(f"The configuration file {str(path)!r} is not a mapping.")
+    return {str(key).lower(): value for key, value in content.items()}
+
+
+def load_config(config_file: Path | None = None, **overrides: Any) -> tuple[Config, Path | None]:
+    """Build the configuration and return it with the YAML file it used (if any).
+
+    ``overrides`` (command-line values) take precedence over every other source; the
+    YAML file has the lowest precedence apart from the defaults.
+
+    Raises:
+        ConfigurationError: if the YAML file is missing or invalid, or a value is invalid.
+    """
+    path = find_config_file(config_file)
+    file_values = _read_yaml(path) if path else {}
+    env_names = {key.lower() for key in os.environ if key.upper().startswith(ENV_PREFIX)}
+    # YAML values are passed as init values, but must lose against the environment.
+    file_values = {
+        key: value
+        for key, value in file_values.items()
+        if f"{ENV_PREFIX.lower()}{key}" not in env_names
+    }
+    try:
+        config = Config(**{**file_values, **overrides})
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in error.errors()
+        )
+        source = f" (from {path})" if path else ""
+        raise ConfigurationError(f"Invalid configuration{source}: {problems}") from None
+    return config, path

@@ -1,0 +1,113 @@
+"""Offline decryption of downloaded ``.c4gh`` files, with checksum verification.
+
+The plaintext is written under a temporary ``.part`` name and renamed only after every
+segment authenticated and, when a ``<file>.c4gh.sha256`` file from the download is
+present, the plaintext SHA-256 matched it. On any failure nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import time
+from pathlib import Path
+
+from crypt4gh import header as c4gh_header
+
+from ghga_connector.c4gh.segments import SegmentAuthenticationError, SegmentCipher
+from ghga_connector.core.download import CHECKSUM_SUFFIX
+from ghga_connector.core.planning import CIPHER_SEGMENT_SIZE, SEGMENT_SIZE
+from ghga_connector.errors import IntegrityError, KeyFileError, OutputError
+from ghga_connector.models import FileOutcome, Outcome
+
+__all__ = ["decrypt_file", "expected_checksum"]
+
+#: Segments read and decrypted per step (16 MiB of plaintext).
+_BATCH = 256
+
+
+def expected_checksum(encrypted: Path) -> str | None:
+    """The plaintext SHA-256 stored next to a download (``<file>.sha256``), if any."""
+    sidecar = encrypted.with_name(encrypted.name + CHECKSUM_SUFFIX)
+    try:
+        first = sidecar.read_text(encoding="utf-8").split()
+    except OSError:
+        return None
+    return first[0].lower() if first else None
+
+
+def decrypt_file(
+    source: Path, target: Path, secret_key: bytes, *, overwrite: bool = False
+) -> FileOutcome:
+    """Decrypt ``source`` (a Crypt4GH file) to ``target``.
+
+    Returns a ``DONE`` outcome with the plaintext SHA-256 (and whether it was verified
+    against the download's checksum), or ``SKIPPED`` if ``target`` exists.
+
+    Raises:
+        KeyFileError: the file was not encrypted for this key.
+        IntegrityError: a segment failed authentication or the checksum differs.
+        OutputError: the output cannot be written.
+    """
+    started = time.monotonic()
+    if target.exists() and not overwrite:
+        return FileOutcome(
+            name=source.name,
+            outcome=Outcome.SKIPPED,
+            path=target,
+            message=f"{target.name} exists already; use --overwrite to replace it",
+        )
+    expected = expected_checksum(source)
+    temp = target.with_name(target.name + ".part")
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with source.open("rb") as infile:
+            try:
+                secrets, edit_list = c4gh_header.deconstruct(infile, [(0, secret_key, None)])
+            except Exception:
+                raise KeyFileError(
+                    f"{source.name} was not encrypted for your key (or is not a Crypt4GH file).",
+                    hint="Use the private key of the key pair you downloaded the file with.",
+                ) from None
+            if len(secrets) != 1 or edit_list is not None:
+                raise IntegrityError(f"{source.name} has an unsupported Crypt4GH header.")
+            cipher = SegmentCipher(bytes(secrets[0]))
+            encrypted = bytearray(CIPHER_SEGMENT_SIZE * _BATCH)
+            plain = bytearray(SEGMENT_SIZE * _BATCH)
+            with temp.open("wb") as outfile:
+                while count := infile.readinto(encrypted):
+                    try:
+                        written = cipher.decrypt_into(
+                            memoryview(encrypted)[:count], memoryview(plain)
+                        )
+                    except SegmentAuthenticationError:
+                        raise IntegrityError(
+                            f"{source.name} is damaged: a Crypt4GH segment failed authentication."
+                        ) from None
+                    chunk = memoryview(plain)[:written]
+                    digest.update(chunk)
+                    outfile.write(chunk)
+                    size += written
+        sha256 = digest.hexdigest()
+        if expected is not None and sha256 != expected:
+            raise IntegrityError(
+                f"The decrypted content of {source.name} does not match the checksum of the download."
+            )
+        temp.replace(target)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise OutputError(f"Decrypting {source.name} failed: {error.strerror}.") from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise
+    return FileOutcome(
+        name=source.name,
+        outcome=Outcome.DONE,
+        size=size,
+        seconds=time.monotonic() - started,
+        path=target,
+        details={"sha256": sha256, "verified": expected is not None},
+    )

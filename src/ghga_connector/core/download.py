@@ -1,0 +1,358 @@
+"""The file stager and the downloader (contract §1.3, §3.4, §4.4).
+
+The stager polls ``GET /objects/{accession}`` until the file is staged (202 +
+``Retry-After`` → wait). The downloader fetches the Crypt4GH envelope for the user's
+key, then the body in segment-aligned ranges by parallel ranged GETs. Every range is
+authenticated segment by segment as it arrives (Poly1305), the plaintext SHA-256 is
+compared with the DRS checksum, and only then is the temporary ``.part`` file renamed
+to its final name. Output is either the Crypt4GH file (envelope ‖ body) with a
+``.sha256`` file beside it, or with ``decrypt`` the plaintext itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from pathlib import Path
+
+from ghga_connector.adapters.services import (
+    DcsClient,
+    ObjectStorageClient,
+    PresignedUrlExpired,
+)
+from ghga_connector.c4gh.envelope import EnvelopeError, open_envelope
+from ghga_connector.c4gh.keys import KeyPair
+from ghga_connector.c4gh.segments import (
+    OrderedDigest,
+    SegmentAuthenticationError,
+    SegmentCipher,
+)
+from ghga_connector.core.planning import (
+    CIPHER_SEGMENT_SIZE,
+    ENVELOPE_SIZE,
+    SEGMENT_SIZE,
+    ByteRange,
+    byte_ranges,
+    download_range_size,
+    plaintext_size,
+)
+from ghga_connector.core.ports import (
+    DownloaderBase,
+    DownloadJob,
+    FileStagerBase,
+    ProgressReporter,
+    WorkPackageAccessorBase,
+    unique_temp_path,
+)
+from ghga_connector.core.tasks import first_cause
+from ghga_connector.errors import (
+    ConnectorError,
+    IntegrityError,
+    KeyFileError,
+    OutputError,
+    ServiceUnreachableError,
+    StagingTimeoutError,
+)
+from ghga_connector.models import DrsObject, FileOutcome, Outcome
+
+__all__ = ["CHECKSUM_SUFFIX", "Downloader", "FileStager", "checksum_line"]
+
+#: Suffix of the file next to a ``.c4gh`` download holding the plaintext SHA-256.
+CHECKSUM_SUFFIX = ".sha256"
+#: Attempts per range when the body breaks off or fails authentication.
+RANGE_ATTEMPTS = 5
+#: Seconds before a presigned URL's max-age at which a new one is requested.
+URL_SAFETY_MARGIN = 2.0
+
+
+def checksum_line(sha256: str, plaintext_name: str) -> str:
+    """A ``sha256sum``-style line for the decrypted file: ``<hex>  <name>``."""
+    return f"{sha256}  {plaintext_name}\n"
+
+
+class FileStager(FileStagerBase):
+    """Waits until a file is staged in the outbox (202 + Retry-After → wait, contract §5.3).
+
+    Args:
+        accessor: issues download WOTs.
+        dcs: the download controller client.
+        reporter: shows the countdown.
+        max_wait_time: seconds to wait per file before :class:`StagingTimeoutError`.
+        clock, sleep: injected for tests.
+    """
+
+    def __init__(
+        self,
+        *,
+        accessor: WorkPackageAccessorBase,
+        dcs: DcsClient,
+        reporter: ProgressReporter,
+        max_wait_time: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._accessor = accessor
+        self._dcs = dcs
+        self._reporter = reporter
+        self._max_wait = max_wait_time
+        self._clock = clock
+        self._sleep = sleep
+
+    async def staged_object(self, accession: str, *, force_new: bool = False) -> DrsObject:
+        """The DRS object of ``accession`` with a fresh presigned URL.
+
+        Raises:
+            StagingTimeoutError: not staged within ``max_wait_time`` seconds.
+            FileNotDownloadableError: the file is unknown or access was refused.
+        """
+
+        async def token(force: bool) -> str:
+            return await self._accessor.download_wot(accession, force_new=force)
+
+        deadline = self._clock() + self._max_wait
+        while True:
+            result = await self._dcs.get_drs_object(accession, token)
+            if isinstance(result, DrsObject):
+                return result
+            wait = max(result.retry_after, 0.5)
+            if self._clock() + wait > deadline:
+                raise StagingTimeoutError(
+                    f"{accession} was not ready for download within {self._max_wait:.0f} seconds."
+                )
+            self._reporter.file_status(accession, f"being staged, next check in {wait:.0f} s")
+            await self._sleep(wait)
+
+
+class _UrlHolder:
+    """The current presigned URL of a file, renewed before it expires or after a 403."""
+
+    def __init__(
+        self,
+        drs: DrsObject,
+        stager: FileStagerBase,
+        clock: Callable[[], float],
+    ) -> None:
+        self._drs = drs
+        self._stager = stager
+        self._clock = clock
+        self._fetched = clock()
+        self._lock = asyncio.Lock()
+
+    def _fresh(self) -> bool:
+        if self._drs.max_age is None:
+            return True
+        return self._clock() < self._fetched + self._drs.max_age - URL_SAFETY_MARGIN
+
+    async def get(self) -> str:
+        if not self._fresh():
+            await self.renew(self._drs.download_url)
+        return self._drs.download_url
+
+    async def renew(self, stale_url: str) -> None:
+        async with self._lock:
+            if self._drs.download_url != stale_url and self._fresh():
+                return
+            drs = await self._stager.staged_object(self._drs.accession, force_new=True)
+            self._drs, self._fetched = drs, self._clock()
+
+
+class Downloader(DownloaderBase):
+    """Downloads one staged file, verifies it and writes it atomically.
+
+    Args:
+        accessor: issues download WOTs.
+        dcs: download controller (envelopes).
+        storage: S3 ranged GETs.
+        stager: renews presigned URLs.
+        keys: the user's key pair (opens the envelope).
+        reporter: progress events.
+        executor: threads for decryption, hashing and writing.
+        part_size: configured range length in bytes (rounded up to whole segments).
+        concurrency: ranges in flight per file.
+    """
+
+    def __init__(
+        self,
+        *,
+        accessor: WorkPackageAccessorBase,
+        dcs: DcsClient,
+        storage: ObjectStorageClient,
+        stager: FileStagerBase,
+        keys: KeyPair,
+        reporter: ProgressReporter,
+        executor: Executor,
+        part_size: int,
+        concurrency: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._accessor = accessor
+        self._dcs = dcs
+        self._storage = storage
+        self._stager = stager
+        self._keys = keys
+        self._reporter = reporter
+        self._executor = executor
+        self._range_size = download_range_size(part_size)
+        self._concurrency = concurrency
+        self._clock = clock
+
+    async def download(self, job: DownloadJob, drs: DrsObject) -> FileOutcome:
+        """Download one file and return its outcome.
+
+        Failures become a ``FAILED`` outcome with nothing left under the final name;
+        interruptions propagate and the ``.part`` file stays.
+        """
+        started = time.monotonic()
+        name = job.target.name
+        try:
+            plain = plaintext_size(drs.size)
+        except ValueError:
+            plain = 0
+        self._reporter.file_started(name, plain)
+        temp = unique_temp_path(job.target)
+        try:
+            sha256 = await self._fetch(job, drs, plain, temp)
+            if drs.sha256 and sha256 != drs.sha256.lower():
+                raise IntegrityError(
+                    f"The SHA-256 of {job.accession} does not match the archive's checksum."
+                )
+            temp.replace(job.target)
+            if not job.decrypt:
+                plain_name = job.target.name.removesuffix(".c4gh")
+                sidecar = job.target.with_name(job.target.name + CHECKSUM_SUFFIX)
+                sidecar.write_text(checksum_line(sha256, plain_name), encoding="utf-8")
+        except ConnectorError as error:
+            with contextlib.suppress(OSError):
+                temp.unlink()
+            return self._failed(job, plain, started, error)
+        except OSError as error:
+            with contextlib.suppress(OSError):
+                temp.unlink()
+            return self._failed(
+                job, plain, started, OutputError(f"Writing {str(temp)!r} failed: {error.strerror}.")
+            )
+        outcome = FileOutcome(
+            name=name,
+            outcome=Outcome.DONE,
+            size=plain,
+            seconds=time.monotonic() - started,
+            path=job.target,
+            details={"accession": job.accession, "sha256": sha256, "decrypted": job.decrypt},
+        )
+        self._reporter.file_finished(outcome)
+        return outcome
+
+    def _failed(
+        self, job: DownloadJob, plain: int, started: float, error: ConnectorError
+    ) -> FileOutcome:
+        outcome = FileOutcome(
+            name=job.target.name,
+            outcome=Outcome.FAILED,
+            size=plain,
+            seconds=time.monotonic() - started,
+            message=error.message + (f" {error.hint}" if error.hint else ""),
+            path=job.target,
+            details={"accession": job.accession},
+        )
+        self._reporter.file_finished(outcome)
+        return outcome
+
+    async def _fetch(self, job: DownloadJob, drs: DrsObject, plain: int, temp: Path) -> str:
+        async def token(force: bool) -> str:
+            return await self._accessor.download_wot(job.accession, force_new=force)
+
+        envelope = await self._dcs.get_envelope(job.accession, token)
+        try:
+            secret = open_envelope(envelope, self._keys.secret)
+        except EnvelopeError:
+            raise KeyFileError(
+                f"The envelope of {job.accession} cannot be opened with your private key.",
+                hint="Use the key pair this work package was created for.",
+            ) from None
+        cipher = SegmentCipher(secret)
+        digest = OrderedDigest()
+        ranges = byte_ranges(drs.size, self._range_size)
+        final_size = plain if job.decrypt else ENVELOPE_SIZE + drs.size
+        with temp.open("wb") as handle:
+            if not job.decrypt:
+                handle.write(envelope[:ENVELOPE_SIZE])
+            handle.truncate(final_size)
+        urls = _UrlHolder(drs, self._stager, self._clock)
+        pending = iter(ranges)
+        loop = asyncio.get_running_loop()
+
+        async def worker() -> None:
+            buffer = bytearray(self._range_size)
+            for part in pending:
+                view = memoryview(buffer)[: part.length]
+                for attempt in range(1, RANGE_ATTEMPTS + 1):
+                    url = await urls.get()
+                    try:
+                        await self._storage.get_range(url, part.start, part.stop, view)
+                        await loop.run_in_executor(
+                            self._executor,
+                            _check_and_write,
+                            cipher,
+                            digest,
+                            part,
+                            view,
+                            str(temp),
+                            job.decrypt,
+                        )
+                        break
+                    except PresignedUrlExpired:
+                        await urls.renew(url)
+                    except (ServiceUnreachableError, SegmentAuthenticationError) as error:
+                        if attempt == RANGE_ATTEMPTS:
+                            if isinstance(error, SegmentAuthenticationError):
+                                raise IntegrityError(
+                                    f"Bytes {part.start}-{part.stop - 1} of {job.accession} "
+                                    f"failed Crypt4GH authentication {RANGE_ATTEMPTS} times."
+                                ) from None
+                            raise
+                else:
+                    raise ServiceUnreachableError(
+                        f"The download URL of {job.accession} kept expiring."
+                    )
+                self._reporter.advance(job.target.name, _plain_len(part))
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(min(self._concurrency, len(ranges))):
+                    group.create_task(worker())
+        except BaseException as error:
+            digest.abort()
+            if isinstance(error, BaseExceptionGroup):
+                raise first_cause(error) from None
+            raise
+        return digest.hexdigest()
+
+
+def _plain_len(part: ByteRange) -> int:
+    return part.length - (-(-part.length // CIPHER_SEGMENT_SIZE)) * (
+        CIPHER_SEGMENT_SIZE - SEGMENT_SIZE
+    )
+
+
+def _check_and_write(
+    cipher: SegmentCipher,
+    digest: OrderedDigest,
+    part: ByteRange,
+    data: memoryview,
+    path: str,
+    decrypt: bool,
+) -> None:
+    """Authenticate and decrypt one segment-aligned range, hash it in order, write it."""
+    plain = bytearray(_plain_len(part))
+    cipher.decrypt_into(data, memoryview(plain))
+    with open(path, "r+b") as handle:  # noqa: PTH123 - one handle per thread
+        if decrypt:
+            handle.seek(part.start // CIPHER_SEGMENT_SIZE * SEGMENT_SIZE)
+            handle.write(plain)
+        else:
+            handle.seek(ENVELOPE_SIZE + part.start)
+            handle.write(data)
+    digest.update(part.part_no, plain)

@@ -1,0 +1,226 @@
+"""The transfer handler: the one place that runs upload and download batches.
+
+It receives the injected :class:`WorkPackageAccessorBase`, :class:`FileStagerBase`,
+:class:`UploaderBase` and :class:`DownloaderBase` and decides per file what to do:
+skip, replace, transfer, or only plan (``dry_run``). Several files run at once, at
+most ``max_parallel_files``; a failed file never stops the others.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ghga_connector.core.ports import (
+    DownloaderBase,
+    DownloadJob,
+    FileStagerBase,
+    ProgressReporter,
+    UploaderBase,
+    UploadJob,
+    WorkPackageAccessorBase,
+)
+from ghga_connector.core.tasks import run_bounded
+from ghga_connector.errors import (
+    ServerResponseError,
+    ServiceUnreachableError,
+    StagingTimeoutError,
+    UserInputError,
+)
+from ghga_connector.models import FileOutcome, FileUploadState, Outcome, UploadListItem
+
+__all__ = ["TransferHandler", "safe_file_name"]
+
+#: Server-supplied accessions and extensions must match these to become file names.
+_ACCESSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+_EXTENSION = re.compile(r"^(\.[A-Za-z0-9_-]{1,32}){0,4}$")
+
+
+def safe_file_name(accession: str, extension: str) -> str:
+    """``{accession}{extension}``, refusing anything that could leave the output folder.
+
+    Raises:
+        ServerResponseError: if the server sent an unsafe accession or extension.
+    """
+    if not _ACCESSION.match(accession) or not _EXTENSION.match(extension or ""):
+        raise ServerResponseError(
+            f"The server sent an unsafe file name ({accession!r}, {extension!r}); refusing it."
+        )
+    return f"{accession}{extension or ''}"
+
+
+class TransferHandler:
+    """Runs upload and download batches over the injected components.
+
+    Args:
+        accessor: the work package accessor.
+        stager: waits for staged files (downloads).
+        uploader: uploads one file.
+        downloader: downloads one file.
+        reporter: progress events.
+        max_parallel_files: files transferred at once.
+    """
+
+    def __init__(
+        self,
+        *,
+        accessor: WorkPackageAccessorBase,
+        stager: FileStagerBase,
+        uploader: UploaderBase,
+        downloader: DownloaderBase,
+        reporter: ProgressReporter,
+        max_parallel_files: int,
+    ) -> None:
+        self._accessor = accessor
+        self._stager = stager
+        self._uploader = uploader
+        self._downloader = downloader
+        self._reporter = reporter
+        self._parallel = max_parallel_files
+
+    async def _require(self, kind: str) -> dict[str, str]:
+        package = await self._accessor.get_work_package()
+        if package.type != kind:
+            raise UserInputError(
+                f"This access token is for a {package.type} work package, not for {kind}s.",
+                hint=f"Use a {kind} access token from the GHGA Data Portal.",
+            )
+        return dict(package.files or {})
+
+    # --- upload ------------------------------------------------------------------
+
+    async def list_uploads(self) -> list[UploadListItem]:
+        """The uploads in the file upload box of an upload work package."""
+        await self._require("upload")
+        return await self._accessor.list_uploads()
+
+    async def delete_upload(self, file_id: str) -> None:
+        """Remove an upload from the file upload box."""
+        await self._require("upload")
+        await self._uploader.delete(file_id)
+
+    async def upload(self, jobs: list[UploadJob], *, dry_run: bool = False) -> list[FileOutcome]:
+        """Upload ``jobs`` into the file upload box.
+
+        An alias already uploaded (any state but ``init``, ``failed``, ``cancelled``) is
+        skipped unless the job says ``overwrite``. An upload left in ``init`` by an
+        interrupted run is replaced.
+
+        Raises:
+            AccessDeniedError, UserInputError: problems that concern the whole batch.
+        """
+        await self._require("upload")
+        existing: dict[str, UploadListItem] = {}
+        for item in await self._accessor.list_uploads():
+            if not item.state.is_absent:
+                existing[item.alias] = item
+        planned: list[UploadJob] = []
+        outcomes: dict[str, FileOutcome] = {}
+        for job in jobs:
+            found = existing.get(job.alias)
+            if found is not None and found.state.is_complete and not job.overwrite:
+                outcomes[job.alias] = FileOutcome(
+                    name=job.alias,
+                    outcome=Outcome.SKIPPED,
+                    size=job.size,
+                    path=job.path,
+                    message=f"already in the upload box ({found.state.value}); "
+                    "use --overwrite to replace it",
+                )
+                self._reporter.file_finished(outcomes[job.alias])
+                continue
+            if found is not None and found.state is FileUploadState.INIT and not job.overwrite:
+                self._reporter.message(
+                    f"{job.alias}: replacing an unfinished upload from an earlier run."
+                )
+                job = UploadJob(path=job.path, alias=job.alias, size=job.size, overwrite=True)
+            planned.append(job)
+        if dry_run:
+            for job in planned:
+                outcomes[job.alias] = FileOutcome(
+                    name=job.alias,
+                    outcome=Outcome.PLANNED,
+                    size=job.size,
+                    path=job.path,
+                    message="would replace the existing upload"
+                    if job.overwrite
+                    else "would upload",
+                )
+        else:
+            results = await run_bounded(planned, self._parallel, self._uploader.upload)
+            outcomes.update({o.name: o for o in results})
+        return [outcomes[job.alias] for job in jobs]
+
+    # --- download ------------------------------------------------------------------
+
+    async def download_plan(
+        self, output_dir: Path, *, accessions: list[str] | None, decrypt: bool
+    ) -> list[DownloadJob]:
+        """The download jobs for the work package's files (optionally only ``accessions``).
+
+        Raises:
+            UserInputError: an accession is not part of the work package.
+        """
+        files = await self._require("download")
+        if accessions:
+            unknown = [a for a in accessions if a not in files]
+            if unknown:
+                raise UserInputError(
+                    f"Not in this work package: {', '.join(unknown)}.",
+                    hint="Run 'ghga-connector ls' to see the files you may download.",
+                )
+            files = {a: files[a] for a in accessions}
+        jobs = []
+        for accession, extension in sorted(files.items()):
+            name = safe_file_name(accession, extension)
+            target = output_dir / (name if decrypt else name + ".c4gh")
+            jobs.append(DownloadJob(accession, extension, target, decrypt))
+        return jobs
+
+    async def download(
+        self, jobs: list[DownloadJob], *, overwrite: bool = False, dry_run: bool = False
+    ) -> list[FileOutcome]:
+        """Download ``jobs``. An existing target is skipped unless ``overwrite``."""
+        outcomes: dict[Path, FileOutcome] = {}
+        planned = []
+        for job in jobs:
+            if job.target.exists() and not overwrite:
+                outcomes[job.target] = FileOutcome(
+                    name=job.target.name,
+                    outcome=Outcome.SKIPPED,
+                    path=job.target,
+                    size=job.target.stat().st_size,
+                    message="exists already; use --overwrite to replace it",
+                    details={"accession": job.accession},
+                )
+                self._reporter.file_finished(outcomes[job.target])
+            else:
+                planned.append(job)
+        if dry_run:
+            for job in planned:
+                outcomes[job.target] = FileOutcome(
+                    name=job.target.name,
+                    outcome=Outcome.PLANNED,
+                    path=job.target,
+                    message="would download",
+                    details={"accession": job.accession},
+                )
+        else:
+            results = await run_bounded(planned, self._parallel, self._download_one)
+            outcomes.update({o.path: o for o in results if o.path is not None})
+        return [outcomes[job.target] for job in jobs]
+
+    async def _download_one(self, job: DownloadJob) -> FileOutcome:
+        try:
+            drs = await self._stager.staged_object(job.accession)
+        except (ServerResponseError, ServiceUnreachableError, StagingTimeoutError) as error:
+            outcome = FileOutcome(
+                name=job.target.name,
+                outcome=Outcome.FAILED,
+                path=job.target,
+                message=error.message + (f" {error.hint}" if error.hint else ""),
+                details={"accession": job.accession},
+            )
+            self._reporter.file_finished(outcome)
+            return outcome
+        return await self._downloader.download(job, drs)

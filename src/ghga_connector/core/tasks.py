@@ -1,0 +1,59 @@
+"""Helpers for structured concurrency with ``asyncio.TaskGroup``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TypeVar
+
+from ghga_connector.c4gh.segments import DigestAborted
+
+__all__ = ["first_cause", "run_bounded"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def first_cause(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The exception that explains a failed task group.
+
+    Follow-up failures (:class:`DigestAborted`, cancellations of sibling tasks) are
+    skipped in favour of the first real error.
+    """
+    leaves: list[BaseException] = []
+
+    def collect(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                collect(inner)
+        else:
+            leaves.append(exc)
+
+    collect(group)
+    for exc in leaves:
+        if not isinstance(exc, DigestAborted | asyncio.CancelledError):
+            return exc
+    return leaves[0]
+
+
+async def run_bounded(items: Iterable[T], limit: int, func: Callable[[T], Awaitable[R]]) -> list[R]:
+    """Run ``func`` over ``items`` with at most ``limit`` at once; results in input order.
+
+    Uses ``limit`` worker tasks in one ``asyncio.TaskGroup`` (never one task per item).
+    The first exception cancels the rest and is re-raised unwrapped.
+    """
+    indexed = list(enumerate(items))
+    results: list[R | None] = [None] * len(indexed)
+    pending = iter(indexed)
+
+    async def worker() -> None:
+        for index, item in pending:
+            results[index] = await func(item)
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for _ in range(min(limit, len(indexed))):
+                group.create_task(worker())
+    except BaseExceptionGroup as error:
+        raise first_cause(error) from None
+    return results  # type: ignore[return-value]

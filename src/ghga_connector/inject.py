@@ -1,0 +1,167 @@
+"""Composition root: builds one run's HTTP client, service adapters and transfer components.
+
+Only this module names concrete adapters. Everything is opened in
+:func:`open_session` and closed when its ``async with`` block ends.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import httpx
+
+from ghga_connector import __version__
+from ghga_connector.adapters.http import RetryStats, make_http_client
+from ghga_connector.adapters.services import (
+    DcsClient,
+    ObjectStorageClient,
+    UcsClient,
+    WkvsClient,
+    WpsClient,
+)
+from ghga_connector.c4gh.keys import KeyPair
+from ghga_connector.c4gh.sealed import SealedBoxError, open_sealed_b64
+from ghga_connector.config import Config
+from ghga_connector.core.download import Downloader, FileStager
+from ghga_connector.core.handler import TransferHandler
+from ghga_connector.core.ports import ProgressReporter
+from ghga_connector.core.upload import Uploader
+from ghga_connector.core.work_package import WorkPackageAccessor
+from ghga_connector.errors import TokenError
+from ghga_connector.models import WellKnownValues
+
+__all__ = ["Session", "open_session", "open_wpat", "parse_wpat"]
+
+_TOKEN = re.compile(r"^[A-Za-z0-9]{24}$")
+
+
+def parse_wpat(text: str) -> tuple[str, str]:
+    """Split ``"<work package id>:<sealed token>"`` (contract §2.2).
+
+    Raises:
+        TokenError: if the text does not have that shape.
+    """
+    parts = text.strip().split(":")
+    if len(parts) != 2 or not 20 <= len(parts[0]) < 40 or not 80 <= len(parts[1]) < 120:
+        raise TokenError(
+            "The access token is malformed: expected '<work package id>:<token>' as shown "
+            "by the GHGA Data Portal."
+        )
+    try:
+        uuid.UUID(parts[0])
+    except ValueError:
+        raise TokenError(
+            "The access token is malformed: its work package id is not a UUID."
+        ) from None
+    return parts[0], parts[1]
+
+
+def open_wpat(text: str, keys: KeyPair) -> tuple[str, str]:
+    """Open a WPAT with the user's secret key: ``(work package id, plain token)``.
+
+    Raises:
+        TokenError: malformed, or sealed for another key.
+    """
+    work_package_id, sealed = parse_wpat(text)
+    try:
+        token = open_sealed_b64(sealed, keys.secret).decode("ascii")
+    except (SealedBoxError, UnicodeDecodeError):
+        raise TokenError(
+            "The access token was not issued for your key pair (it cannot be opened with "
+            "your private key).",
+            hint="Pass the key pair whose public key you gave to the GHGA Data Portal.",
+        ) from None
+    if not _TOKEN.match(token):
+        raise TokenError("The access token does not contain a valid GHGA token.")
+    return work_package_id, token
+
+
+@dataclass
+class Session:
+    """What one command run works with."""
+
+    handler: TransferHandler
+    accessor: WorkPackageAccessor
+    values: WellKnownValues
+    retry_stats: RetryStats
+
+
+@asynccontextmanager
+async def open_session(
+    config: Config,
+    keys: KeyPair,
+    wpat: str,
+    reporter: ProgressReporter,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> AsyncIterator[Session]:
+    """Open the HTTP client, read the well-known values, open the WPAT, wire the handler.
+
+    The WPAT is checked locally before any network call.
+
+    Raises:
+        TokenError: malformed WPAT or sealed for another key.
+        ServiceUnreachableError, ServerResponseError: the well-known value service failed.
+    """
+    work_package_id, token = open_wpat(wpat, keys)
+    stats = RetryStats()
+    per_file = max(config.max_concurrent_uploads, config.max_concurrent_downloads)
+    executor = ThreadPoolExecutor(
+        max_workers=max(os.cpu_count() or 2, 2), thread_name_prefix="ghga-crypto"
+    )
+    try:
+        async with make_http_client(
+            config,
+            user_agent=f"ghga-connector/{__version__}",
+            stats=stats,
+            transport=transport,
+            pool_size=config.max_parallel_files * per_file + 8,
+        ) as client:
+            values = await WkvsClient(client, str(config.wkvs_api_url)).get_values()
+            wps = WpsClient(client, values.wps_api_url, work_package_id, token)
+            ucs = UcsClient(client, values.ucs_api_url)
+            dcs = DcsClient(client, values.dcs_api_url)
+            storage = ObjectStorageClient(client)
+            accessor = WorkPackageAccessor(wps, ucs, keys)
+            stager = FileStager(
+                accessor=accessor, dcs=dcs, reporter=reporter, max_wait_time=config.max_wait_time
+            )
+            uploader = Uploader(
+                accessor=accessor,
+                ucs=ucs,
+                storage=storage,
+                values=values,
+                keys=keys,
+                reporter=reporter,
+                executor=executor,
+                part_size=config.part_size,
+                concurrency=config.max_concurrent_uploads,
+            )
+            downloader = Downloader(
+                accessor=accessor,
+                dcs=dcs,
+                storage=storage,
+                stager=stager,
+                keys=keys,
+                reporter=reporter,
+                executor=executor,
+                part_size=config.part_size,
+                concurrency=config.max_concurrent_downloads,
+            )
+            handler = TransferHandler(
+                accessor=accessor,
+                stager=stager,
+                uploader=uploader,
+                downloader=downloader,
+                reporter=reporter,
+                max_parallel_files=config.max_parallel_files,
+            )
+            yield Session(handler=handler, accessor=accessor, values=values, retry_stats=stats)
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)

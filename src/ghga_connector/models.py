@@ -1,0 +1,152 @@
+"""Value types exchanged between the layers.
+
+Pydantic models mirror the JSON bodies of the GHGA services (``ghga-api-contract.md``
+§1.1, §3); dataclasses describe work and outcomes inside the connector. All sizes are
+in bytes, all durations in seconds.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = [
+    "DrsObject",
+    "FileOutcome",
+    "FileUploadState",
+    "Outcome",
+    "UploadChecksums",
+    "UploadListItem",
+    "WellKnownValues",
+    "WorkPackage",
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class WellKnownValues(_Model):
+    """``GET {wkvs}/values`` (contract §1.1): service URLs and Data Hub keys."""
+
+    crypt4gh_public_keys: dict[str, str]
+    wps_api_url: str
+    ucs_api_url: str
+    dcs_api_url: str
+    storage_labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("wps_api_url", "ucs_api_url", "dcs_api_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    def data_hub_key(self, storage_alias: str) -> bytes:
+        """The Data Hub's 32-byte Crypt4GH public key for ``storage_alias``.
+
+        Raises:
+            KeyError: if the alias has no key, or the key is not 32 bytes of base64.
+        """
+        try:
+            key = base64.b64decode(self.crypt4gh_public_keys[storage_alias], validate=True)
+        except (binascii.Error, ValueError):
+            raise KeyError(storage_alias) from None
+        if len(key) != 32:
+            raise KeyError(storage_alias)
+        return key
+
+
+class WorkPackage(_Model):
+    """``GET {wps}/work-packages/{id}`` (contract §3.1)."""
+
+    type: Literal["download", "upload"]
+    files: dict[str, str] | None = None
+    research_data_upload_box_id: str | None = None
+    file_upload_box_id: str | None = None
+    created: str | None = None
+    expires: str | None = None
+
+
+class FileUploadState(StrEnum):
+    """States of a file upload in a file upload box (contract §5.1)."""
+
+    INIT = "init"
+    INBOX = "inbox"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERROGATED = "interrogated"
+    AWAITING_ARCHIVAL = "awaiting_archival"
+    ARCHIVED = "archived"
+
+    @property
+    def is_absent(self) -> bool:
+        """``failed`` and ``cancelled`` count as absent: the alias may be uploaded again."""
+        return self in (FileUploadState.FAILED, FileUploadState.CANCELLED)
+
+    @property
+    def is_complete(self) -> bool:
+        """The upload finished on the client side (anything past ``init`` that is not absent)."""
+        return self is not FileUploadState.INIT and not self.is_absent
+
+
+class UploadListItem(_Model):
+    """One item of ``GET {ucs}/boxes/{box_id}/uploads`` (contract §3.3(a))."""
+
+    id: str
+    alias: str
+    state: FileUploadState
+    decrypted_size: int | None = None
+    encrypted_size: int | None = None
+    part_size: int | None = None
+
+
+class DrsObject(_Model):
+    """The staged DRS object of ``GET {dcs}/objects/{accession}`` (contract §3.4(a))."""
+
+    accession: str
+    download_url: str = Field(repr=False)
+    size: int
+    sha256: str | None = None
+    max_age: float | None = None
+
+
+@dataclass(frozen=True)
+class UploadChecksums:
+    """Body of ``PATCH {ucs}/boxes/{box}/uploads/{file_id}`` (contract §3.3(d), §4.3)."""
+
+    decrypted_sha256: str
+    encrypted_md5: str
+    encrypted_parts_md5: list[str]
+    encrypted_parts_sha256: list[str]
+
+
+class Outcome(StrEnum):
+    """How a file ended."""
+
+    DONE = "done"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+    PLANNED = "planned"
+
+
+@dataclass
+class FileOutcome:
+    """The result of one file of a batch, as shown in the final summary and ``--json``."""
+
+    name: str
+    outcome: Outcome
+    size: int = 0
+    seconds: float = 0.0
+    message: str = ""
+    path: Path | None = None
+    details: dict[str, str | int | float | None] = field(default_factory=dict)
+
+    @property
+    def throughput(self) -> float:
+        """Bytes per second of plaintext, 0 if not measured."""
+        return self.size / self.seconds if self.seconds > 0 else 0.0

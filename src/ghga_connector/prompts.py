@@ -1,0 +1,87 @@
+"""Where secrets come from: files, environment variables or hidden prompts; never argv.
+
+* the work package access token (WPAT): ``--wpat-file``, ``GHGA_CONNECTOR_WPAT``, a
+  hidden prompt on a terminal, or (discouraged, with a warning) ``--wpat``;
+* the passphrase of a protected private key: ``C4GH_PASSPHRASE`` or a hidden prompt.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from ghga_connector.errors import PassphraseError, TokenError
+
+__all__ = ["PASSPHRASE_ENV", "WPAT_ENV", "passphrase_source", "read_wpat"]
+
+WPAT_ENV = "GHGA_CONNECTOR_WPAT"
+PASSPHRASE_ENV = "C4GH_PASSPHRASE"
+
+
+def _interactive() -> bool:
+    return sys.stdin is not None and sys.stdin.isatty()
+
+
+def read_wpat(
+    wpat_file: Path | None,
+    wpat_arg: str | None,
+    warn: Callable[[str], None],
+    *,
+    prompt: Callable[[str], str] = getpass.getpass,
+) -> str:
+    """The WPAT text ``"<work package id>:<sealed token>"`` from the first source given.
+
+    Raises:
+        TokenError: the file cannot be read, or no source is available.
+    """
+    if wpat_file is not None:
+        try:
+            text = wpat_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as error:
+            raise TokenError(
+                f"The token file {str(wpat_file)!r} cannot be read: {error}."
+            ) from None
+        if not text:
+            raise TokenError(f"The token file {str(wpat_file)!r} is empty.")
+        return text
+    if wpat_arg:
+        warn(
+            "Passing the access token with --wpat makes it visible to other users of this "
+            f"machine; prefer --wpat-file or {WPAT_ENV}."
+        )
+        return wpat_arg.strip()
+    from_env = os.environ.get(WPAT_ENV, "").strip()
+    if from_env:
+        return from_env
+    if _interactive():
+        for _ in range(3):
+            text = prompt("Work package access token (input hidden): ").strip()
+            if text:
+                return text
+    raise TokenError("No access token given.")
+
+
+def passphrase_source(
+    key_path: Path, *, prompt: Callable[[str], str] = getpass.getpass
+) -> Callable[[], str]:
+    """A callable the key loader calls only if the private key is protected.
+
+    Raises (when called):
+        PassphraseError: no passphrase available (no terminal, no ``C4GH_PASSPHRASE``).
+    """
+
+    def passphrase() -> str:
+        value = os.environ.get(PASSPHRASE_ENV)
+        if value:
+            return value
+        if _interactive():
+            return prompt(f"Passphrase for {key_path} (input hidden): ")
+        raise PassphraseError(
+            f"The private key {str(key_path)!r} is protected by a passphrase.",
+            hint=f"Run in a terminal to be asked for it, or set {PASSPHRASE_ENV}.",
+        )
+
+    return passphrase

@@ -1,0 +1,1 @@
+"""Progress reporters: rich bars, plain log lines, JSON lines, or nothing."""

@@ -1,0 +1,184 @@
+"""Progress reporters for the terminal, for logs and for machines.
+
+* :class:`RichReporter`: one rich progress bar per file plus a total (bytes, MB/s, ETA)
+  on standard error, when it is a terminal;
+* :class:`PlainReporter`: one log line per event on standard error (not a terminal);
+* :class:`JsonReporter`: one JSON object per finished file on standard output
+  (``--json``), messages on standard error;
+* :class:`QuietReporter`: errors only (``--quiet``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from typing import IO, Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from ghga_connector.core.ports import ProgressReporter
+from ghga_connector.models import FileOutcome, Outcome
+
+__all__ = ["JsonReporter", "PlainReporter", "QuietReporter", "RichReporter", "outcome_json"]
+
+_STYLE = {"info": "", "warning": "yellow", "error": "bold red"}
+
+
+def outcome_json(outcome: FileOutcome) -> dict[str, Any]:
+    """The ``--json`` record of a file outcome."""
+    return {
+        "file": outcome.name,
+        "outcome": outcome.outcome.value,
+        "bytes": outcome.size,
+        "seconds": round(outcome.seconds, 3),
+        "path": str(outcome.path) if outcome.path else None,
+        "message": outcome.message or None,
+        **outcome.details,
+    }
+
+
+class QuietReporter(ProgressReporter):
+    """Shows nothing but errors."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True)
+
+    def file_started(self, name: str, total: int) -> None:
+        """Ignored."""
+
+    def advance(self, name: str, nbytes: int) -> None:
+        """Ignored."""
+
+    def file_status(self, name: str, status: str) -> None:
+        """Ignored."""
+
+    def file_finished(self, outcome: FileOutcome) -> None:
+        """Only failures are shown."""
+        if outcome.outcome is Outcome.FAILED:
+            self.console.print(f"[bold red]✗ {outcome.name}: {outcome.message}[/]", highlight=False)
+
+    def message(self, text: str, *, level: str = "info") -> None:
+        """Only errors are shown."""
+        if level == "error":
+            self.console.print(f"[bold red]{text}[/]", highlight=False)
+
+
+class PlainReporter(QuietReporter):
+    """One line per event, for logs and pipes."""
+
+    def file_started(self, name: str, total: int) -> None:
+        """Log the start."""
+        self.console.print(f"{name}: started ({total:,} bytes)", highlight=False)
+
+    def file_status(self, name: str, status: str) -> None:
+        """Log the state."""
+        self.console.print(f"{name}: {status}", highlight=False)
+
+    def file_finished(self, outcome: FileOutcome) -> None:
+        """Log the outcome."""
+        if outcome.outcome is Outcome.FAILED:
+            super().file_finished(outcome)
+            return
+        speed = f", {outcome.throughput / 1e6:.1f} MB/s" if outcome.throughput else ""
+        note = f" ({outcome.message})" if outcome.message else ""
+        self.console.print(f"{outcome.name}: {outcome.outcome.value}{note}{speed}", highlight=False)
+
+    def message(self, text: str, *, level: str = "info") -> None:
+        """Log the message."""
+        style = _STYLE.get(level, "")
+        self.console.print(f"[{style}]{text}[/]" if style else text, highlight=False)
+
+
+class RichReporter(PlainReporter):
+    """Progress bars per file and for the whole batch, on a terminal."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        super().__init__(console)
+        self.progress = Progress(
+            TextColumn("{task.description}", justify="left"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[status]}"),
+            console=self.console,
+            transient=False,
+        )
+        self._tasks: dict[str, TaskID] = {}
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> RichReporter:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def file_started(self, name: str, total: int) -> None:
+        """Add a bar."""
+        with self._lock:
+            task = self._tasks.get(name)
+            if task is None:
+                self._tasks[name] = self.progress.add_task(name, total=total, status="")
+            else:
+                self.progress.reset(task, total=total, status="")
+
+    def advance(self, name: str, nbytes: int) -> None:
+        """Move a bar."""
+        task = self._tasks.get(name)
+        if task is not None:
+            self.progress.update(task, advance=nbytes, status="")
+
+    def file_status(self, name: str, status: str) -> None:
+        """Show a state next to the bar."""
+        task = self._tasks.get(name)
+        if task is None:
+            with self._lock:
+                self._tasks[name] = task = self.progress.add_task(name, total=None, status="")
+        self.progress.update(task, status=status)
+
+    def file_finished(self, outcome: FileOutcome) -> None:
+        """Complete the bar and print the outcome above the bars."""
+        task = self._tasks.get(outcome.name)
+        if task is not None:
+            label = {Outcome.DONE: "[green]done[/]", Outcome.FAILED: "[red]failed[/]"}.get(
+                outcome.outcome, outcome.outcome.value
+            )
+            self.progress.update(task, status=label)
+            if outcome.outcome is Outcome.DONE:
+                total = self.progress.tasks[task].total or outcome.size
+                self.progress.update(task, completed=total)
+        if outcome.outcome is not Outcome.DONE:
+            super().file_finished(outcome)
+
+    def message(self, text: str, *, level: str = "info") -> None:
+        """Print above the bars."""
+        super().message(text, level=level)
+
+
+class JsonReporter(QuietReporter):
+    """Newline-delimited JSON: one object per finished file on ``stdout``."""
+
+    def __init__(self, console: Console | None = None, stdout: IO[str] | None = None) -> None:
+        super().__init__(console)
+        self._out = stdout or sys.stdout
+
+    def file_finished(self, outcome: FileOutcome) -> None:
+        """Write the file's JSON record."""
+        self._out.write(json.dumps(outcome_json(outcome)) + "\n")
+        self._out.flush()
+
+    def message(self, text: str, *, level: str = "info") -> None:
+        """Warnings and errors on standard error."""
+        if level != "info":
+            self.console.print(text, highlight=False, markup=False)
