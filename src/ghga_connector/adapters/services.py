@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, Literal
 
 import httpx
@@ -409,6 +409,19 @@ class DcsClient:
             raise ServerResponseError(f"The envelope of {accession} is not valid base64.") from None
 
 
+class _BufferStream(httpx.AsyncByteStream):
+    """A request body sent from a buffer in 1 MiB slices, re-sendable on retry."""
+
+    CHUNK = 1024 * 1024
+
+    def __init__(self, data: memoryview) -> None:
+        self._data = data
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for start in range(0, len(self._data), self.CHUNK):
+            yield bytes(self._data[start : start + self.CHUNK])
+
+
 class PresignedUrlExpired(Exception):
     """S3 answered 403 to a presigned URL: it expired; get a new one."""
 
@@ -419,7 +432,7 @@ class ObjectStorageClient:
     def __init__(self, client: httpx.AsyncClient) -> None:
         self._client = client
 
-    async def put_part(self, url: str, data: bytes) -> str | None:
+    async def put_part(self, url: str, data: memoryview | bytes) -> str | None:
         """``PUT`` one part; returns the ETag S3 reports (without quotes), if any.
 
         Raises:
@@ -428,7 +441,11 @@ class ObjectStorageClient:
             ServerResponseError: any other non-200 status.
         """
         with network_errors(f"the object storage at {url_host(url)}"):
-            response = await self._client.put(url, content=data)
+            response = await self._client.put(
+                url,
+                content=_BufferStream(memoryview(data)),
+                headers={"Content-Length": str(len(data))},
+            )
         if response.status_code == 403:
             raise PresignedUrlExpired
         if response.status_code != 200:

@@ -156,12 +156,24 @@ class OrderedDigest:
 
 @dataclass(frozen=True, slots=True)
 class EncryptedPart:
-    """One upload part: the exact bytes to PUT and their checksums (hex)."""
+    """One upload part: the bytes to PUT (a view of the caller's buffer), checksums in hex."""
 
     part_no: int
-    data: bytes
+    data: memoryview
     md5: str
     sha256: str
+
+
+_plaintext_buffers = threading.local()
+
+
+def _plaintext_buffer(size: int) -> bytearray:
+    """A per-thread reusable buffer of at least ``size`` bytes (avoids page faults)."""
+    buffer: bytearray | None = getattr(_plaintext_buffers, "buffer", None)
+    if buffer is None or len(buffer) < size:
+        buffer = bytearray(size)
+        _plaintext_buffers.buffer = buffer
+    return buffer
 
 
 def build_upload_part(
@@ -171,20 +183,24 @@ def build_upload_part(
     envelope: bytes,
     cipher: SegmentCipher,
     plaintext_digest: OrderedDigest,
+    out: bytearray | None = None,
 ) -> EncryptedPart:
     """Read, hash, encrypt and checksum one upload part (blocking; run it in a thread).
 
     ``part`` is a range of the *uploaded object*: envelope (124 bytes) followed by the
     body. Part 1 starts with the envelope. The plaintext segments whose ciphertext
-    starts inside this part are fed to ``plaintext_digest`` in part order.
+    starts inside this part are fed to ``plaintext_digest`` in part order. The part is
+    written into ``out`` (at least ``part.length`` bytes; reused by the caller) or a
+    new buffer; the returned ``data`` is a view of it.
 
     Raises:
         OSError: if the file cannot be read.
         ValueError: if the file is shorter than ``plain_size`` (it changed).
         DigestAborted: if another part failed meanwhile.
     """
-    out = bytearray(part.length)
-    view = memoryview(out)
+    if out is None or len(out) < part.length:
+        out = bytearray(part.length)
+    view = memoryview(out)[: part.length]
     header_len = 0
     if part.start < ENVELOPE_SIZE:
         header_len = min(ENVELOPE_SIZE, part.stop) - part.start
@@ -197,12 +213,12 @@ def build_upload_part(
         first_owned = -(-body_start // CIPHER_SEGMENT_SIZE)
         plain_start = first_seg * SEGMENT_SIZE
         plain_stop = min(end_seg * SEGMENT_SIZE, plain_size)
-        plain = bytearray(plain_stop - plain_start)
+        plain_len = plain_stop - plain_start
+        pview = memoryview(_plaintext_buffer(plain_len))[:plain_len]
         with open(path, "rb") as handle:  # noqa: PTH123 - one handle per thread
             handle.seek(plain_start)
-            if handle.readinto(plain) != len(plain):
+            if handle.readinto(pview) != plain_len:
                 raise ValueError("the file is shorter than when the upload started")
-        pview = memoryview(plain)
         plaintext_digest.update(part.part_no, pview[(first_owned - first_seg) * SEGMENT_SIZE :])
         scratch: memoryview | None = None
         for seg in range(first_seg, end_seg):
@@ -225,13 +241,12 @@ def build_upload_part(
             view[header_len + lo - body_start : header_len + hi - body_start] = seg_view[
                 lo - seg_start : hi - seg_start
             ]
-        del pview, plain
+        pview.release()
     else:
         plaintext_digest.update(part.part_no, b"")
-    data = bytes(out)
     return EncryptedPart(
         part_no=part.part_no,
-        data=data,
-        md5=hashlib.md5(data, usedforsecurity=False).hexdigest(),
-        sha256=hashlib.sha256(data).hexdigest(),
+        data=view,
+        md5=hashlib.md5(view, usedforsecurity=False).hexdigest(),
+        sha256=hashlib.sha256(view).hexdigest(),
     )

@@ -251,6 +251,9 @@ class Uploader(UploaderBase):
         path = str(job.path)
 
         async def worker() -> None:
+            # Each worker owns one part buffer for its lifetime: memory is bounded by
+            # concurrency × part size, and no buffer is allocated per part.
+            buffer = bytearray(min(part_size, enc_size))
             for part_range in pending:
                 part = await loop.run_in_executor(
                     self._executor,
@@ -261,6 +264,7 @@ class Uploader(UploaderBase):
                     envelope,
                     cipher,
                     digest,
+                    buffer,
                 )
                 await self._put_part(file_id, part)
                 parts_md5[part.part_no - 1] = part.md5

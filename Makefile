@@ -1,0 +1,43 @@
+# Two commands for a new user:   make demo   and   make test
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: install test unit integration lint demo bench bench-quick docs clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[sandbox,dev]'
+	touch $@
+
+install: $(VENV)/.installed  ## create .venv with the client, the sandbox and dev tools
+
+test: install  ## the whole test suite: unit and integration
+	$(BIN)/python -m pytest
+
+unit: install  ## unit tests only (no sandbox process)
+	$(BIN)/python -m pytest -m "not integration"
+
+integration: install  ## integration tests against a real sandbox process
+	$(BIN)/python -m pytest -m integration
+
+lint: install  ## ruff, formatting and mypy
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/mypy src/ghga_connector
+
+docs: install  ## regenerate docs/configuration.md from the settings model
+	$(BIN)/python -m ghga_connector.docs_gen > docs/configuration.md
+
+demo: install  ## upload, archive, download and decrypt the example files on a local sandbox
+	$(BIN)/python examples/demo.py
+
+bench: install  ## the full benchmark (about 15 minutes)
+	$(BIN)/python -m benchmarks
+
+bench-quick: install  ## a short benchmark (under 3 minutes)
+	$(BIN)/python -m benchmarks --quick
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,262 @@
+"""The real ``ghga-connector`` CLI against a real sandbox process, with the example files.
+
+Each test runs the installed command in a subprocess, as a user would, and checks exit
+codes, messages and the files left on disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+BAMS = sorted(EXAMPLES.glob("*.bam"))
+ALL_FILES = sorted([*EXAMPLES.glob("*.bam"), *EXAMPLES.glob("*.vcf.gz")])
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("GHGA_CONNECTOR_WPAT", None)
+    return subprocess.run(
+        [sys.executable, "-m", "ghga_connector", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def keys(sandbox) -> list[str]:  # type: ignore[no-untyped-def]
+    return ["--my-public-key-path", str(sandbox.user_pub), "--my-private-key-path", str(sandbox.user_sec)]
+
+
+def upload(sandbox, *files: Path, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    return run(
+        "--json",
+        "upload",
+        "--wpat-file",
+        str(sandbox.upload_wpat_file),
+        *keys(sandbox),
+        *extra,
+        *map(str, files),
+        cwd=sandbox.state_dir,
+    )
+
+
+def records(result: subprocess.CompletedProcess[str]) -> list[dict[str, object]]:
+    return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+
+
+def test_round_trip_of_real_files_encrypted_and_decrypted(sandbox, tmp_path: Path) -> None:
+    up = upload(sandbox, *ALL_FILES)
+    assert up.returncode == 0, up.stderr
+    assert [r["outcome"] for r in records(up)] == ["done"] * len(ALL_FILES)
+    for record in records(up):
+        source = EXAMPLES / str(record["file"])
+        assert record["decrypted_sha256"] == sha256(source)
+
+    archived = sandbox.archive()
+    assert archived.returncode == 0, archived.stdout + archived.stderr
+
+    out = tmp_path / "out"
+    out.mkdir()
+    down = run(
+        "--json", "download", "--wpat-file", str(sandbox.download_wpat_file), *keys(sandbox),
+        "--output-dir", str(out), cwd=sandbox.state_dir,
+    )  # fmt: skip
+    assert down.returncode == 0, down.stderr
+    assert {r["outcome"] for r in records(down)} == {"done"}
+    c4gh = sorted(out.glob("*.c4gh"))
+    assert len(c4gh) == len(ALL_FILES)
+    assert not list(out.glob("*.part"))
+
+    dec = run("--json", "decrypt", "--input-dir", str(out), "--my-private-key-path", str(sandbox.user_sec), cwd=tmp_path)
+    assert dec.returncode == 0, dec.stderr
+    originals = {sha256(p) for p in ALL_FILES}
+    decrypted = {sha256(p) for p in out.iterdir() if p.suffix not in {".c4gh", ".sha256"}}
+    assert decrypted == originals
+    assert all(r["verified"] for r in records(dec))
+
+    # a second download skips what is there and overwrites nothing
+    before = {p: p.stat().st_mtime_ns for p in c4gh}
+    again = run(
+        "--json", "download", "--wpat-file", str(sandbox.download_wpat_file), *keys(sandbox),
+        "--output-dir", str(out), cwd=sandbox.state_dir,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert {r["outcome"] for r in records(again)} == {"skipped"}
+    assert before == {p: p.stat().st_mtime_ns for p in c4gh}
+
+    # download --decrypt writes the plaintext directly, verified against the DRS checksum
+    plain_dir = tmp_path / "plain"
+    plain_dir.mkdir()
+    direct = run(
+        "--json", "download", "--decrypt", "--wpat-file", str(sandbox.download_wpat_file),
+        *keys(sandbox), "--output-dir", str(plain_dir), cwd=sandbox.state_dir,
+    )  # fmt: skip
+    assert direct.returncode == 0, direct.stderr
+    assert {sha256(p) for p in plain_dir.iterdir()} == originals
+
+
+def test_upload_skips_files_already_in_the_box(sandbox) -> None:
+    first = upload(sandbox, BAMS[0])
+    assert first.returncode == 0, first.stderr
+    second = upload(sandbox, BAMS[0])
+    assert second.returncode == 0, second.stderr
+    assert records(second)[0]["outcome"] == "skipped"
+    replaced = upload(sandbox, BAMS[0], extra=("--overwrite",))
+    assert replaced.returncode == 0, replaced.stderr
+    assert records(replaced)[0]["outcome"] == "done"
+
+
+def test_ls_and_delete(sandbox) -> None:
+    assert upload(sandbox, BAMS[0]).returncode == 0
+    listed = run("--json", "ls", "--wpat-file", str(sandbox.upload_wpat_file), *keys(sandbox), cwd=sandbox.state_dir)
+    assert listed.returncode == 0, listed.stderr
+    rows = records(listed)
+    assert rows[0]["alias"] == BAMS[0].name
+    assert rows[0]["state"] == "inbox"
+    removed = run(
+        "delete", "--yes", "--alias", BAMS[0].name, "--wpat-file", str(sandbox.upload_wpat_file),
+        *keys(sandbox), cwd=sandbox.state_dir,
+    )  # fmt: skip
+    assert removed.returncode == 0, removed.stderr
+    listed = run("--json", "ls", "--wpat-file", str(sandbox.upload_wpat_file), *keys(sandbox), cwd=sandbox.state_dir)
+    assert [r["state"] for r in records(listed)] == ["cancelled"]
+
+
+# --- bad input: one line, non-zero exit, nothing damaged --------------------------------
+
+
+def _assert_clean_error(result: subprocess.CompletedProcess[str], code: int, text: str) -> None:
+    assert result.returncode == code, (result.returncode, result.stderr)
+    assert text in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_file(sandbox, tmp_path: Path) -> None:
+    result = upload(sandbox, tmp_path / "nope.bam")
+    _assert_clean_error(result, 2, "does not exist")
+
+
+def test_directory_instead_of_file(sandbox, tmp_path: Path) -> None:
+    _assert_clean_error(upload(sandbox, tmp_path), 2, "not a regular file")
+
+
+def test_already_encrypted_file_is_refused(sandbox, tmp_path: Path) -> None:
+    encrypted = tmp_path / "x.bam.c4gh"
+    encrypted.write_bytes(b"crypt4gh\x01\x00\x00\x00" + b"\x00" * 200)
+    _assert_clean_error(upload(sandbox, encrypted), 2, "already Crypt4GH-encrypted")
+
+
+def test_missing_key_file(sandbox, tmp_path: Path) -> None:
+    result = run(
+        "upload", "--wpat-file", str(sandbox.upload_wpat_file), "--my-public-key-path",
+        str(tmp_path / "none.pub"), "--my-private-key-path", str(sandbox.user_sec), str(BAMS[0]),
+        cwd=sandbox.state_dir,
+    )  # fmt: skip
+    _assert_clean_error(result, 2, "does not exist")
+
+
+def test_wrong_passphrase(sandbox, tmp_path: Path) -> None:
+    from crypt4gh.keys import c4gh
+
+    c4gh.generate(str(tmp_path / "k.sec"), str(tmp_path / "k.pub"), passphrase=b"right", comment=b"")
+    result = run(
+        "upload", "--wpat-file", str(sandbox.upload_wpat_file), "--my-public-key-path",
+        str(tmp_path / "k.pub"), "--my-private-key-path", str(tmp_path / "k.sec"), str(BAMS[0]),
+        cwd=sandbox.state_dir, env={"C4GH_PASSPHRASE": "wrong"},
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "passphrase" in result.stderr.lower()
+    assert "wrong" not in result.stderr.replace("Wrong", "")
+    assert "Traceback" not in result.stderr
+
+
+def test_malformed_token(sandbox, tmp_path: Path) -> None:
+    token = tmp_path / "bad.wpat"
+    token.write_text("not-a-token")
+    result = run("upload", "--wpat-file", str(token), *keys(sandbox), str(BAMS[0]), cwd=sandbox.state_dir)
+    _assert_clean_error(result, 2, "malformed")
+
+
+def test_token_for_another_key(sandbox, tmp_path: Path) -> None:
+    from crypt4gh.keys import c4gh
+
+    c4gh.generate(str(tmp_path / "o.sec"), str(tmp_path / "o.pub"), passphrase=b"", comment=b"")
+    result = run(
+        "upload", "--wpat-file", str(sandbox.upload_wpat_file), "--my-public-key-path",
+        str(tmp_path / "o.pub"), "--my-private-key-path", str(tmp_path / "o.sec"), str(BAMS[0]),
+        cwd=sandbox.state_dir,
+    )  # fmt: skip
+    _assert_clean_error(result, 2, "not issued for your key pair")
+
+
+def test_wrong_or_expired_token_is_refused_by_the_server(sandbox, tmp_path: Path) -> None:
+    """A well-formed token whose secret is wrong: the work package service answers 403."""
+    import base64
+
+    from nacl.public import PublicKey, SealedBox
+
+    wp_id = sandbox.upload_wpat_file.read_text().strip().split(":")[0]
+    pub = base64.b64decode("".join(sandbox.user_pub.read_text().splitlines()[1:-1]))
+    sealed = base64.b64encode(SealedBox(PublicKey(pub)).encrypt(b"A" * 24)).decode()
+    token = tmp_path / "forged.wpat"
+    token.write_text(f"{wp_id}:{sealed}")
+    result = run("upload", "--wpat-file", str(token), *keys(sandbox), str(BAMS[0]), cwd=sandbox.state_dir)
+    _assert_clean_error(result, 2, "refused the access token")
+    assert "A" * 24 not in result.stderr
+
+
+def test_output_dir_missing(sandbox, tmp_path: Path) -> None:
+    result = run(
+        "download", "--wpat-file", str(sandbox.upload_wpat_file), *keys(sandbox),
+        "--output-dir", str(tmp_path / "missing"), cwd=sandbox.state_dir,
+    )  # fmt: skip
+    _assert_clean_error(result, 2, "does not exist")
+
+
+def test_server_unreachable(sandbox, tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("wkvs_api_url: http://127.0.0.1:9/.well-known\nclient_num_retries: 1\n")
+    result = run(
+        "--config", str(config), "upload", "--wpat-file", str(sandbox.upload_wpat_file),
+        *keys(sandbox), str(BAMS[0]), cwd=tmp_path,
+    )  # fmt: skip
+    _assert_clean_error(result, 1, "Could not reach")
+
+
+def test_existing_output_is_kept_without_overwrite(sandbox, tmp_path: Path) -> None:
+    assert upload(sandbox, BAMS[0]).returncode == 0
+    assert sandbox.archive().returncode == 0
+    out = tmp_path / "out"
+    out.mkdir()
+    first = run(
+        "--json", "download", "--wpat-file", str(sandbox.download_wpat_file), *keys(sandbox),
+        "--output-dir", str(out), cwd=sandbox.state_dir,
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    target = next(out.glob("*.c4gh"))
+    target.write_bytes(b"precious")
+    second = run(
+        "--json", "download", "--wpat-file", str(sandbox.download_wpat_file), *keys(sandbox),
+        "--output-dir", str(out), cwd=sandbox.state_dir,
+    )  # fmt: skip
+    assert second.returncode == 0
+    assert target.read_bytes() == b"precious"
+    shutil.rmtree(out)
