@@ -11,7 +11,7 @@ import json
 import sys
 import traceback
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -23,6 +23,8 @@ from ghga_connector import __version__
 from ghga_connector.c4gh.keys import KeyPair, load_key_pair, private_key_is_exposed
 from ghga_connector.config import Config, find_config_file, load_config
 from ghga_connector.core.decrypt import decrypt_file
+from ghga_connector.core.journal import JournalStore
+from ghga_connector.core.planning import encrypted_size
 from ghga_connector.core.ports import ProgressReporter
 from ghga_connector.errors import (
     EXIT_FAILURE,
@@ -273,6 +275,7 @@ def _upload(
     entries: list[tuple[Path, str]],
     *,
     overwrite: bool,
+    restart: bool = False,
     dry_run: bool,
     wpat_file: Path | None,
     wpat: str | None,
@@ -281,7 +284,7 @@ def _upload(
 ) -> None:
     def work() -> int:
         config = _config(options)
-        jobs = plan_uploads(entries, overwrite=overwrite)
+        jobs = [replace(j, restart=restart) for j in plan_uploads(entries, overwrite=overwrite)]
         reporter = _reporter(options)
         keys = _load_keys(public_key, private_key, reporter)
         token = read_wpat(wpat_file, wpat, lambda m: reporter.message(m, level="warning"))
@@ -323,6 +326,13 @@ def upload(
         bool,
         typer.Option(
             "--dry-run", help="Check token, box, keys and files; print the plan; send nothing."
+        ),
+    ] = False,
+    restart: Annotated[
+        bool,
+        typer.Option(
+            "--restart",
+            help="Start interrupted uploads from the beginning instead of continuing them.",
         ),
     ] = False,
     wpat_file: WpatFileOpt = None,
@@ -660,6 +670,43 @@ def delete(
 
         result = asyncio.run(go())
         _err_console().print(result)
+        return EXIT_OK
+
+    raise typer.Exit(_execute(options, work))
+
+
+@app.command("status")
+def status(ctx: typer.Context) -> None:
+    """List unfinished uploads that the next 'upload' of the same file will continue."""
+    options = _options(ctx)
+
+    def work() -> int:
+        config = _config(options)
+        journals = JournalStore(config.state_dir).all()
+        rows = [
+            {
+                "alias": j.alias,
+                "path": j.path,
+                "bytes": j.size,
+                "parts_stored": len(j.parts),
+                "parts_total": -(-encrypted_size(j.size) // j.part_size),
+                "file_id": j.file_id,
+            }
+            for j in journals
+        ]
+        if options.json:
+            for row in rows:
+                sys.stdout.write(json.dumps(row) + "\n")
+            return EXIT_OK
+        if not rows:
+            Console().print("No unfinished uploads.")
+            return EXIT_OK
+        table = Table(title="Unfinished uploads", title_justify="left")
+        for column in rows[0]:
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*(str(v) for v in row.values()))
+        Console().print(table)
         return EXIT_OK
 
     raise typer.Exit(_execute(options, work))

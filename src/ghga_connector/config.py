@@ -112,6 +112,11 @@ class Config(BaseSettings):
     connect_timeout: float = Field(
         default=10.0, gt=0, description="Seconds allowed to open a connection."
     )
+    state_dir: Path = Field(
+        default_factory=lambda: Path.home() / ".ghga_connector",
+        description="Folder for the journals of unfinished uploads (created readable by "
+        "you only). Default: .ghga_connector in your home folder.",
+    )
     ca_bundle: Path | None = Field(
         default=None,
         description="A PEM file of extra certificate authorities to trust (TLS is always "

@@ -38,7 +38,9 @@ def render() -> str:
     ]
     for name, field in Config.model_fields.items():
         default = field.default
-        if default is None:
+        if field.default_factory is not None:
+            shown = "~/.ghga_connector" if name == "state_dir" else "(computed)"
+        elif default is None:
             shown = "(none)"
         elif isinstance(default, bool | int | float | list):
             shown = json.dumps(default)

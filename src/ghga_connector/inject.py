@@ -30,6 +30,7 @@ from ghga_connector.c4gh.sealed import SealedBoxError, open_sealed_b64
 from ghga_connector.config import Config
 from ghga_connector.core.download import Downloader, FileStager
 from ghga_connector.core.handler import TransferHandler
+from ghga_connector.core.journal import JournalStore
 from ghga_connector.core.ports import ProgressReporter
 from ghga_connector.core.upload import Uploader
 from ghga_connector.core.work_package import WorkPackageAccessor
@@ -142,6 +143,7 @@ async def open_session(
                 executor=executor,
                 part_size=config.part_size,
                 concurrency=config.max_concurrent_uploads,
+                journals=JournalStore(config.state_dir),
             )
             downloader = Downloader(
                 accessor=accessor,

@@ -36,6 +36,7 @@ __all__ = [
     "SegmentAuthenticationError",
     "SegmentCipher",
     "build_upload_part",
+    "hash_part_plaintext",
 ]
 
 _NONCE_SIZE = 12
@@ -250,3 +251,24 @@ def build_upload_part(
         md5=hashlib.md5(view, usedforsecurity=False).hexdigest(),
         sha256=hashlib.sha256(view).hexdigest(),
     )
+
+
+def hash_part_plaintext(
+    path: str, plain_size: int, part: ByteRange, plaintext_digest: OrderedDigest
+) -> None:
+    """Feed the plaintext of an already uploaded part to the ordered digest (on resume).
+
+    Raises:
+        OSError, ValueError, DigestAborted: as :func:`build_upload_part`.
+    """
+    body_start = max(part.start - ENVELOPE_SIZE, 0)
+    body_stop = max(part.stop - ENVELOPE_SIZE, 0)
+    start = min(-(-body_start // CIPHER_SEGMENT_SIZE) * SEGMENT_SIZE, plain_size)
+    stop = min(-(-body_stop // CIPHER_SEGMENT_SIZE) * SEGMENT_SIZE, plain_size)
+    view = memoryview(_plaintext_buffer(stop - start))[: stop - start]
+    with open(path, "rb") as handle:  # noqa: PTH123 - one handle per thread
+        handle.seek(start)
+        if handle.readinto(view) != stop - start:
+            raise ValueError("the file is shorter than when the upload started")
+    plaintext_digest.update(part.part_no, view)
+    view.release()

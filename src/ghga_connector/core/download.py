@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
@@ -224,13 +225,14 @@ class Downloader(DownloaderBase):
                 plain_name = job.target.name.removesuffix(".c4gh")
                 sidecar = job.target.with_name(job.target.name + CHECKSUM_SUFFIX)
                 sidecar.write_text(checksum_line(sha256, plain_name), encoding="utf-8")
+        except IntegrityError as error:
+            _discard(temp)
+            return self._failed(job, plain, started, error)
         except ConnectorError as error:
-            with contextlib.suppress(OSError):
-                temp.unlink()
+            if not error.hint:
+                error.hint = "Run the same command again to continue the download."
             return self._failed(job, plain, started, error)
         except OSError as error:
-            with contextlib.suppress(OSError):
-                temp.unlink()
             return self._failed(
                 job, plain, started, OutputError(f"Writing {str(temp)!r} failed: {error.strerror}.")
             )
@@ -276,10 +278,28 @@ class Downloader(DownloaderBase):
         digest = OrderedDigest()
         ranges = byte_ranges(drs.size, self._range_size)
         final_size = plain if job.decrypt else ENVELOPE_SIZE + drs.size
-        with temp.open("wb") as handle:
-            if not job.decrypt:
-                handle.write(envelope[:ENVELOPE_SIZE])
-            handle.truncate(final_size)
+        journal = _RangeJournal(temp)
+        header = {
+            "accession": job.accession,
+            "size": drs.size,
+            "sha256": drs.sha256,
+            "range_size": self._range_size,
+            "decrypt": job.decrypt,
+        }
+        done = journal.resume(header) if temp.exists() else None
+        if done is None:
+            with temp.open("wb") as new_file:
+                new_file.truncate(final_size)
+            journal.start(header)
+            done = set()
+        else:
+            self._reporter.message(
+                f"{job.target.name}: continuing a partial download ({len(done)} of "
+                f"{len(ranges)} ranges present; checking them)."
+            )
+        if not job.decrypt:
+            with temp.open("r+b") as part_file:
+                part_file.write(envelope[:ENVELOPE_SIZE])
         urls = _UrlHolder(drs, self._stager, self._clock)
         pending = iter(ranges)
         loop = asyncio.get_running_loop()
@@ -288,6 +308,13 @@ class Downloader(DownloaderBase):
             buffer = bytearray(self._range_size)
             for part in pending:
                 view = memoryview(buffer)[: part.length]
+                if part.part_no in done:
+                    present = await loop.run_in_executor(
+                        self._executor, _recheck, cipher, digest, part, view, str(temp), job.decrypt
+                    )
+                    if present:
+                        self._reporter.advance(job.target.name, _plain_len(part))
+                        continue
                 for attempt in range(1, RANGE_ATTEMPTS + 1):
                     url = await urls.get()
                     try:
@@ -302,6 +329,7 @@ class Downloader(DownloaderBase):
                             str(temp),
                             job.decrypt,
                         )
+                        journal.add(part.part_no)
                         break
                     except PresignedUrlExpired:
                         await urls.renew(url)
@@ -328,7 +356,87 @@ class Downloader(DownloaderBase):
             if isinstance(error, BaseExceptionGroup):
                 raise first_cause(error) from None
             raise
+        journal.remove()
         return digest.hexdigest()
+
+
+class _RangeJournal:
+    """Which ranges of a ``.part`` file are complete: ``<name>.part.json`` beside it.
+
+    A JSON header line (accession, size, checksum, range size, mode) and one line per
+    written range; a torn last line is ignored.
+    """
+
+    def __init__(self, temp: Path) -> None:
+        self.path = temp.with_name(temp.name + ".json")
+
+    def resume(self, header: dict[str, object]) -> set[int] | None:
+        """The finished range numbers if the journal belongs to this download, else None."""
+        try:
+            lines = self.path.read_text(encoding="utf-8").splitlines()
+            if not lines or json.loads(lines[0]) != header:
+                return None
+        except (OSError, ValueError):
+            return None
+        done: set[int] = set()
+        for line in lines[1:]:
+            with contextlib.suppress(ValueError):
+                done.add(int(line))
+        return done
+
+    def start(self, header: dict[str, object]) -> None:
+        """Begin a new journal."""
+        self.path.write_text(json.dumps(header) + "\n", encoding="utf-8")
+
+    def add(self, part_no: int) -> None:
+        """Record a written range."""
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(f"{part_no}\n")
+
+    def remove(self) -> None:
+        """Forget the journal (download complete or discarded)."""
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+
+
+def _discard(temp: Path) -> None:
+    """Remove a partial download and its journal."""
+    _RangeJournal(temp).remove()
+    with contextlib.suppress(OSError):
+        temp.unlink()
+
+
+def _recheck(
+    cipher: SegmentCipher,
+    digest: OrderedDigest,
+    part: ByteRange,
+    buffer: memoryview,
+    path: str,
+    decrypt: bool,
+) -> bool:
+    """Re-read a range written by an earlier run and feed it to the digest.
+
+    An encrypted range is authenticated again; returns False (fetch it again) if it
+    fails. Decrypted ranges are hashed as they are: the final SHA-256 check covers them.
+    """
+    with open(path, "rb") as handle:  # noqa: PTH123 - one handle per thread
+        if decrypt:
+            length = _plain_len(part)
+            handle.seek(part.start // CIPHER_SEGMENT_SIZE * SEGMENT_SIZE)
+            if handle.readinto(buffer[:length]) != length:
+                return False
+            digest.update(part.part_no, buffer[:length])
+            return True
+        handle.seek(ENVELOPE_SIZE + part.start)
+        if handle.readinto(buffer) != len(buffer):
+            return False
+    plain = bytearray(_plain_len(part))
+    try:
+        cipher.decrypt_into(buffer, memoryview(plain))
+    except SegmentAuthenticationError:
+        return False
+    digest.update(part.part_no, plain)
+    return True
 
 
 def _plain_len(part: ByteRange) -> int:

@@ -9,6 +9,7 @@ most ``max_parallel_files``; a failed file never stops the others.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from ghga_connector.core.ports import (
@@ -129,11 +130,8 @@ class TransferHandler:
                 )
                 self._reporter.file_finished(outcomes[job.alias])
                 continue
-            if found is not None and found.state is FileUploadState.INIT and not job.overwrite:
-                self._reporter.message(
-                    f"{job.alias}: replacing an unfinished upload from an earlier run."
-                )
-                job = UploadJob(path=job.path, alias=job.alias, size=job.size, overwrite=True)
+            if found is not None and found.state is FileUploadState.INIT:
+                job = replace(job, unfinished_file_id=found.id)
             planned.append(job)
         if dry_run:
             for job in planned:

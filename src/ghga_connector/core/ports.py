@@ -25,12 +25,19 @@ __all__ = [
 
 @dataclass(frozen=True)
 class UploadJob:
-    """One local file to upload under ``alias``; ``size`` is the plaintext size in bytes."""
+    """One local file to upload under ``alias``; ``size`` is the plaintext size in bytes.
+
+    ``unfinished_file_id`` names an upload of this alias left in ``init`` by an earlier
+    run: it is resumed if the journal matches the file, else replaced. ``restart``
+    replaces it even then.
+    """
 
     path: Path
     alias: str
     size: int
     overwrite: bool = False
+    restart: bool = False
+    unfinished_file_id: str | None = None
 
 
 @dataclass(frozen=True)

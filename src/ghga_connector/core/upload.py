@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import time
 from concurrent.futures import Executor
+from dataclasses import dataclass, field, replace
 
 from ghga_connector.adapters.services import (
     ObjectStorageClient,
@@ -20,12 +21,15 @@ from ghga_connector.adapters.services import (
 )
 from ghga_connector.c4gh.envelope import make_envelope, new_data_secret
 from ghga_connector.c4gh.keys import KeyPair
+from ghga_connector.c4gh.sealed import SealedBoxError
 from ghga_connector.c4gh.segments import (
     EncryptedPart,
     OrderedDigest,
     SegmentCipher,
     build_upload_part,
+    hash_part_plaintext,
 )
+from ghga_connector.core.journal import JournalStore, PartRecord, UploadJournal, seal_secret
 from ghga_connector.core.planning import (
     byte_ranges,
     encrypted_size,
@@ -43,6 +47,7 @@ from ghga_connector.errors import (
     ConnectorError,
     InputFileError,
     IntegrityError,
+    KeyFileError,
     ServerResponseError,
     UploadRejectedError,
 )
@@ -54,6 +59,24 @@ __all__ = ["Uploader", "multipart_etag"]
 CREATE_BACKOFF = (5.0, 10.0, 20.0, 40.0, 80.0)
 #: Attempts per part: a fresh presigned URL each time (expired URL, bad ETag).
 PART_ATTEMPTS = 3
+
+
+#: Completion errors after which the server marked the upload failed: no resume.
+_FATAL_AT_COMPLETION = {"checksumMismatch", "uploadSizeMismatch", "fileUploadStateError"}
+
+
+@dataclass
+class _UploadSession:
+    """One upload in progress: server ids, sizes, the data secret and the journal."""
+
+    file_id: str
+    storage_alias: str
+    part_size: int
+    enc_size: int
+    secret: bytes = field(repr=False)
+    envelope: bytes
+    journal: UploadJournal | None = None
+    resumed_parts: int = 0
 
 
 def multipart_etag(parts_md5: list[str]) -> str:
@@ -75,6 +98,7 @@ class Uploader(UploaderBase):
         executor: threads for reading, encryption and hashing.
         part_size: configured part size in bytes (see :func:`upload_part_size`).
         concurrency: parts in flight per file.
+        journals: where resume journals are kept (``None``: no resume).
         sleep: injected ``asyncio.sleep`` (tests).
     """
 
@@ -90,6 +114,7 @@ class Uploader(UploaderBase):
         executor: Executor,
         part_size: int,
         concurrency: int,
+        journals: JournalStore | None = None,
         sleep: object = asyncio.sleep,
     ) -> None:
         self._accessor = accessor
@@ -101,6 +126,7 @@ class Uploader(UploaderBase):
         self._executor = executor
         self._part_size = part_size
         self._concurrency = concurrency
+        self._journals = journals
         self._sleep = sleep
 
     def _token(self, work_type: str, *, alias: str | None = None, file_id: str | None = None):  # type: ignore[no-untyped-def]
@@ -159,37 +185,29 @@ class Uploader(UploaderBase):
     async def upload(self, job: UploadJob) -> FileOutcome:
         """Upload one file; failures become a ``FAILED`` outcome, interruptions propagate.
 
-        On failure or interruption the unfinished upload is removed from the box.
+        An upload left unfinished by an earlier run continues from its journal. After a
+        failure or an interruption the upload stays open on the server and its journal
+        is kept, so that running the same command again continues with the missing
+        parts (the server discards idle unfinished uploads after 72 hours).
         """
         started = time.monotonic()
-        reporter = self._reporter
-        reporter.file_started(job.alias, job.size)
-        enc_size = encrypted_size(job.size)
-        part_size = upload_part_size(self._part_size, enc_size)
+        self._reporter.file_started(job.alias, job.size)
         try:
-            file_id, storage_alias = await self._create(job, enc_size, part_size)
+            session = await self._start(job)
         except ConnectorError as error:
             return self._failed(job, started, error)
         try:
-            checksums = await self._send_parts(job, file_id, storage_alias, enc_size, part_size)
-            reporter.file_status(job.alias, "finalising")
+            checksums = await self._send_parts(job, session)
+            self._reporter.file_status(job.alias, "finalising")
             await self._ucs.complete_upload(
                 self._accessor.file_upload_box_id,
-                file_id,
+                session.file_id,
                 checksums,
-                self._token("close", file_id=file_id),
+                self._token("close", file_id=session.file_id),
             )
         except BaseException as error:
-            await self._cleanup(file_id)
-            if isinstance(error, ConnectorError):
-                return self._failed(job, started, error)
-            if isinstance(error, OSError):
-                return self._failed(
-                    job,
-                    started,
-                    InputFileError(f"Reading {str(job.path)!r} failed: {error.strerror}"),
-                )
-            raise
+            return self._after_failure(job, session, started, error)
+        self._forget(session)
         outcome = FileOutcome(
             name=job.alias,
             outcome=Outcome.DONE,
@@ -197,25 +215,121 @@ class Uploader(UploaderBase):
             seconds=time.monotonic() - started,
             path=job.path,
             details={
-                "file_id": file_id,
-                "storage_alias": storage_alias,
+                "file_id": session.file_id,
+                "storage_alias": session.storage_alias,
                 "decrypted_sha256": checksums.decrypted_sha256,
                 "encrypted_md5": checksums.encrypted_md5,
-                "part_size": part_size,
+                "part_size": session.part_size,
                 "parts": len(checksums.encrypted_parts_md5),
+                "parts_resumed": session.resumed_parts,
             },
         )
-        reporter.file_finished(outcome)
+        self._reporter.file_finished(outcome)
         return outcome
 
-    async def _cleanup(self, file_id: str) -> None:
-        try:
-            await asyncio.shield(self._delete(file_id))
-        except (ConnectorError, asyncio.CancelledError):
+    async def _start(self, job: UploadJob) -> _UploadSession:
+        """Resume the journaled upload of this alias, or create a new upload."""
+        box_id = self._accessor.file_upload_box_id
+        journal = self._journals.load(box_id, job.alias) if self._journals else None
+        if journal is not None and journal.file_id != job.unfinished_file_id:
+            # The server no longer has that upload open: the journal is stale.
+            self._journals.remove(box_id, job.alias)  # type: ignore[union-attr]
+            journal = None
+        if journal is not None and not job.restart and not job.overwrite:
+            if not journal.matches_file(job.path):
+                raise InputFileError(
+                    f"{str(job.path)!r} changed since its upload was interrupted.",
+                    hint="Run the command again with --restart to upload it from the start.",
+                )
+            try:
+                secret = journal.secret(self._keys)
+            except SealedBoxError:
+                raise KeyFileError(
+                    f"The interrupted upload of {job.alias!r} was started with another key pair.",
+                    hint="Use that key pair, or pass --restart to upload from the start.",
+                ) from None
+            session = _UploadSession(
+                file_id=journal.file_id,
+                storage_alias=journal.storage_alias,
+                part_size=journal.part_size,
+                enc_size=encrypted_size(job.size),
+                secret=secret,
+                envelope=journal.envelope,
+                journal=journal,
+            )
+            session.resumed_parts = len(journal.parts)
             self._reporter.message(
-                "The unfinished upload could not be removed; the server discards it after 72 hours.",
+                f"{job.alias}: resuming an interrupted upload "
+                f"({len(journal.parts)} part(s) already stored)."
+            )
+            return session
+        if job.unfinished_file_id and not job.overwrite:
+            self._reporter.message(
+                f"{job.alias}: replacing an unfinished upload from an earlier run."
+            )
+            job = replace(job, overwrite=True)
+        enc_size = encrypted_size(job.size)
+        part_size = upload_part_size(self._part_size, enc_size)
+        file_id, storage_alias = await self._create(job, enc_size, part_size)
+        try:
+            recipient = self._values.data_hub_key(storage_alias)
+        except KeyError:
+            raise ServerResponseError(
+                f"The server offers no Crypt4GH key for the storage {storage_alias!r}.",
+                hint="Report this to the GHGA helpdesk.",
+            ) from None
+        secret = new_data_secret()
+        envelope = make_envelope(secret, self._keys.secret, recipient)
+        session = _UploadSession(
+            file_id=file_id,
+            storage_alias=storage_alias,
+            part_size=part_size,
+            enc_size=enc_size,
+            secret=secret,
+            envelope=envelope,
+        )
+        if self._journals is not None:
+            stat = job.path.stat()
+            session.journal = UploadJournal(
+                box_id=box_id,
+                alias=job.alias,
+                file_id=file_id,
+                storage_alias=storage_alias,
+                path=str(job.path.resolve()),
+                size=job.size,
+                mtime_ns=stat.st_mtime_ns,
+                part_size=part_size,
+                envelope=envelope,
+                sealed_secret=seal_secret(secret, self._keys),
+            )
+            self._journals.create(session.journal)
+        return session
+
+    def _forget(self, session: _UploadSession) -> None:
+        if self._journals is not None and session.journal is not None:
+            self._journals.remove(session.journal.box_id, session.journal.alias)
+
+    def _after_failure(
+        self, job: UploadJob, session: _UploadSession, started: float, error: BaseException
+    ) -> FileOutcome:
+        """Keep the upload resumable unless the server rejected its content."""
+        if isinstance(error, UploadRejectedError) and error.exception_id in _FATAL_AT_COMPLETION:
+            self._forget(session)
+            return self._failed(job, started, error)
+        if isinstance(error, ConnectorError | OSError):
+            if isinstance(error, OSError):
+                error = InputFileError(f"Reading {str(job.path)!r} failed: {error.strerror}.")
+            assert isinstance(error, ConnectorError)
+            resumable = session.journal is not None
+            if resumable and not error.hint:
+                error.hint = "Run the same command again to continue where it stopped."
+            return self._failed(job, started, error)
+        if isinstance(error, asyncio.CancelledError | KeyboardInterrupt) and session.journal:
+            self._reporter.message(
+                f"{job.alias}: upload paused; run the same command again within 72 hours to continue.",
                 level="warning",
             )
+        raise error
 
     def _failed(self, job: UploadJob, started: float, error: ConnectorError) -> FileOutcome:
         outcome = FileOutcome(
@@ -229,32 +343,34 @@ class Uploader(UploaderBase):
         self._reporter.file_finished(outcome)
         return outcome
 
-    async def _send_parts(
-        self, job: UploadJob, file_id: str, storage_alias: str, enc_size: int, part_size: int
-    ) -> UploadChecksums:
-        try:
-            recipient = self._values.data_hub_key(storage_alias)
-        except KeyError:
-            raise ServerResponseError(
-                f"The server offers no Crypt4GH key for the storage {storage_alias!r}.",
-                hint="Report this to the GHGA helpdesk.",
-            ) from None
-        secret = new_data_secret()
-        envelope = make_envelope(secret, self._keys.secret, recipient)
-        cipher = SegmentCipher(secret)
+    async def _send_parts(self, job: UploadJob, session: _UploadSession) -> UploadChecksums:
+        cipher = SegmentCipher(session.secret)
         digest = OrderedDigest()
-        ranges = byte_ranges(enc_size, part_size)
+        ranges = byte_ranges(session.enc_size, session.part_size)
+        done = session.journal.parts if session.journal is not None else {}
         parts_md5 = [""] * len(ranges)
         parts_sha256 = [""] * len(ranges)
         pending = iter(ranges)
         loop = asyncio.get_running_loop()
         path = str(job.path)
+        file_id = session.file_id
+        part_size, enc_size, envelope = session.part_size, session.enc_size, session.envelope
 
         async def worker() -> None:
             # Each worker owns one part buffer for its lifetime: memory is bounded by
             # concurrency × part size, and no buffer is allocated per part.
             buffer = bytearray(min(part_size, enc_size))
             for part_range in pending:
+                lo, hi = plaintext_span(part_range, job.size)
+                record = done.get(part_range.part_no)
+                if record is not None:
+                    await loop.run_in_executor(
+                        self._executor, hash_part_plaintext, path, job.size, part_range, digest
+                    )
+                    parts_md5[record.part_no - 1] = record.md5
+                    parts_sha256[record.part_no - 1] = record.sha256
+                    self._reporter.advance(job.alias, hi - lo)
+                    continue
                 part = await loop.run_in_executor(
                     self._executor,
                     build_upload_part,
@@ -269,7 +385,10 @@ class Uploader(UploaderBase):
                 await self._put_part(file_id, part)
                 parts_md5[part.part_no - 1] = part.md5
                 parts_sha256[part.part_no - 1] = part.sha256
-                lo, hi = plaintext_span(part_range, job.size)
+                if self._journals is not None and session.journal is not None:
+                    self._journals.add_part(
+                        session.journal, PartRecord(part.part_no, part.md5, part.sha256)
+                    )
                 self._reporter.advance(job.alias, hi - lo)
 
         try:
