@@ -666,6 +666,9 @@ def delete(
                     ):
                         return "kept"
                 await session.handler.delete_upload(item.id)
+                JournalStore(config.state_dir).remove(
+                    session.accessor.file_upload_box_id, item.alias
+                )
                 return f"removed {item.alias}"
 
         result = asyncio.run(go())

@@ -58,5 +58,21 @@ def render() -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":
+def main(argv: list[str]) -> int:
+    """Print the reference, or with ``--check`` compare it with ``docs/configuration.md``."""
+    if "--check" in argv:
+        from pathlib import Path
+
+        current = Path("docs/configuration.md").read_text(encoding="utf-8")
+        if current != render():
+            print("docs/configuration.md is out of date: run 'make docs'.")
+            return 1
+        return 0
     print(render(), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))
