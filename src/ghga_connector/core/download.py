@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -27,7 +28,6 @@ from ghga_connector.adapters.services import (
 from ghga_connector.c4gh.envelope import EnvelopeError, open_envelope
 from ghga_connector.c4gh.keys import KeyPair
 from ghga_connector.c4gh.segments import (
-    OrderedDigest,
     SegmentAuthenticationError,
     SegmentCipher,
 )
@@ -48,7 +48,7 @@ from ghga_connector.core.ports import (
     WorkPackageAccessorBase,
     unique_temp_path,
 )
-from ghga_connector.core.tasks import first_cause
+from ghga_connector.core.tasks import Turnstile, first_cause
 from ghga_connector.errors import (
     ConnectorError,
     IntegrityError,
@@ -275,7 +275,7 @@ class Downloader(DownloaderBase):
                 hint="Use the key pair this work package was created for.",
             ) from None
         cipher = SegmentCipher(secret)
-        digest = OrderedDigest()
+        digest = hashlib.sha256()
         ranges = byte_ranges(drs.size, self._range_size)
         final_size = plain if job.decrypt else ENVELOPE_SIZE + drs.size
         journal = _RangeJournal(temp)
@@ -304,16 +304,29 @@ class Downloader(DownloaderBase):
         pending = iter(ranges)
         loop = asyncio.get_running_loop()
 
+        # The plaintext SHA-256 must see the ranges in order while they arrive in any
+        # order: a worker waits for its turn on the event loop (never in a thread, which
+        # could starve the pool), then hashes in a thread.
+        turn = Turnstile()
+
+        async def hash_in_order(part: ByteRange, plain: memoryview) -> None:
+            await turn.wait(part.part_no)
+            await loop.run_in_executor(self._executor, digest.update, plain)
+            await turn.advance(part.part_no)
+
         async def worker() -> None:
             buffer = bytearray(self._range_size)
+            plain_buffer = bytearray(_plain_len(ByteRange(0, 0, self._range_size)))
             for part in pending:
                 view = memoryview(buffer)[: part.length]
+                plain = memoryview(plain_buffer)[: _plain_len(part)]
                 if part.part_no in done:
                     present = await loop.run_in_executor(
-                        self._executor, _recheck, cipher, digest, part, view, str(temp), job.decrypt
+                        self._executor, _recheck, cipher, part, view, plain, str(temp), job.decrypt
                     )
                     if present:
-                        self._reporter.advance(job.target.name, _plain_len(part))
+                        await hash_in_order(part, plain)
+                        self._reporter.advance(job.target.name, len(plain))
                         continue
                 for attempt in range(1, RANGE_ATTEMPTS + 1):
                     url = await urls.get()
@@ -323,13 +336,12 @@ class Downloader(DownloaderBase):
                             self._executor,
                             _check_and_write,
                             cipher,
-                            digest,
                             part,
                             view,
+                            plain,
                             str(temp),
                             job.decrypt,
                         )
-                        journal.add(part.part_no)
                         break
                     except PresignedUrlExpired:
                         await urls.renew(url)
@@ -345,17 +357,16 @@ class Downloader(DownloaderBase):
                     raise ServiceUnreachableError(
                         f"The download URL of {job.accession} kept expiring."
                     )
-                self._reporter.advance(job.target.name, _plain_len(part))
+                await hash_in_order(part, plain)
+                journal.add(part.part_no)
+                self._reporter.advance(job.target.name, len(plain))
 
         try:
             async with asyncio.TaskGroup() as group:
                 for _ in range(min(self._concurrency, len(ranges))):
                     group.create_task(worker())
-        except BaseException as error:
-            digest.abort()
-            if isinstance(error, BaseExceptionGroup):
-                raise first_cause(error) from None
-            raise
+        except BaseExceptionGroup as error:
+            raise first_cause(error) from None
         journal.remove()
         return digest.hexdigest()
 
@@ -408,34 +419,29 @@ def _discard(temp: Path) -> None:
 
 def _recheck(
     cipher: SegmentCipher,
-    digest: OrderedDigest,
     part: ByteRange,
     buffer: memoryview,
+    plain: memoryview,
     path: str,
     decrypt: bool,
 ) -> bool:
-    """Re-read a range written by an earlier run and feed it to the digest.
+    """Re-read a range written by an earlier run into ``plain``.
 
-    An encrypted range is authenticated again; returns False (fetch it again) if it
-    fails. Decrypted ranges are hashed as they are: the final SHA-256 check covers them.
+    An encrypted range is authenticated again; returns False (fetch it again) if it is
+    short or fails. Decrypted ranges are taken as they are: the final SHA-256 check
+    covers them.
     """
     with open(path, "rb") as handle:  # noqa: PTH123 - one handle per thread
         if decrypt:
-            length = _plain_len(part)
             handle.seek(part.start // CIPHER_SEGMENT_SIZE * SEGMENT_SIZE)
-            if handle.readinto(buffer[:length]) != length:
-                return False
-            digest.update(part.part_no, buffer[:length])
-            return True
+            return handle.readinto(plain) == len(plain)
         handle.seek(ENVELOPE_SIZE + part.start)
         if handle.readinto(buffer) != len(buffer):
             return False
-    plain = bytearray(_plain_len(part))
     try:
-        cipher.decrypt_into(buffer, memoryview(plain))
+        cipher.decrypt_into(buffer, plain)
     except SegmentAuthenticationError:
         return False
-    digest.update(part.part_no, plain)
     return True
 
 
@@ -447,15 +453,19 @@ def _plain_len(part: ByteRange) -> int:
 
 def _check_and_write(
     cipher: SegmentCipher,
-    digest: OrderedDigest,
     part: ByteRange,
     data: memoryview,
+    plain: memoryview,
     path: str,
     decrypt: bool,
 ) -> None:
-    """Authenticate and decrypt one segment-aligned range, hash it in order, write it."""
-    plain = bytearray(_plain_len(part))
-    cipher.decrypt_into(data, memoryview(plain))
+    """Authenticate and decrypt one segment-aligned range into ``plain``, then write it.
+
+    Raises:
+        SegmentAuthenticationError: a segment is damaged (nothing is written).
+        OSError: the write failed (e.g. the disk is full).
+    """
+    cipher.decrypt_into(data, plain)
     with open(path, "r+b") as handle:  # noqa: PTH123 - one handle per thread
         if decrypt:
             handle.seek(part.start // CIPHER_SEGMENT_SIZE * SEGMENT_SIZE)
@@ -463,4 +473,3 @@ def _check_and_write(
         else:
             handle.seek(ENVELOPE_SIZE + part.start)
             handle.write(data)
-    digest.update(part.part_no, plain)

@@ -8,7 +8,7 @@ from typing import TypeVar
 
 from ghga_connector.c4gh.segments import DigestAborted
 
-__all__ = ["first_cause", "run_bounded"]
+__all__ = ["Turnstile", "first_cause", "run_bounded"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -57,3 +57,23 @@ async def run_bounded(items: Iterable[T], limit: int, func: Callable[[T], Awaita
     except BaseExceptionGroup as error:
         raise first_cause(error) from None
     return results  # type: ignore[return-value]
+
+
+class Turnstile:
+    """Lets coroutines pass strictly in number order (1, 2, 3, ...), waiting on the loop."""
+
+    def __init__(self, first: int = 1) -> None:
+        self._next = first
+        self._cond = asyncio.Condition()
+
+    async def wait(self, number: int) -> None:
+        """Wait until every lower number has passed."""
+        async with self._cond:
+            await self._cond.wait_for(lambda: self._next >= number)
+
+    async def advance(self, number: int) -> None:
+        """Mark ``number`` as passed (a repeated number is ignored)."""
+        async with self._cond:
+            if number == self._next:
+                self._next += 1
+                self._cond.notify_all()
