@@ -20,7 +20,12 @@ from rich.console import Console
 from rich.table import Table
 
 from ghga_connector import __version__
-from ghga_connector.c4gh.keys import KeyPair, load_key_pair, private_key_is_exposed
+from ghga_connector.c4gh.keys import (
+    KeyPair,
+    load_key_pair,
+    load_private_key,
+    private_key_is_exposed,
+)
 from ghga_connector.config import Config, find_config_file, load_config
 from ghga_connector.core.decrypt import decrypt_file
 from ghga_connector.core.journal import JournalStore
@@ -32,7 +37,6 @@ from ghga_connector.errors import (
     EXIT_OK,
     ConnectorError,
     InputFileError,
-    KeyFileError,
     OutputError,
     UserInputError,
 )
@@ -228,6 +232,20 @@ def _load_keys(public: Path, private: Path, reporter: ProgressReporter) -> KeyPa
     return keys
 
 
+def _ignore(_: str) -> None:
+    """Discard a message (used where the CLI already said it)."""
+
+
+def _warn_if_token_on_argv(wpat: str | None, reporter: ProgressReporter) -> None:
+    """Warn first thing that a token on the command line is visible to other users."""
+    if wpat:
+        reporter.message(
+            "Warning: passing the access token with --wpat makes it visible to other users "
+            "of this machine; prefer --wpat-file or GHGA_CONNECTOR_WPAT.",
+            level="warning",
+        )
+
+
 def _summary(
     options: GlobalOptions, outcomes: list[FileOutcome], verb: str, session: Session | None = None
 ) -> int:
@@ -286,8 +304,9 @@ def _upload(
         config = _config(options)
         jobs = [replace(j, restart=restart) for j in plan_uploads(entries, overwrite=overwrite)]
         reporter = _reporter(options)
+        _warn_if_token_on_argv(wpat, reporter)
         keys = _load_keys(public_key, private_key, reporter)
-        token = read_wpat(wpat_file, wpat, lambda m: reporter.message(m, level="warning"))
+        token = read_wpat(wpat_file, wpat, _ignore)
 
         async def go() -> tuple[list[FileOutcome], Session]:
             async with open_session(config, keys, token, reporter) as session:
@@ -464,8 +483,9 @@ def download(
                 hint=f"Create it first: mkdir {output_dir}",
             )
         reporter = _reporter(options)
+        _warn_if_token_on_argv(wpat, reporter)
         keys = _load_keys(my_public_key_path, my_private_key_path, reporter)
-        token = read_wpat(wpat_file, wpat, lambda m: reporter.message(m, level="warning"))
+        token = read_wpat(wpat_file, wpat, _ignore)
 
         async def go() -> tuple[list[FileOutcome], Session]:
             async with open_session(config, keys, token, reporter) as session:
@@ -522,21 +542,7 @@ def decrypt(
         if not sources:
             raise InputFileError(f"There are no .c4gh files in {str(input_dir)!r}.")
         reporter = _reporter(options)
-        from crypt4gh.keys import get_private_key
-
-        if not my_private_key_path.is_file():
-            raise KeyFileError(f"The private key file {str(my_private_key_path)!r} does not exist.")
-        try:
-            secret = bytes(
-                get_private_key(str(my_private_key_path), passphrase_source(my_private_key_path))
-            )
-        except ConnectorError:
-            raise
-        except Exception:
-            raise KeyFileError(
-                f"The private key {str(my_private_key_path)!r} could not be read "
-                "(wrong passphrase or not a Crypt4GH private key)."
-            ) from None
+        secret = load_private_key(my_private_key_path, passphrase_source(my_private_key_path))
         outcomes = []
         for source in sources:
             target = target_dir / source.name.removesuffix(".c4gh")
@@ -571,8 +577,9 @@ def list_files(
     def work() -> int:
         config = _config(options)
         reporter = QuietReporter(_err_console())
+        _warn_if_token_on_argv(wpat, reporter)
         keys = _load_keys(my_public_key_path, my_private_key_path, reporter)
-        token = read_wpat(wpat_file, wpat, lambda m: reporter.message(m, level="warning"))
+        token = read_wpat(wpat_file, wpat, _ignore)
 
         async def go() -> list[dict[str, Any]]:
             async with open_session(config, keys, token, reporter) as session:
@@ -645,8 +652,9 @@ def delete(
             raise UserInputError("Give exactly one of --alias or --file-id.")
         config = _config(options)
         reporter = QuietReporter(_err_console())
+        _warn_if_token_on_argv(wpat, reporter)
         keys = _load_keys(my_public_key_path, my_private_key_path, reporter)
-        token = read_wpat(wpat_file, wpat, lambda m: reporter.message(m, level="warning"))
+        token = read_wpat(wpat_file, wpat, _ignore)
 
         async def go() -> str:
             async with open_session(config, keys, token, reporter) as session:

@@ -219,6 +219,18 @@ class SandboxState:
                 raise
             self._db.execute("COMMIT")
 
+    def discard_data(self) -> int:
+        """Forget boxes, uploads, work packages, DRS objects and file secrets.
+
+        Keys and the accession counter stay. Used at start with the in-memory S3,
+        whose objects did not survive the restart. Returns the number of boxes dropped.
+        """
+        with self._tx() as db:
+            dropped = int(db.execute("SELECT COUNT(*) FROM boxes").fetchone()[0])
+            for table in ("boxes", "uploads", "work_packages", "drs_objects", "file_secrets"):
+                db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed names
+        return dropped
+
     # --- meta and keys -------------------------------------------------------------
 
     def get_meta(self, key: str) -> str | None:

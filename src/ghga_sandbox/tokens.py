@@ -35,6 +35,7 @@ __all__ = [
     "ViewFileBoxWorkOrder",
     "WorkOrder",
     "b64_public_key",
+    "decode_public_key",
     "generate_signing_key",
     "generate_wpat",
     "hash_wpat",

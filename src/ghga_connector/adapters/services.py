@@ -261,12 +261,18 @@ class UcsClient:
             raise server_error(
                 response, f"Starting the upload of {alias!r}", error_class=UploadRejectedError
             )
-        body = response.json()
+        try:
+            body = response.json()
+            file_id, storage_alias = str(body["file_id"]), str(body["storage_alias"])
+        except (ValueError, KeyError, TypeError):
+            raise ServerResponseError(
+                f"The upload service sent an unexpected answer when starting {alias!r}."
+            ) from None
         if body.get("alias") != alias:
             raise ServerResponseError(
                 f"The server created the upload under another alias than {alias!r}."
             )
-        return str(body["file_id"]), str(body["storage_alias"])
+        return file_id, storage_alias
 
     async def get_part_url(
         self, box_id: str, file_id: str, part_no: int, token: TokenSource

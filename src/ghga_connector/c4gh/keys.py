@@ -8,6 +8,8 @@ from an argument (the CLI asks with a hidden prompt or reads ``C4GH_PASSPHRASE``
 from __future__ import annotations
 
 import base64
+import contextlib
+import io
 import os
 import stat
 from collections.abc import Callable
@@ -19,7 +21,7 @@ from nacl.public import PrivateKey
 
 from ghga_connector.errors import KeyFileError, PassphraseError
 
-__all__ = ["KeyPair", "load_key_pair", "private_key_is_exposed"]
+__all__ = ["KeyPair", "load_key_pair", "load_private_key", "private_key_is_exposed"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,45 @@ def _check_file(path: Path, what: str) -> None:
         raise KeyFileError(f"The {what} path {str(path)!r} is not a file.")
 
 
+def load_private_key(path: Path, passphrase: Callable[[], str]) -> bytes:
+    """Load a Crypt4GH or OpenSSH private key (32 raw bytes).
+
+    crypt4gh reports a wrong passphrase (and any error of the passphrase callable) by
+    printing to standard error and calling ``sys.exit(2)``; both are caught here and
+    turned into this package's errors.
+
+    Raises:
+        KeyFileError: missing, unreadable or malformed file.
+        PassphraseError: wrong passphrase, or none available.
+    """
+    _check_file(path, "private key")
+    asked: list[BaseException | None] = []
+
+    def callback() -> str:
+        try:
+            value = passphrase()
+        except BaseException as error:
+            asked.append(error)
+            raise
+        asked.append(None)
+        return value
+
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            secret = bytes(get_private_key(str(path), callback))
+    except (SystemExit, Exception):
+        if asked and asked[-1] is not None:
+            raise asked[-1] from None
+        if asked:
+            raise PassphraseError(f"Wrong passphrase for the private key {str(path)!r}.") from None
+        raise KeyFileError(
+            f"The private key file {str(path)!r} is not a Crypt4GH private key."
+        ) from None
+    if len(secret) != 32:
+        raise KeyFileError(f"The private key in {str(path)!r} is not 32 bytes long.")
+    return secret
+
+
 def load_key_pair(
     public_key_path: Path, private_key_path: Path, passphrase: Callable[[], str]
 ) -> KeyPair:
@@ -74,24 +115,7 @@ def load_key_pair(
         ) from error
     if len(public) != 32:
         raise KeyFileError(f"The public key in {str(public_key_path)!r} is not 32 bytes long.")
-    try:
-        secret = bytes(get_private_key(str(private_key_path), passphrase))
-    except PassphraseError:
-        raise
-    except ValueError as error:
-        # crypt4gh reports a wrong passphrase as a failed decryption of the key
-        if "passphrase" in str(error).lower() or "decrypt" in str(error).lower():
-            raise PassphraseError(
-                f"Wrong passphrase for the private key {str(private_key_path)!r}."
-            ) from None
-        raise KeyFileError(
-            f"The private key file {str(private_key_path)!r} is not a Crypt4GH private key."
-        ) from None
-    except Exception:
-        raise KeyFileError(
-            f"The private key file {str(private_key_path)!r} could not be read "
-            "(wrong passphrase or not a Crypt4GH private key)."
-        ) from None
+    secret = load_private_key(private_key_path, passphrase)
     if len(secret) != 32:
         raise KeyFileError(f"The private key in {str(private_key_path)!r} is not 32 bytes long.")
     derived = bytes(PrivateKey(secret).public_key)

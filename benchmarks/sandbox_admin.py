@@ -1,0 +1,90 @@
+"""Thin client of the sandbox admin API (``/admin``): boxes, work packages, archive, staging."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.servers import http_json
+
+__all__ = ["AdminClient", "ArchivedFile", "raw_public_key"]
+
+
+def raw_public_key(path: Path) -> str:
+    """Standard base64 of the 32 raw bytes of a Crypt4GH public key file (PEM or bare)."""
+    lines = [
+        line.strip()
+        for line in path.read_text().splitlines()
+        if line.strip() and not line.startswith("-----")
+    ]
+    raw = base64.b64decode("".join(lines))
+    if len(raw) != 32:
+        raise ValueError(f"{path}: not a 32-byte Crypt4GH public key")
+    return base64.b64encode(raw).decode()
+
+
+@dataclass(frozen=True)
+class ArchivedFile:
+    """One upload after the sandbox's Data Hub step."""
+
+    box_id: str
+    alias: str
+    state: str
+    accession: str | None
+    failure_reason: str | None
+
+
+class AdminError(RuntimeError):
+    """The admin API answered with an unexpected status."""
+
+
+@dataclass
+class AdminClient:
+    """Calls ``{sandbox_url}/admin/...`` for one user key."""
+
+    base_url: str
+    user_public_key: str
+
+    def _call(self, method: str, path: str, body: Any = None, timeout: float = 60.0) -> Any:
+        status, data = http_json(method, f"{self.base_url}/admin{path}", body, timeout)
+        if status >= 300:
+            raise AdminError(f"{method} /admin{path} -> {status}: {str(data)[:300]}")
+        return data
+
+    def new_upload_box(self) -> tuple[str, str]:
+        """A fresh upload box with an upload work package: ``(box_id, access_token)``."""
+        data = self._call("POST", "/upload-boxes", {"user_public_key": self.user_public_key})
+        return str(data["file_upload_box_id"]), str(data["work_package"]["access_token"])
+
+    def archive(self, timeout: float = 1800.0) -> list[ArchivedFile]:
+        """Run the Data Hub step (interrogate, re-encrypt, archive) on every finished upload."""
+        data = self._call("POST", "/archive", {}, timeout=timeout)
+        return [
+            ArchivedFile(
+                box_id=str(f["box_id"]),
+                alias=str(f["alias"]),
+                state=str(f["state"]),
+                accession=f.get("accession"),
+                failure_reason=f.get("failure_reason"),
+            )
+            for f in data["files"]
+        ]
+
+    def download_package(self, accessions: list[str]) -> str:
+        """A download work package over ``accessions``; returns its access token."""
+        data = self._call(
+            "POST",
+            "/work-packages",
+            {"type": "download", "user_public_key": self.user_public_key, "accessions": accessions},
+        )
+        return str(data["access_token"])
+
+    def stage(self, accession: str, timeout: float = 900.0) -> None:
+        """Copy an archived object to the outbox now, so no client waits for staging."""
+        self._call("POST", f"/objects/{accession}/stage", timeout=timeout)
+
+    def status(self) -> dict[str, Any]:
+        """The sandbox's status document."""
+        return dict(self._call("GET", "/status"))

@@ -1,0 +1,296 @@
+"""``ghga-sandbox``: serve the sandbox, run the archive step, show status.
+
+Thin Typer layer: parse options, build settings and collaborators, call the library.
+Known errors become one line on stderr and exit code 1 (set ``GHGA_SANDBOX_DEBUG=1``
+for tracebacks).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+
+from ghga_sandbox.bootstrap import (
+    DOWNLOAD_WPAT,
+    SANDBOX_JSON,
+    USER_PUB,
+    read_user_public_key,
+    write_client_files,
+    write_secret_file,
+)
+from ghga_sandbox.config import TIB, SandboxSettings
+
+__all__ = ["app", "run"]
+
+app = typer.Typer(
+    help="A local GHGA (WKVS, WPS, UCS, DCS and S3) for the ghga-connector.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+StateDir = Annotated[
+    Path,
+    typer.Option("--state-dir", help="Directory with the sandbox state and client files."),
+]
+
+
+class SandboxCliError(Exception):
+    """A problem reported as one line (exit code 1)."""
+
+
+@contextmanager
+def _runtime_pieces(settings: SandboxSettings) -> Iterator[tuple[Any, Any, Any]]:
+    """Start S3 (embedded moto or an endpoint), open state; yield (state, storage, faults)."""
+    from ghga_sandbox.faults import FaultPlan
+    from ghga_sandbox.state import SandboxState
+    from ghga_sandbox.storage import EmbeddedS3, S3Storage
+
+    faults = FaultPlan()
+    with ExitStack() as stack:
+        if settings.s3 == "moto":
+            embedded = EmbeddedS3(settings.host, faults)
+            embedded.start()
+            stack.callback(embedded.stop)
+            storage = S3Storage(
+                embedded.url, region=settings.s3_region, access_key="sandbox", secret_key="sandbox"
+            )
+        else:
+            storage = S3Storage(settings.s3, region=settings.s3_region)
+        storage.ensure_buckets(settings.storage_labels)
+        state = SandboxState.open(settings.state_dir / "state.sqlite3")
+        stack.callback(state.close)
+        if settings.s3 == "moto" and (dropped := state.discard_data()):
+            typer.echo(
+                f"note: the embedded S3 keeps objects in memory; {dropped} box(es) of the "
+                "previous run were discarded (keys and accession numbers are kept)"
+            )
+        state.signing_key()
+        state.central_key()
+        for alias in settings.storage_labels:
+            state.datahub_key(alias)
+        yield state, storage, faults
+
+
+def _how_to(settings: SandboxSettings, files: Any, s3_url: str) -> str:
+    d = settings.state_dir
+    return (
+        f"ghga-sandbox listening on {settings.public_url} (S3 at {s3_url})\n"
+        f"  WKVS  {settings.wkvs_api_url}\n"
+        f"  files in {d}: .ghga_connector.yaml, user.pub, user.sec (no passphrase, demo only),\n"
+        f"        upload.wpat (box {files.file_upload_box_id}), sandbox.json\n"
+        f"Upload (from {d}, so the connector finds .ghga_connector.yaml):\n"
+        f"  cd {d} && ghga-connector upload --wpat-file upload.wpat "
+        "--my-public-key-path user.pub --my-private-key-path user.sec FILE...\n"
+        "Then play the Data Hub and archive (writes download.wpat):\n"
+        f"  ghga-sandbox archive --state-dir {d}\n"
+        "Download:\n"
+        f"  cd {d} && ghga-connector download --wpat-file download.wpat "
+        "--my-public-key-path user.pub --my-private-key-path user.sec --output-dir OUT\n"
+    )
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Loopback address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port; 0 picks a free one.")] = 8080,
+    state_dir: StateDir = Path(".ghga-sandbox"),
+    s3: Annotated[
+        str, typer.Option(help="'moto' (embedded) or an S3 endpoint URL (AWS_* env credentials).")
+    ] = "moto",
+    staging_delay: Annotated[
+        float, typer.Option(help="Seconds from the first DCS request until a file is staged.")
+    ] = 1.0,
+    retry_after: Annotated[int, typer.Option(help="Minimum DCS Retry-After (seconds).")] = 1,
+    url_expiry: Annotated[
+        int, typer.Option(help="Lifetime of presigned download URLs (seconds).")
+    ] = 30,
+    upload_url_expiry: Annotated[
+        int, typer.Option(help="Lifetime of presigned part-upload URLs (seconds).")
+    ] = 3600,
+    api_latency_ms: Annotated[
+        int, typer.Option(help="Delay added to every service call (milliseconds).")
+    ] = 0,
+    wot_lifetime: Annotated[int, typer.Option(help="Work order token lifetime (seconds).")] = 30,
+    box_max_size: Annotated[
+        int, typer.Option(help="max_size of the upload box created at start (bytes).")
+    ] = TIB,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+) -> None:
+    """Serve WKVS, WPS, UCS and DCS on one loopback port, with S3 and SQLite state."""
+    import uvicorn
+
+    from ghga_sandbox.app import create_app
+
+    if host not in {"127.0.0.1", "localhost", "::1"}:
+        raise SandboxCliError("the sandbox listens on loopback addresses only")
+    state_dir = state_dir.resolve()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    state_dir.chmod(0o700)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        raise SandboxCliError(f"cannot listen on {host}:{port}: {error}") from error
+    sock.listen(512)
+    bound_port = sock.getsockname()[1]
+    url_host = f"[{host}]" if ":" in host else host
+    settings = SandboxSettings(
+        host=host,
+        port=bound_port,
+        public_url=f"http://{url_host}:{bound_port}",
+        state_dir=state_dir,
+        s3=s3,
+        staging_delay=staging_delay,
+        retry_after=retry_after,
+        download_url_expiry=url_expiry,
+        upload_url_expiry=upload_url_expiry,
+        api_latency_ms=api_latency_ms,
+        wot_lifetime=wot_lifetime,
+        box_max_size=box_max_size,
+        log_level=log_level,
+    )
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("werkzeug").setLevel(max(logging.WARNING, logging.getLogger().level))
+    with _runtime_pieces(settings) as (state, storage, faults):
+        application = create_app(settings, state, storage, faults=faults)
+        files = write_client_files(application.state.runtime, os.getpid())
+        typer.echo(_how_to(settings, files, storage.endpoint_url))
+        sys.stdout.flush()
+        config = uvicorn.Config(
+            application,
+            log_level=log_level,
+            access_log=log_level in {"debug", "info"},
+            timeout_keep_alive=75,
+        )
+        uvicorn.Server(config).run(sockets=[sock])
+
+
+def _server_url(state_dir: Path) -> str:
+    info_path = state_dir / SANDBOX_JSON
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+        return str(info["url"])
+    except (OSError, ValueError, KeyError) as error:
+        raise SandboxCliError(
+            f"no running sandbox found ({info_path} is missing or invalid); "
+            "start one with 'ghga-sandbox serve'"
+        ) from error
+
+
+def _admin(state_dir: Path, method: str, path: str, payload: Any = None) -> Any:
+    url = _server_url(state_dir)
+    try:
+        response = httpx.request(method, f"{url}/admin{path}", json=payload, timeout=None)
+    except httpx.HTTPError as error:
+        raise SandboxCliError(f"could not reach the sandbox at {url}: {error}") from error
+    if response.status_code >= 400:
+        raise SandboxCliError(f"sandbox answered {response.status_code}: {response.text}")
+    return response.json()
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths, strict=True))]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+@app.command()
+def archive(state_dir: StateDir = Path(".ghga-sandbox")) -> None:
+    """Run the Data Hub step and archive every box with uploaded files.
+
+    Writes ``download.wpat`` (a download work package for ``user.pub`` over all
+    archived files). Exit code 1 if any upload failed the Data Hub check.
+    """
+    user_pub = state_dir / USER_PUB
+    key = read_user_public_key(user_pub) if user_pub.exists() else None
+    report = _admin(state_dir, "POST", "/archive", {"user_public_key": key})
+    rows = [
+        [
+            f["alias"],
+            f["accession"] or "-",
+            str(f["decrypted_size"]),
+            f["state"] + (f" ({f['failure_reason']})" if f.get("failure_reason") else ""),
+        ]
+        for f in report["files"]
+    ]
+    if rows:
+        typer.echo(_table(rows, ["alias", "accession", "size", "state"]))
+    else:
+        typer.echo("Nothing to archive: no uploads in 'inbox' or 'interrogated'.")
+    if report["download_access_token"]:
+        target = state_dir / DOWNLOAD_WPAT
+        write_secret_file(target, report["download_access_token"] + "\n")
+        typer.echo(f"Download work package written to {target}")
+    if report["failed"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def status(
+    state_dir: StateDir = Path(".ghga-sandbox"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON document.")] = False,
+) -> None:
+    """Show boxes, uploads, archived files and fault counters of the running sandbox."""
+    document = _admin(state_dir, "GET", "/status")
+    if as_json:
+        typer.echo(json.dumps(document, indent=2))
+        return
+    typer.echo(f"sandbox {document['url']}  (S3 {document['s3_url']})\n")
+    typer.echo("Boxes")
+    typer.echo(
+        _table(
+            [
+                [b["id"], b["state"], b["storage_alias"], str(b["file_count"]), str(b["size"]), str(b["max_size"])]
+                for b in document["boxes"]
+            ],
+            ["file upload box", "state", "alias", "files", "size", "max_size"],
+        )
+    )
+    typer.echo("\nUploads")
+    typer.echo(
+        _table(
+            [
+                [u["alias"], u["state"], str(u["decrypted_size"]), str(u["encrypted_size"]), u["box_id"]]
+                for u in document["uploads"]
+            ],
+            ["alias", "state", "decrypted", "encrypted", "box"],
+        )
+    )
+    typer.echo("\nArchived files")
+    typer.echo(
+        _table(
+            [
+                [o["accession"], str(o["decrypted_size"]), str(o["encrypted_size"]), "yes" if o["staged"] else "no"]
+                for o in document["drs_objects"]
+            ],
+            ["accession", "decrypted", "encrypted (no envelope)", "staged"],
+        )
+    )
+    faults = document["faults"]
+    typer.echo(f"\nFaults armed: {json.dumps(faults['armed'])}")
+    typer.echo(f"Faults fired: {json.dumps(faults['injected'])}")
+
+
+def run() -> None:
+    """Console-script entry point: run the Typer app, one-line errors, exit codes."""
+    try:
+        app()
+    except SandboxCliError as error:
+        if os.environ.get("GHGA_SANDBOX_DEBUG"):
+            raise
+        typer.echo(f"ghga-sandbox: {error}", err=True)
+        sys.exit(1)

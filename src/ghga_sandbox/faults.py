@@ -1,0 +1,147 @@
+"""Explicit, counted fault injection (contract §6.3 "fault switches").
+
+Every switch is armed through the admin API with a count and is consumed one use at a
+time; :attr:`FaultPlan.injected` counts what actually fired. Nothing is random.
+
+Switches:
+
+* ``status_rules``: the next ``count`` calls to a service (``wkvs``, ``wps``, ``ucs``,
+  ``dcs`` or ``s3``; optionally only one HTTP method and/or paths containing a string)
+  answer ``status`` (e.g. 429, 500, 503), with ``Retry-After`` if given. ``/health``
+  is never affected.
+* ``dcs_force_202``: the next N ``GET /objects/{accession}`` answer 202 even if staged.
+* ``etag_mismatch`` / ``size_mismatch``: the next N completions see a forged ETag /
+  size, so UCS answers 400 ``checksumMismatch`` / ``uploadSizeMismatch``.
+* ``url_expiry``: the next ``count`` presigned URLs (``upload``, ``download`` or
+  ``any``) expire after ``seconds`` instead of the configured lifetime.
+* ``access_check_error``: the next N WPS access checks fail ("Failed to check …").
+
+Revoking access and expiring a work package are state changes, not faults: see the
+admin routes ``/admin/work-packages/{id}/revoke`` and ``…/expire``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+__all__ = ["FaultPlan", "FaultSettings", "StatusRule", "UrlExpiryRule"]
+
+Service = Literal["wkvs", "wps", "ucs", "dcs", "s3"]
+
+
+class StatusRule(BaseModel):
+    """Answer ``status`` to the next ``count`` matching calls."""
+
+    service: Service
+    status: int = Field(ge=400, le=599)
+    count: int = Field(1, ge=1)
+    method: str | None = None
+    path_contains: str | None = None
+    retry_after: int | None = Field(None, ge=0)
+
+
+class UrlExpiryRule(BaseModel):
+    """Presign the next ``count`` URLs of ``kind`` with a lifetime of ``seconds``."""
+
+    seconds: int = Field(ge=1)
+    count: int = Field(1, ge=1)
+    kind: Literal["upload", "download", "any"] = "any"
+
+
+class FaultSettings(BaseModel):
+    """Body of ``POST /admin/faults``: switches to arm (added to those already armed)."""
+
+    status_rules: list[StatusRule] = Field(default_factory=list)
+    dcs_force_202: int = Field(0, ge=0)
+    etag_mismatch: int = Field(0, ge=0)
+    size_mismatch: int = Field(0, ge=0)
+    url_expiry: UrlExpiryRule | None = None
+    access_check_error: int = Field(0, ge=0)
+
+
+class FaultPlan:
+    """Thread-safe armed switches and counters of fired faults."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rules: list[StatusRule] = []
+        self._counts: Counter[str] = Counter()
+        self._url_expiry: UrlExpiryRule | None = None
+        self.injected: Counter[str] = Counter()
+
+    def arm(self, settings: FaultSettings) -> None:
+        """Add the given switches to the plan."""
+        with self._lock:
+            self._rules.extend(rule.model_copy() for rule in settings.status_rules)
+            for name in ("dcs_force_202", "etag_mismatch", "size_mismatch", "access_check_error"):
+                self._counts[name] += getattr(settings, name)
+            if settings.url_expiry is not None:
+                self._url_expiry = settings.url_expiry.model_copy()
+
+    def reset(self) -> None:
+        """Disarm everything; keep the fired counters."""
+        with self._lock:
+            self._rules.clear()
+            self._counts.clear()
+            self._url_expiry = None
+
+    def take_status(self, service: Service, method: str, path: str) -> StatusRule | None:
+        """Consume one use of the first matching status rule, if any."""
+        with self._lock:
+            for rule in self._rules:
+                if rule.service != service:
+                    continue
+                if rule.method and rule.method.upper() != method.upper():
+                    continue
+                if rule.path_contains and rule.path_contains not in path:
+                    continue
+                rule.count -= 1
+                if rule.count <= 0:
+                    self._rules.remove(rule)
+                self.injected[f"status:{service}:{rule.status}"] += 1
+                return rule
+        return None
+
+    def take_s3_fault(self, method: str) -> tuple[int, int | None] | None:
+        """:class:`~ghga_sandbox.storage.PresignGuard` hook for ``service="s3"`` rules."""
+        rule = self.take_status("s3", method, "")
+        return None if rule is None else (rule.status, rule.retry_after)
+
+    def take(self, name: str) -> bool:
+        """Consume one use of a counted switch; return whether it fired."""
+        with self._lock:
+            if self._counts[name] <= 0:
+                return False
+            self._counts[name] -= 1
+            self.injected[name] += 1
+            return True
+
+    def url_expiry(self, kind: Literal["upload", "download"], default: int) -> int:
+        """Lifetime in seconds for the next presigned URL of ``kind``."""
+        with self._lock:
+            rule = self._url_expiry
+            if rule is None or rule.kind not in (kind, "any"):
+                return default
+            rule.count -= 1
+            if rule.count <= 0:
+                self._url_expiry = None
+            self.injected[f"url_expiry:{kind}"] += 1
+            return rule.seconds
+
+    def snapshot(self) -> dict[str, object]:
+        """Armed switches and fired counters, for ``/admin/status`` and ``/admin/faults``."""
+        with self._lock:
+            return {
+                "armed": {
+                    "status_rules": [rule.model_dump() for rule in self._rules],
+                    **{name: count for name, count in self._counts.items() if count > 0},
+                    "url_expiry": None
+                    if self._url_expiry is None
+                    else self._url_expiry.model_dump(),
+                },
+                "injected": dict(self.injected),
+            }

@@ -1,0 +1,129 @@
+"""Interrupted transfers continue where they stopped (SIGKILL at many points, Ctrl-C).
+
+Bounded: a 24 MiB file in 5 MiB parts, at most 12 interruptions per direction, each run
+limited in time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.skipif(os.name != "posix", reason="signals")]
+
+SIZE = 24 * 1024 * 1024 + 12345
+KILLS = 10
+
+
+def _env(sandbox, state: Path) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    env = {k: v for k, v in os.environ.items() if k != "GHGA_CONNECTOR_WPAT"}
+    env.update(
+        GHGA_CONNECTOR_STATE_DIR=str(state),
+        GHGA_CONNECTOR_PART_SIZE=str(5 * 1024 * 1024),
+        GHGA_CONNECTOR_MAX_CONCURRENT_UPLOADS="2",
+        GHGA_CONNECTOR_MAX_CONCURRENT_DOWNLOADS="2",
+    )
+    return env
+
+
+def _command(sandbox, *args: str) -> list[str]:  # type: ignore[no-untyped-def]
+    keys = ["--my-public-key-path", str(sandbox.user_pub), "--my-private-key-path", str(sandbox.user_sec)]
+    return [sys.executable, "-m", "ghga_connector", "--json", *args[:1], *keys, *args[1:]]
+
+
+def _run_killed(command: list[str], env: dict[str, str], cwd: Path, delay: float) -> int | None:
+    """Start the command, SIGKILL it after ``delay`` seconds; its exit code if it ended first."""
+    process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        return process.wait(timeout=delay)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        return None
+
+
+def test_upload_and_download_survive_sigkill_at_random_points(sandbox, tmp_path: Path) -> None:
+    rng = random.Random(20261123)
+    source = tmp_path / "big.bin"
+    source.write_bytes(rng.randbytes(SIZE))
+    state = tmp_path / "state"
+    env = _env(sandbox, state)
+    upload = _command(sandbox, "upload", "--wpat-file", str(sandbox.upload_wpat_file), str(source))
+
+    interrupted = 0
+    for _ in range(KILLS):
+        code = _run_killed(upload, env, sandbox.state_dir, rng.uniform(0.6, 2.5))
+        if code is None:
+            interrupted += 1
+        elif code == 0:
+            break
+    final = subprocess.run(upload, env=env, cwd=sandbox.state_dir, capture_output=True, text=True, timeout=300)
+    assert final.returncode == 0, final.stderr
+    record = json.loads(final.stdout.splitlines()[-1])
+    assert record["outcome"] in {"done", "skipped"}
+    assert interrupted >= 1
+    assert not list((state / "uploads").glob("*.jsonl")), "journal left after success"
+
+    listing = subprocess.run(
+        _command(sandbox, "ls", "--wpat-file", str(sandbox.upload_wpat_file)),
+        env=env, cwd=sandbox.state_dir, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    rows = [json.loads(line) for line in listing.stdout.splitlines()]
+    live = [r for r in rows if r["alias"] == "big.bin" and r["state"] not in {"cancelled", "failed"}]
+    assert len(live) == 1 and live[0]["state"] == "inbox", rows
+
+    assert sandbox.archive().returncode == 0
+    out = tmp_path / "out"
+    out.mkdir()
+    download = _command(
+        sandbox, "download", "--wpat-file", str(sandbox.download_wpat_file), "--output-dir", str(out), "--decrypt"
+    )
+    interrupted = 0
+    for _ in range(KILLS):
+        code = _run_killed(download, env, sandbox.state_dir, rng.uniform(0.6, 2.0))
+        if code is None:
+            interrupted += 1
+        elif code == 0:
+            break
+    final = subprocess.run(download, env=env, cwd=sandbox.state_dir, capture_output=True, text=True, timeout=300)
+    assert final.returncode == 0, final.stderr
+    result = next(p for p in out.iterdir() if not p.name.endswith((".part", ".json")))
+    assert hashlib.sha256(result.read_bytes()).hexdigest() == hashlib.sha256(source.read_bytes()).hexdigest()
+    assert not list(out.glob("*.part*"))
+
+
+def test_ctrl_c_pauses_an_upload_and_exits_130(sandbox, tmp_path: Path) -> None:
+    source = tmp_path / "pause.bin"
+    source.write_bytes(random.Random(7).randbytes(SIZE))
+    state = tmp_path / "state"
+    env = _env(sandbox, state)
+    env["GHGA_CONNECTOR_MAX_CONCURRENT_UPLOADS"] = "1"
+    command = _command(sandbox, "upload", "--wpat-file", str(sandbox.upload_wpat_file), str(source))
+    process = subprocess.Popen(command, env=env, cwd=sandbox.state_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not list((state / "uploads").glob("*.jsonl")):
+        time.sleep(0.05)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    if process.returncode == 0:
+        pytest.skip("the upload finished before Ctrl-C arrived")
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    journals = list((state / "uploads").glob("*.jsonl"))
+    assert journals, "the journal must survive Ctrl-C"
+    paused_file_id = json.loads(journals[0].read_text().splitlines()[0])["file_id"]
+    resumed = subprocess.run(command, env=env, cwd=sandbox.state_dir, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    record = json.loads(resumed.stdout.splitlines()[-1])
+    assert record["outcome"] == "done"
+    assert record["file_id"] == paused_file_id, "the paused upload must be continued, not replaced"
