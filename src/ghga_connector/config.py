@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from dotenv import dotenv_values
 from pydantic import AnyHttpUrl, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
@@ -194,7 +195,12 @@ def load_config(config_file: Path | None = None, **overrides: Any) -> tuple[Conf
     path = find_config_file(config_file)
     file_values = _read_yaml(path) if path else {}
     env_names = {key.lower() for key in os.environ if key.upper().startswith(ENV_PREFIX)}
-    # YAML values are passed as init values, but must lose against the environment.
+    dotenv = Path(".env")
+    if dotenv.is_file():
+        env_names |= {
+            key.lower() for key in dotenv_values(dotenv) if key.upper().startswith(ENV_PREFIX)
+        }
+    # YAML values are passed as init values, but must lose against the environment and .env.
     file_values = {
         key: value
         for key, value in file_values.items()

@@ -359,25 +359,34 @@ class DcsClient:
             raise server_error(
                 response, f"Requesting {accession}", error_class=FileNotDownloadableError
             )
-        body = response.json()
         try:
+            body = response.json()
             url = next(
                 method["access_url"]["url"]
                 for method in body.get("access_methods", [])
                 if method.get("type") == "s3"
             )
-        except (StopIteration, KeyError, TypeError):
+            size = int(body["size"])
+            sha256 = next(
+                (
+                    c.get("checksum")
+                    for c in body.get("checksums", [])
+                    if c.get("type") == "sha-256"
+                ),
+                None,
+            )
+        except StopIteration:
             raise ServerResponseError(
                 f"The download service offers no S3 access to {accession}."
             ) from None
-        sha256 = next(
-            (c.get("checksum") for c in body.get("checksums", []) if c.get("type") == "sha-256"),
-            None,
-        )
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise ServerResponseError(
+                f"The download service sent an unexpected description of {accession}."
+            ) from None
         return DrsObject(
             accession=accession,
             download_url=url,
-            size=int(body["size"]),
+            size=size,
             sha256=sha256,
             max_age=_max_age(response),
         )

@@ -574,11 +574,6 @@ async def test_dcs_malformed_drs_object(response: httpx.Response) -> None:
             await DcsClient(client, DCS).get_drs_object("GHGAF001", Tokens())
 
 
-@pytest.mark.xfail(
-    reason="BUG: UcsClient.create_upload lets KeyError/JSONDecodeError escape for a 201 "
-    "body without 'file_id'/'storage_alias' or not JSON, instead of ServerResponseError",
-    strict=False,
-)
 @pytest.mark.parametrize(
     "response",
     [httpx.Response(201, json={"alias": "x"}), httpx.Response(201, text="created")],
@@ -596,3 +591,23 @@ async def test_ucs_create_malformed_body(response: httpx.Response) -> None:
                 part_size=5_245_120,
                 overwrite=False,
             )
+
+
+@pytest.mark.xfail(
+    reason="BUG: UcsClient.list_uploads lets JSONDecodeError/AttributeError/ValidationError "
+    "escape for a malformed 200 listing, instead of ServerResponseError",
+    strict=False,
+)
+@pytest.mark.parametrize(
+    "response",
+    [
+        httpx.Response(200, text="<html>"),
+        httpx.Response(200, json=["x"]),
+        httpx.Response(200, json={"items": [{"id": "1", "state": "inbox"}], "total_count": 1}),
+    ],
+    ids=["not-json", "json-list", "item-without-alias"],
+)
+async def test_ucs_list_uploads_malformed_body(response: httpx.Response) -> None:
+    async with mock_client(Seen(response)) as client:
+        with pytest.raises(ServerResponseError):
+            await UcsClient(client, UCS).list_uploads(FUB, Tokens())
