@@ -167,7 +167,7 @@ def _options(ctx: typer.Context, debug: bool = False) -> GlobalOptions:
 
 
 def _err_console() -> Console:
-    return Console(stderr=True, highlight=False)
+    return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _reporter(options: GlobalOptions) -> ProgressReporter:

@@ -27,7 +27,9 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, **(env or {})}
     full_env.pop("GHGA_CONNECTOR_WPAT", None)
     return subprocess.run(
@@ -42,7 +44,12 @@ def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.
 
 
 def keys(sandbox) -> list[str]:  # type: ignore[no-untyped-def]
-    return ["--my-public-key-path", str(sandbox.user_pub), "--my-private-key-path", str(sandbox.user_sec)]
+    return [
+        "--my-public-key-path",
+        str(sandbox.user_pub),
+        "--my-private-key-path",
+        str(sandbox.user_sec),
+    ]
 
 
 def upload(sandbox, *files: Path, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
@@ -85,7 +92,15 @@ def test_round_trip_of_real_files_encrypted_and_decrypted(sandbox, tmp_path: Pat
     assert len(c4gh) == len(ALL_FILES)
     assert not list(out.glob("*.part"))
 
-    dec = run("--json", "decrypt", "--input-dir", str(out), "--my-private-key-path", str(sandbox.user_sec), cwd=tmp_path)
+    dec = run(
+        "--json",
+        "decrypt",
+        "--input-dir",
+        str(out),
+        "--my-private-key-path",
+        str(sandbox.user_sec),
+        cwd=tmp_path,
+    )
     assert dec.returncode == 0, dec.stderr
     originals = {sha256(p) for p in ALL_FILES}
     decrypted = {sha256(p) for p in out.iterdir() if p.suffix not in {".c4gh", ".sha256"}}
@@ -126,7 +141,14 @@ def test_upload_skips_files_already_in_the_box(sandbox) -> None:
 
 def test_ls_and_delete(sandbox) -> None:
     assert upload(sandbox, BAMS[0]).returncode == 0
-    listed = run("--json", "ls", "--wpat-file", str(sandbox.upload_wpat_file), *keys(sandbox), cwd=sandbox.state_dir)
+    listed = run(
+        "--json",
+        "ls",
+        "--wpat-file",
+        str(sandbox.upload_wpat_file),
+        *keys(sandbox),
+        cwd=sandbox.state_dir,
+    )
     assert listed.returncode == 0, listed.stderr
     rows = records(listed)
     assert rows[0]["alias"] == BAMS[0].name
@@ -136,7 +158,14 @@ def test_ls_and_delete(sandbox) -> None:
         *keys(sandbox), cwd=sandbox.state_dir,
     )  # fmt: skip
     assert removed.returncode == 0, removed.stderr
-    listed = run("--json", "ls", "--wpat-file", str(sandbox.upload_wpat_file), *keys(sandbox), cwd=sandbox.state_dir)
+    listed = run(
+        "--json",
+        "ls",
+        "--wpat-file",
+        str(sandbox.upload_wpat_file),
+        *keys(sandbox),
+        cwd=sandbox.state_dir,
+    )
     assert [r["state"] for r in records(listed)] == ["cancelled"]
 
 
@@ -176,22 +205,26 @@ def test_missing_key_file(sandbox, tmp_path: Path) -> None:
 def test_wrong_passphrase(sandbox, tmp_path: Path) -> None:
     from crypt4gh.keys import c4gh
 
-    c4gh.generate(str(tmp_path / "k.sec"), str(tmp_path / "k.pub"), passphrase=b"right", comment=b"")
+    c4gh.generate(
+        str(tmp_path / "k.sec"), str(tmp_path / "k.pub"), passphrase=b"right", comment=b""
+    )
     result = run(
         "upload", "--wpat-file", str(sandbox.upload_wpat_file), "--my-public-key-path",
         str(tmp_path / "k.pub"), "--my-private-key-path", str(tmp_path / "k.sec"), str(BAMS[0]),
-        cwd=sandbox.state_dir, env={"C4GH_PASSPHRASE": "wrong"},
+        cwd=sandbox.state_dir, env={"C4GH_PASSPHRASE": "not-the-Pa55phrase"},
     )  # fmt: skip
     assert result.returncode == 2, result.stderr
     assert "passphrase" in result.stderr.lower()
-    assert "wrong" not in result.stderr.replace("Wrong", "")
+    assert "not-the-Pa55phrase" not in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
 
 
 def test_malformed_token(sandbox, tmp_path: Path) -> None:
     token = tmp_path / "bad.wpat"
     token.write_text("not-a-token")
-    result = run("upload", "--wpat-file", str(token), *keys(sandbox), str(BAMS[0]), cwd=sandbox.state_dir)
+    result = run(
+        "upload", "--wpat-file", str(token), *keys(sandbox), str(BAMS[0]), cwd=sandbox.state_dir
+    )
     _assert_clean_error(result, 2, "malformed")
 
 
@@ -218,7 +251,9 @@ def test_wrong_or_expired_token_is_refused_by_the_server(sandbox, tmp_path: Path
     sealed = base64.b64encode(SealedBox(PublicKey(pub)).encrypt(b"A" * 24)).decode()
     token = tmp_path / "forged.wpat"
     token.write_text(f"{wp_id}:{sealed}")
-    result = run("upload", "--wpat-file", str(token), *keys(sandbox), str(BAMS[0]), cwd=sandbox.state_dir)
+    result = run(
+        "upload", "--wpat-file", str(token), *keys(sandbox), str(BAMS[0]), cwd=sandbox.state_dir
+    )
     _assert_clean_error(result, 2, "refused the access token")
     assert "A" * 24 not in result.stderr
 

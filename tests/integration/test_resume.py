@@ -36,13 +36,20 @@ def _env(sandbox, state: Path) -> dict[str, str]:  # type: ignore[no-untyped-def
 
 
 def _command(sandbox, *args: str) -> list[str]:  # type: ignore[no-untyped-def]
-    keys = ["--my-public-key-path", str(sandbox.user_pub), "--my-private-key-path", str(sandbox.user_sec)]
+    keys = [
+        "--my-public-key-path",
+        str(sandbox.user_pub),
+        "--my-private-key-path",
+        str(sandbox.user_sec),
+    ]
     return [sys.executable, "-m", "ghga_connector", "--json", *args[:1], *keys, *args[1:]]
 
 
 def _run_killed(command: list[str], env: dict[str, str], cwd: Path, delay: float) -> int | None:
     """Start the command, SIGKILL it after ``delay`` seconds; its exit code if it ended first."""
-    process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         return process.wait(timeout=delay)
     except subprocess.TimeoutExpired:
@@ -66,7 +73,9 @@ def test_upload_and_download_survive_sigkill_at_random_points(sandbox, tmp_path:
             interrupted += 1
         elif code == 0:
             break
-    final = subprocess.run(upload, env=env, cwd=sandbox.state_dir, capture_output=True, text=True, timeout=300)
+    final = subprocess.run(
+        upload, env=env, cwd=sandbox.state_dir, capture_output=True, text=True, timeout=300
+    )
     assert final.returncode == 0, final.stderr
     record = json.loads(final.stdout.splitlines()[-1])
     assert record["outcome"] in {"done", "skipped"}
@@ -78,14 +87,22 @@ def test_upload_and_download_survive_sigkill_at_random_points(sandbox, tmp_path:
         env=env, cwd=sandbox.state_dir, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     rows = [json.loads(line) for line in listing.stdout.splitlines()]
-    live = [r for r in rows if r["alias"] == "big.bin" and r["state"] not in {"cancelled", "failed"}]
+    live = [
+        r for r in rows if r["alias"] == "big.bin" and r["state"] not in {"cancelled", "failed"}
+    ]
     assert len(live) == 1 and live[0]["state"] == "inbox", rows
 
     assert sandbox.archive().returncode == 0
     out = tmp_path / "out"
     out.mkdir()
     download = _command(
-        sandbox, "download", "--wpat-file", str(sandbox.download_wpat_file), "--output-dir", str(out), "--decrypt"
+        sandbox,
+        "download",
+        "--wpat-file",
+        str(sandbox.download_wpat_file),
+        "--output-dir",
+        str(out),
+        "--decrypt",
     )
     interrupted = 0
     for _ in range(KILLS):
@@ -94,10 +111,15 @@ def test_upload_and_download_survive_sigkill_at_random_points(sandbox, tmp_path:
             interrupted += 1
         elif code == 0:
             break
-    final = subprocess.run(download, env=env, cwd=sandbox.state_dir, capture_output=True, text=True, timeout=300)
+    final = subprocess.run(
+        download, env=env, cwd=sandbox.state_dir, capture_output=True, text=True, timeout=300
+    )
     assert final.returncode == 0, final.stderr
     result = next(p for p in out.iterdir() if not p.name.endswith((".part", ".json")))
-    assert hashlib.sha256(result.read_bytes()).hexdigest() == hashlib.sha256(source.read_bytes()).hexdigest()
+    assert (
+        hashlib.sha256(result.read_bytes()).hexdigest()
+        == hashlib.sha256(source.read_bytes()).hexdigest()
+    )
     assert not list(out.glob("*.part*"))
 
 
@@ -108,7 +130,14 @@ def test_ctrl_c_pauses_an_upload_and_exits_130(sandbox, tmp_path: Path) -> None:
     env = _env(sandbox, state)
     env["GHGA_CONNECTOR_MAX_CONCURRENT_UPLOADS"] = "1"
     command = _command(sandbox, "upload", "--wpat-file", str(sandbox.upload_wpat_file), str(source))
-    process = subprocess.Popen(command, env=env, cwd=sandbox.state_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command,
+        env=env,
+        cwd=sandbox.state_dir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not list((state / "uploads").glob("*.jsonl")):
         time.sleep(0.05)
@@ -122,7 +151,9 @@ def test_ctrl_c_pauses_an_upload_and_exits_130(sandbox, tmp_path: Path) -> None:
     journals = list((state / "uploads").glob("*.jsonl"))
     assert journals, "the journal must survive Ctrl-C"
     paused_file_id = json.loads(journals[0].read_text().splitlines()[0])["file_id"]
-    resumed = subprocess.run(command, env=env, cwd=sandbox.state_dir, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        command, env=env, cwd=sandbox.state_dir, capture_output=True, text=True, timeout=300
+    )
     assert resumed.returncode == 0, resumed.stderr
     record = json.loads(resumed.stdout.splitlines()[-1])
     assert record["outcome"] == "done"

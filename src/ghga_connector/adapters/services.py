@@ -219,10 +219,16 @@ class UcsClient:
                 )
             if response.status_code != 200:
                 raise server_error(response, "Listing the upload box")
-            body = response.json()
-            page = [UploadListItem.model_validate(item) for item in body.get("items", [])]
+            try:
+                body = response.json()
+                page = [UploadListItem.model_validate(item) for item in body.get("items", [])]
+                total = int(body.get("total_count", 0))
+            except (ValueError, TypeError, AttributeError, ValidationError):
+                raise ServerResponseError(
+                    "The upload service sent an unexpected listing."
+                ) from None
             items.extend(page)
-            if not page or len(items) >= int(body.get("total_count", 0)):
+            if not page or len(items) >= total:
                 return items
 
     async def create_upload(

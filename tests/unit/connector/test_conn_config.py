@@ -90,11 +90,6 @@ def test_dotenv_file_is_read(clean_env: Path) -> None:
     assert load_config()[0].max_wait_time == 99
 
 
-@pytest.mark.xfail(
-    reason="BUG: YAML values are passed as init kwargs and beat the .env file, although "
-    "the documented precedence is environment > .env > YAML",
-    strict=False,
-)
 def test_dotenv_beats_yaml(clean_env: Path, tmp_path: Path) -> None:
     (clean_env / ".env").write_text("GHGA_CONNECTOR_MAX_WAIT_TIME=99\n")
     yaml_file = tmp_path / "conf.yaml"

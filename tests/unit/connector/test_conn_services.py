@@ -554,11 +554,6 @@ async def test_put_part_expired_and_other_errors() -> None:
 # --- unexpected bodies must become ServerResponseError (house rule 4) -----------------
 
 
-@pytest.mark.xfail(
-    reason="BUG: DcsClient.get_drs_object lets KeyError/JSONDecodeError escape for a 200 "
-    "body without 'size' or not JSON, instead of ServerResponseError",
-    strict=False,
-)
 @pytest.mark.parametrize(
     "response",
     [
@@ -593,11 +588,6 @@ async def test_ucs_create_malformed_body(response: httpx.Response) -> None:
             )
 
 
-@pytest.mark.xfail(
-    reason="BUG: UcsClient.list_uploads lets JSONDecodeError/AttributeError/ValidationError "
-    "escape for a malformed 200 listing, instead of ServerResponseError",
-    strict=False,
-)
 @pytest.mark.parametrize(
     "response",
     [
