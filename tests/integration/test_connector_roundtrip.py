@@ -295,3 +295,45 @@ def test_existing_output_is_kept_without_overwrite(sandbox, tmp_path: Path) -> N
     assert second.returncode == 0
     assert target.read_bytes() == b"precious"
     shutil.rmtree(out)
+
+
+def test_secrets_never_printed_even_with_debug(sandbox, tmp_path: Path) -> None:
+    """The WPAT (sealed and opened), the passphrase and presigned URLs stay out of all output."""
+    from crypt4gh.keys import c4gh
+
+    from ghga_connector.c4gh.keys import load_key_pair
+    from ghga_connector.inject import open_wpat
+
+    wpat_text = sandbox.upload_wpat_file.read_text().strip()
+    pair = load_key_pair(sandbox.user_pub, sandbox.user_sec, lambda: "")
+    _, plain_token = open_wpat(wpat_text, pair)
+    odd = tmp_path / "Probe ä 1.bam"  # spaces and non-ASCII in the name
+    odd.write_bytes(BAMS[0].read_bytes())
+    outputs = []
+    ok = run(
+        "--debug",
+        "upload",
+        "--wpat-file",
+        str(sandbox.upload_wpat_file),
+        *keys(sandbox),
+        str(odd),
+        cwd=sandbox.state_dir,
+    )
+    assert ok.returncode == 0, ok.stderr
+    outputs.append(ok.stdout + ok.stderr)
+    # an error path with --debug: the server refuses a forged token
+    c4gh.generate(
+        str(tmp_path / "p.sec"), str(tmp_path / "p.pub"), passphrase=b"Secret-Pa55", comment=b""
+    )
+    bad = run(
+        "--debug", "upload", "--wpat", wpat_text, "--my-public-key-path", str(tmp_path / "p.pub"),
+        "--my-private-key-path", str(tmp_path / "p.sec"), str(odd), cwd=sandbox.state_dir,
+        env={"C4GH_PASSPHRASE": "Secret-Pa55"},
+    )  # fmt: skip
+    assert bad.returncode == 2
+    outputs.append(bad.stdout + bad.stderr)
+    for text in outputs:
+        assert plain_token not in text
+        assert wpat_text.split(":")[1] not in text
+        assert "Secret-Pa55" not in text
+        assert "X-Amz-Signature" not in text and "Signature=" not in text

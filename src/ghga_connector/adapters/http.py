@@ -63,9 +63,13 @@ class RetryPolicy:
     base_delay: float = 1.0
 
     def backoff(self, attempt: int) -> float:
-        """Wait before attempt ``attempt + 1``: 1, 2, 4 ... seconds, capped, plus jitter."""
+        """Wait before attempt ``attempt + 1``: 1, 2, 4 ... seconds, capped, plus jitter.
+
+        The jitter is up to 10 % of the delay plus up to ``jitter`` seconds, so that
+        parallel parts that failed together do not retry in lockstep.
+        """
         delay = min(self.base_delay * 2.0 ** (attempt - 1), self.backoff_max)
-        return delay + (random.uniform(0, self.jitter) if self.jitter else 0.0)  # noqa: S311
+        return delay + random.uniform(0, 0.1 * delay + self.jitter)  # noqa: S311
 
 
 def _retry_after(response: httpx.Response) -> float | None:
