@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import ssl
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from time import time
@@ -28,8 +28,16 @@ from tenacity import (
 )
 
 from ghga_connector.config import Config
+from ghga_connector.errors import ServerResponseError
 
-__all__ = ["RetryPolicy", "RetryStats", "RetryTransport", "make_http_client"]
+__all__ = [
+    "MAX_API_BODY",
+    "BoundedResponseTransport",
+    "RetryPolicy",
+    "RetryStats",
+    "RetryTransport",
+    "make_http_client",
+]
 
 #: The longest ``Retry-After`` that is honoured, in seconds.
 MAX_RETRY_AFTER = 300.0
@@ -160,6 +168,63 @@ class RetryTransport(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
+#: Largest body accepted from a GHGA service (JSON), in bytes; object data is streamed
+#: into fixed buffers by the S3 adapter and is exempt (``extensions={"ghga_stream": True}``).
+MAX_API_BODY = 4 * 1024 * 1024
+
+
+class _BoundedStream(httpx.AsyncByteStream):
+    def __init__(self, inner: httpx.AsyncByteStream, limit: int, host: str) -> None:
+        self._inner = inner
+        self._limit = limit
+        self._host = host
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        received = 0
+        async for chunk in self._inner:
+            received += len(chunk)
+            if received > self._limit:
+                raise ServerResponseError(
+                    f"The server at {self._host} sent an answer larger than {self._limit} bytes; "
+                    "refusing it."
+                )
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class BoundedResponseTransport(httpx.AsyncBaseTransport):
+    """Refuses response bodies over ``limit`` bytes (memory safety against bad servers).
+
+    Requests marked ``extensions={"ghga_stream": True}`` are exempt.
+    """
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, limit: int = MAX_API_BODY) -> None:
+        self._inner = inner
+        self._limit = limit
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send the request; wrap the response body in a size check."""
+        response = await self._inner.handle_async_request(request)
+        if request.extensions.get("ghga_stream"):
+            return response
+        length = response.headers.get("Content-Length")
+        host = f"{request.url.scheme}://{request.url.netloc.decode('ascii', 'replace')}"
+        if length is not None and length.isdigit() and int(length) > self._limit:
+            await response.aclose()
+            raise ServerResponseError(
+                f"The server at {host} announced an answer of {length} bytes; refusing it."
+            )
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        response.stream = _BoundedStream(response.stream, self._limit, host)
+        return response
+
+    async def aclose(self) -> None:
+        """Close the wrapped transport."""
+        await self._inner.aclose()
+
+
 def make_http_client(
     config: Config,
     *,
@@ -188,7 +253,7 @@ def make_http_client(
         status_codes=frozenset(config.client_retry_status_codes),
     )
     return httpx.AsyncClient(
-        transport=RetryTransport(transport, policy, stats),
+        transport=RetryTransport(BoundedResponseTransport(transport), policy, stats),
         timeout=httpx.Timeout(config.timeout, connect=config.connect_timeout),
         headers={"User-Agent": user_agent},
         follow_redirects=False,

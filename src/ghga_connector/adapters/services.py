@@ -492,6 +492,7 @@ class ObjectStorageClient:
                 "GET",
                 url,
                 headers={"Range": f"bytes={start}-{stop - 1}", "Cache-Control": "no-store"},
+                extensions={"ghga_stream": True},
             ) as response:
                 if response.status_code == 403:
                     raise PresignedUrlExpired
