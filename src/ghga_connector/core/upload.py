@@ -50,6 +50,7 @@ from ghga_connector.errors import (
     KeyFileError,
     ServerResponseError,
     UploadRejectedError,
+    UserInputError,
 )
 from ghga_connector.models import FileOutcome, Outcome, UploadChecksums, WellKnownValues
 
@@ -320,9 +321,11 @@ class Uploader(UploaderBase):
             if isinstance(error, OSError):
                 error = InputFileError(f"Reading {str(job.path)!r} failed: {error.strerror}.")
             assert isinstance(error, ConnectorError)
-            resumable = session.journal is not None
-            if resumable and not error.hint:
-                error.hint = "Run the same command again to continue where it stopped."
+            if session.journal is not None and not isinstance(error, UserInputError):
+                error.hint = (
+                    "Run the same command again to continue where it stopped"
+                    + ("; if it keeps failing, contact the GHGA helpdesk." if error.hint else ".")
+                )
             return self._failed(job, started, error)
         if isinstance(error, asyncio.CancelledError | KeyboardInterrupt) and session.journal:
             self._reporter.message(
