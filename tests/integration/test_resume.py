@@ -1,7 +1,7 @@
 """Interrupted transfers continue where they stopped (SIGKILL at many points, Ctrl-C).
 
-Bounded: a 24 MiB file in 5 MiB parts, at most 12 interruptions per direction, each run
-limited in time.
+Bounded: a 64 MiB file in 5 MiB parts, one part in flight, at most 10 interruptions per
+direction, each run limited in time.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(os.name != "posix", reason="signals")]
 
-SIZE = 24 * 1024 * 1024 + 12345
+SIZE = 64 * 1024 * 1024 + 12345
 KILLS = 10
 
 
@@ -29,8 +29,8 @@ def _env(sandbox, state: Path) -> dict[str, str]:  # type: ignore[no-untyped-def
     env.update(
         GHGA_CONNECTOR_STATE_DIR=str(state),
         GHGA_CONNECTOR_PART_SIZE=str(5 * 1024 * 1024),
-        GHGA_CONNECTOR_MAX_CONCURRENT_UPLOADS="2",
-        GHGA_CONNECTOR_MAX_CONCURRENT_DOWNLOADS="2",
+        GHGA_CONNECTOR_MAX_CONCURRENT_UPLOADS="1",
+        GHGA_CONNECTOR_MAX_CONCURRENT_DOWNLOADS="1",
     )
     return env
 
@@ -68,7 +68,7 @@ def test_upload_and_download_survive_sigkill_at_random_points(sandbox, tmp_path:
 
     interrupted = 0
     for _ in range(KILLS):
-        code = _run_killed(upload, env, sandbox.state_dir, rng.uniform(0.6, 2.5))
+        code = _run_killed(upload, env, sandbox.state_dir, rng.uniform(0.5, 1.5))
         if code is None:
             interrupted += 1
         elif code == 0:
@@ -79,13 +79,15 @@ def test_upload_and_download_survive_sigkill_at_random_points(sandbox, tmp_path:
     assert final.returncode == 0, final.stderr
     record = json.loads(final.stdout.splitlines()[-1])
     assert record["outcome"] in {"done", "skipped"}
-    assert interrupted >= 1
+    assert interrupted >= 3, f"only {interrupted} runs were interrupted"
+    print(json.dumps({"upload_interruptions": interrupted, "final": record}))
     assert not list((state / "uploads").glob("*.jsonl")), "journal left after success"
 
     listing = subprocess.run(
         _command(sandbox, "ls", "--wpat-file", str(sandbox.upload_wpat_file)),
         env=env, cwd=sandbox.state_dir, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
+    assert listing.returncode == 0, listing.stderr
     rows = [json.loads(line) for line in listing.stdout.splitlines()]
     live = [
         r for r in rows if r["alias"] == "big.bin" and r["state"] not in {"cancelled", "failed"}
@@ -106,7 +108,7 @@ def test_upload_and_download_survive_sigkill_at_random_points(sandbox, tmp_path:
     )
     interrupted = 0
     for _ in range(KILLS):
-        code = _run_killed(download, env, sandbox.state_dir, rng.uniform(0.6, 2.0))
+        code = _run_killed(download, env, sandbox.state_dir, rng.uniform(0.5, 1.2))
         if code is None:
             interrupted += 1
         elif code == 0:

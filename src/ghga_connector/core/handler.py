@@ -120,6 +120,7 @@ class TransferHandler:
         for job in jobs:
             found = existing.get(job.alias)
             if found is not None and found.state.is_complete and not job.overwrite:
+                self._uploader.forget(job.alias)
                 outcomes[job.alias] = FileOutcome(
                     name=job.alias,
                     outcome=Outcome.SKIPPED,

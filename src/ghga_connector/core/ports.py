@@ -129,6 +129,9 @@ class UploaderBase(ABC):
     async def delete(self, file_id: str) -> None:
         """Remove an upload (any state) from the file upload box."""
 
+    def forget(self, alias: str) -> None:  # noqa: B027 - optional hook
+        """Drop local resume state of ``alias`` (the server has it complete or removed it)."""
+
 
 class DownloaderBase(ABC):
     """Downloads one staged file, checks it and writes it atomically."""

@@ -173,6 +173,11 @@ class Uploader(UploaderBase):
             f"Part {part.part_no} could not be stored intact after {PART_ATTEMPTS} attempts."
         )
 
+    def forget(self, alias: str) -> None:
+        """Remove the journal of ``alias`` in this box, if any."""
+        if self._journals is not None:
+            self._journals.remove(self._accessor.file_upload_box_id, alias)
+
     async def delete(self, file_id: str) -> None:
         """Remove an upload from the box: ``DELETE /boxes/{box}/uploads/{file_id}``."""
         await self._accessor.get_work_package()
