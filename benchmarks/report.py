@@ -53,20 +53,26 @@ def machine_info(extra: dict[str, Any] | None = None) -> dict[str, Any]:
     return info
 
 
-def _sort_key(row: dict[str, Any]) -> tuple[int, str, int, int]:
-    tool = row["tool"]
-    return (
-        1 if tool == "crypto-floor" else 0,
-        row["case"],
-        0 if row["direction"] == "upload" else 1,
-        TOOL_ORDER.index(tool) if tool in TOOL_ORDER else 99,
-    )
+def _sorter(rows: list[dict[str, Any]]) -> Callable[[dict[str, Any]], tuple[int, int, int, int]]:
+    """Order rows as run: case (first appearance), upload before download, tool order."""
+    case_rank = {case: i for i, case in enumerate(dict.fromkeys(r["case"] for r in rows))}
+
+    def key(row: dict[str, Any]) -> tuple[int, int, int, int]:
+        tool = row["tool"]
+        return (
+            1 if tool == "crypto-floor" else 0,
+            case_rank[row["case"]],
+            0 if row["direction"] == "upload" else 1,
+            TOOL_ORDER.index(tool) if tool in TOOL_ORDER else 99,
+        )
+
+    return key
 
 
 def write_json(path: Path, rows: list[dict[str, Any]]) -> None:
     """The rows as a JSON list (machine and settings are in the Markdown file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(sorted(rows, key=_sort_key), indent=1) + "\n")
+    path.write_text(json.dumps(sorted(rows, key=_sorter(rows)), indent=1) + "\n")
 
 
 def _fmt(value: Any, spec: str, scale: float = 1.0) -> str:
@@ -95,7 +101,7 @@ def write_markdown(path: Path, rows: list[dict[str, Any]], machine: dict[str, An
         "| vs 4.0.1 | vs boto3 | ok |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for r in sorted(rows, key=_sort_key):
+    for r in sorted(rows, key=_sorter(rows)):
         lines.append(
             "| "
             + " | ".join(
@@ -119,7 +125,7 @@ def write_markdown(path: Path, rows: list[dict[str, Any]], machine: dict[str, An
     failures = [r for r in rows if not r["ok"]]
     if failures:
         lines += ["", "## Failures", ""]
-        for r in sorted(failures, key=_sort_key):
+        for r in sorted(failures, key=_sorter(rows)):
             error = " ".join(str(r.get("error") or "").split())[:400]
             lines.append(f"- {r['tool']} {r['case']} {r['direction']}: {error}")
     floors = [r for r in rows if r["tool"] == "crypto-floor"]
@@ -153,7 +159,7 @@ def write_png(path: Path, rows: list[dict[str, Any]], warn: Callable[[str], None
         return False
     data = [r for r in rows if r["tool"] != "crypto-floor"]
     groups: list[tuple[str, str]] = []
-    for r in sorted(data, key=_sort_key):
+    for r in sorted(data, key=_sorter(data)):
         g = (r["case"], r["direction"])
         if g not in groups:
             groups.append(g)

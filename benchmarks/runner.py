@@ -26,7 +26,7 @@ from benchmarks.crypto_floor import measure_floor
 from benchmarks.data import InputFile, make_bam_repeat, make_random, verify_outputs
 from benchmarks.measure import ProcResult, combine, run_measured
 from benchmarks.sandbox_admin import AdminClient, ArchivedFile, raw_public_key
-from benchmarks.servers import Sandbox, SeaweedFS, ensure_venv
+from benchmarks.servers import S3_ACCESS_KEY, S3_SECRET_KEY, Sandbox, SeaweedFS, ensure_venv
 
 __all__ = [
     "BOTO3",
@@ -124,7 +124,7 @@ class Env:
     latency_ms: int
     part_size: int = 16 * MIB
     concurrency: int = 6
-    staged: set[str] = field(default_factory=set)
+    weed: SeaweedFS | None = None
 
     @property
     def pub(self) -> Path:
@@ -289,7 +289,7 @@ def configuration(opts: Options, latency_ms: int) -> Iterator[Env]:
         )
         sandbox.start()
         admin = AdminClient(sandbox.url, raw_public_key(sandbox.state_dir / "user.pub"))
-        env = Env(opts, sandbox, admin, label, latency_ms)
+        env = Env(opts, sandbox, admin, label, latency_ms, weed=weed)
         env.part_size, env.concurrency = _our_transfer_settings(env)
         opts.log(
             f"servers up (S3 {label} at {sandbox.s3_url}, API latency {latency_ms} ms); "
@@ -592,6 +592,27 @@ def _upload_check(
     return accessions, None
 
 
+def _inbox_check(env: Env, inputs: list[InputFile], box: str) -> str | None:
+    """Check a box without running the Data Hub step on it.
+
+    Every input must be in the box in ``inbox`` state with its plaintext size; the
+    sandbox accepted the completion only if the S3 multipart ETag (MD5 of the part MD5s
+    the client sent) and the encrypted size matched the client's declaration.
+    """
+    uploads = env.admin.uploads(box)
+    sizes = {u["alias"]: u for u in uploads}
+    problems = []
+    for f in inputs:
+        u = sizes.get(f.path.name)
+        if u is None:
+            problems.append(f"{f.path.name}: missing")
+        elif u["state"] != "inbox" or u["decrypted_size"] != f.size:
+            problems.append(f"{f.path.name}: {u['state']} {u['decrypted_size']} B")
+    if problems:
+        return f"{len(problems)} of {len(inputs)} uploads not complete: {'; '.join(problems[:3])}"
+    return None
+
+
 def _v401_failure_text(res: ProcResult) -> str | None:
     """4.0.1 exits 0 after failed files; find its failure messages in the output."""
     text = (res.stdout + "\n" + res.stderr).lower()
@@ -614,7 +635,42 @@ def run_case(env: Env, case: Case) -> list[dict[str, Any]]:
         if not opts.keep_work:
             shutil.rmtree(opts.work_dir / "inputs" / case.name, ignore_errors=True)
             shutil.rmtree(opts.work_dir / "out", ignore_errors=True)
+        wipe_s3(env)
     return rows
+
+
+def wipe_s3(env: Env) -> None:
+    """Delete every object and open multipart upload of the finished case.
+
+    The sandbox is thrown away after the run; freeing the space (and compacting
+    SeaweedFS's volumes) keeps the disk bounded and the next case's server fast.
+    """
+    import boto3
+    from botocore.config import Config
+
+    try:
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=env.sandbox.s3_url,
+            region_name="us-east-1",
+            aws_access_key_id=S3_ACCESS_KEY,
+            aws_secret_access_key=S3_SECRET_KEY,
+            config=Config(s3={"addressing_style": "path"}, signature_version="s3v4"),
+        )
+        for bucket in s3.list_buckets().get("Buckets", []):
+            name = bucket["Name"]
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
+                keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+                if keys:
+                    s3.delete_objects(Bucket=name, Delete={"Objects": keys, "Quiet": True})
+            for upload in s3.list_multipart_uploads(Bucket=name).get("Uploads", []):
+                s3.abort_multipart_upload(
+                    Bucket=name, Key=upload["Key"], UploadId=upload["UploadId"]
+                )
+        if env.weed is not None:
+            env.weed.vacuum()
+    except Exception as exc:  # cleaning up must not fail the run
+        env.opts.log(f"could not wipe S3 after the case: {exc!r}")
 
 
 def _report(env: Env, row: dict[str, Any]) -> None:
@@ -652,71 +708,75 @@ def _run_case_tools(env: Env, case: Case, inputs: list[InputFile]) -> list[dict[
         res = upload_boto3(env, case, inputs)
         error = None if res.ok else f"exit {res.returncode}: {res.tail()}"
         # Verified by the download below (same objects): marked there if it fails.
-        add(make_row(BOTO3, case, "upload", env, res, ok=res.ok, error=error))
+        extra = {"check": "sha256 of the boto3 download"}
+        add(make_row(BOTO3, case, "upload", env, res, ok=res.ok, error=error, extra=extra))
 
-    # ---- the Data Hub step: interrogate (decrypt + SHA-256 check) and archive
-    archived: list[ArchivedFile] = []
-    if boxes:
+    # ---- the Data Hub step, for one box only (it costs the sandbox ~40 s per GiB):
+    # interrogation decrypts each upload and checks its SHA-256, then archive + stage.
+    # Every download tool fetches these same archived files.
+    source = OURS if OURS in boxes else (V401 if V401 in boxes else None)
+    accessions: list[str] = []
+    source_error: str | None = None
+    if source is not None:
         t0 = time.perf_counter()
         try:
-            archived = env.admin.archive()
+            archived = env.admin.archive_box(boxes[source])
+            accessions, source_error = _upload_check(env, inputs, archived, boxes[source])
+            for acc in accessions:
+                env.admin.stage(acc)
         except Exception as exc:
-            env.opts.log(f"[{case.name}] archive step failed: {exc}")
+            source_error = f"sandbox Data Hub step failed: {exc}"
         env.opts.log(
-            f"[{case.name}] sandbox archived {len(archived)} upload(s) in "
-            f"{time.perf_counter() - t0:.1f} s"
+            f"[{case.name}] sandbox interrogated, archived and staged {source}'s "
+            f"{len(accessions)} upload(s) in {time.perf_counter() - t0:.1f} s"
         )
-    accessions: dict[str, list[str]] = {}
     for tool in (OURS, V401):
         if tool not in boxes:
             continue
         res = upload_results[tool]
-        accs, check = _upload_check(env, inputs, archived, boxes[tool])
         error = None
+        check = "exit status"
         if res.timed_out:
             error = "timed out"
         elif not res.ok:
             error = f"exit {res.returncode}: {res.tail()}"
-        elif check:
-            error = check
-            if tool == V401:
-                error += f" | output: {_v401_failure_text(res) or res.tail(400)}"
-        if error is None:
-            accessions[tool] = accs
-        add(make_row(tool, case, "upload", env, res, ok=error is None, error=error))
-
-    # ---- stage everything once, so that no download waits for the outbox copy
-    for accs in accessions.values():
-        for acc in accs:
-            if acc not in env.staged:
-                env.admin.stage(acc)
-                env.staged.add(acc)
-
-    # ---- downloads
-    fallback = accessions.get(OURS) or accessions.get(V401)
-    plan: list[tuple[str, Callable[[Path, str], ProcResult], str]] = []
-    if OURS in tools:
-        plan.append((OURS, lambda out, tok: download_ours(env, case, tok, out), OURS))
-        plan.append((OURS_2STEP, lambda out, tok: download_ours_2step(env, case, tok, out), OURS))
-    if V401 in tools:
-        plan.append((V401, lambda out, tok: download_401(env, case, tok, out), V401))
-    for tool, runner, owner in plan:
-        accs = accessions.get(owner) or fallback
-        if not accs:
-            add(
-                make_row(
-                    tool,
-                    case,
-                    "download",
-                    env,
-                    None,
-                    ok=False,
-                    error="nothing archived to download",
-                )
+        elif tool == source:
+            error = source_error
+            check = "sha256 (sandbox decrypts the upload) + download"
+        else:
+            error = _inbox_check(env, inputs, boxes[tool])
+            check = "etag+size (S3 multipart ETag and size checked by the sandbox)"
+        if error and tool == V401:
+            error += f" | output: {_v401_failure_text(res) or res.tail(400)}"
+        add(
+            make_row(
+                tool,
+                case,
+                "upload",
+                env,
+                res,
+                ok=error is None,
+                error=error,
+                extra={"check": check},
             )
+        )
+    if source is not None and source_error is not None:
+        accessions = []
+
+    # ---- downloads (all of the same archived files)
+    plan: list[tuple[str, Callable[[Path, str], ProcResult]]] = []
+    if OURS in tools:
+        plan.append((OURS, lambda out, tok: download_ours(env, case, tok, out)))
+        plan.append((OURS_2STEP, lambda out, tok: download_ours_2step(env, case, tok, out)))
+    if V401 in tools:
+        plan.append((V401, lambda out, tok: download_401(env, case, tok, out)))
+    for tool, runner in plan:
+        if not accessions:
+            error = "nothing archived to download"
+            add(make_row(tool, case, "download", env, None, ok=False, error=error))
             continue
         try:
-            token = env.admin.download_package(accs)
+            token = env.admin.download_package(accessions)
             out = env.fresh_dir("out", tool)
             res = runner(out, token)
         except RuntimeError as exc:
@@ -744,7 +804,8 @@ def _download_row(
         error = verify_outputs(inputs, _plaintext_outputs(out))
         if error and tool == V401:
             error += f" | output: {_v401_failure_text(res) or res.tail(400)}"
-    return make_row(tool, case, "download", env, res, ok=error is None, error=error)
+    extra = {"check": "sha256 of every output file"}
+    return make_row(tool, case, "download", env, res, ok=error is None, error=error, extra=extra)
 
 
 # ---------------------------------------------------------------------------------------

@@ -58,19 +58,33 @@ class AdminClient:
         data = self._call("POST", "/upload-boxes", {"user_public_key": self.user_public_key})
         return str(data["file_upload_box_id"]), str(data["work_package"]["access_token"])
 
-    def archive(self, timeout: float = 1800.0) -> list[ArchivedFile]:
-        """Run the Data Hub step (interrogate, re-encrypt, archive) on every finished upload."""
-        data = self._call("POST", "/archive", {}, timeout=timeout)
-        return [
+    def archive_box(self, box_id: str, timeout: float = 1800.0) -> list[ArchivedFile]:
+        """The Data Hub step for one box: lock, interrogate (decrypt, check SHA-256,
+        re-encrypt) every ``inbox`` upload, archive. Returns every upload's outcome."""
+        self._call("POST", f"/boxes/{box_id}/lock", {"force": True})
+        checked = self._call("POST", f"/boxes/{box_id}/interrogate", timeout=timeout)
+        archived = self._call("POST", f"/boxes/{box_id}/archive", timeout=timeout)
+        outcomes = [
             ArchivedFile(
-                box_id=str(f["box_id"]),
+                box_id=box_id,
                 alias=str(f["alias"]),
                 state=str(f["state"]),
                 accession=f.get("accession"),
                 failure_reason=f.get("failure_reason"),
             )
-            for f in data["files"]
+            for f in archived
         ]
+        done = {f.alias for f in outcomes}
+        outcomes += [
+            ArchivedFile(box_id, str(f["alias"]), str(f["state"]), None, f.get("failure_reason"))
+            for f in checked
+            if f["alias"] not in done
+        ]
+        return outcomes
+
+    def uploads(self, box_id: str) -> list[dict[str, Any]]:
+        """The uploads of one box as the status document lists them."""
+        return [u for u in self.status().get("uploads", []) if u.get("box_id") == box_id]
 
     def download_package(self, accessions: list[str]) -> str:
         """A download work package over ``accessions``; returns its access token."""

@@ -132,6 +132,7 @@ class SeaweedFS:
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
     s3_port: int = 0
+    master_port: int = 0
 
     @property
     def url(self) -> str:
@@ -144,6 +145,7 @@ class SeaweedFS:
         self.data_dir.mkdir(parents=True)
         ports = {name: free_port() for name in ("master", "volume", "filer", "s3")}
         self.s3_port = ports["s3"]
+        self.master_port = ports["master"]
         # gRPC ports default to port + 10000; pick free ones explicitly.
         cmd = [
             str(self.weed),
@@ -174,6 +176,11 @@ class SeaweedFS:
         )
         log.close()
         _wait_http(self.url + "/", self.proc, timeout, "SeaweedFS")
+
+    def vacuum(self, timeout: float = 300.0) -> None:
+        """Reclaim the space of deleted objects now (SeaweedFS compacts volumes lazily)."""
+        url = f"http://127.0.0.1:{self.master_port}/vol/vacuum?garbageThreshold=0.0001"
+        http_json("GET", url, timeout=timeout)
 
     def stop(self) -> None:
         """Stop the server and delete its data."""

@@ -92,7 +92,10 @@ class SandboxMiddleware:
 
         async def send_with_id(message: Message) -> None:
             if request_id is not None and message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode("latin-1"))]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode("latin-1")),
+                ]
             await send(message)
 
         service = service_of(path)
@@ -102,10 +105,15 @@ class SandboxMiddleware:
             rule = self._rt.faults.take_status(service, scope["method"], path)
             if rule is not None:
                 body = json.dumps(_fault_body(service, rule.status)).encode()
-                headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+                headers = [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ]
                 if rule.retry_after is not None:
                     headers.append((b"retry-after", str(rule.retry_after).encode()))
-                await send_with_id({"type": "http.response.start", "status": rule.status, "headers": headers})
+                await send_with_id(
+                    {"type": "http.response.start", "status": rule.status, "headers": headers}
+                )
                 await send_with_id({"type": "http.response.body", "body": body})
                 return
         await self._app(scope, receive, send_with_id)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import secrets
 from pathlib import Path
 
@@ -97,8 +96,8 @@ def write_user_key_files(secret_path: Path, public_path: Path) -> None:
     """
     with contextlib.redirect_stderr(io.StringIO()):
         c4gh.generate(str(secret_path), str(public_path), passphrase=b"", comment=b"ghga-sandbox")
-    os.chmod(secret_path, 0o600)
-    os.chmod(public_path, 0o600)
+    secret_path.chmod(0o600)
+    public_path.chmod(0o600)
 
 
 def make_envelope(secret: bytes, writer_secret_key: bytes, recipient_public_key: bytes) -> bytes:
@@ -127,20 +126,24 @@ def open_envelope(envelope: bytes, recipient_secret_key: bytes) -> bytes:
     return bytes(session_keys[0])
 
 
-def decrypt_segment(ciphertext: bytes | bytearray | memoryview, key: bytes, out: bytearray) -> int:
+def decrypt_segment(
+    ciphertext: bytes | bytearray | memoryview, key: bytes, out: bytearray | memoryview
+) -> int:
     """Decrypt one ciphertext segment into ``out``; return the plaintext length.
 
     Raises :class:`ValueError` if the MAC does not verify.
     """
     try:
-        return int(sodium.chacha20poly1305_decrypt(out, bytes(ciphertext), key))
+        return int(sodium.chacha20poly1305_decrypt(out, ciphertext, key))
     except Exception as error:
         raise ValueError("segment does not decrypt with this data key") from error
 
 
-def encrypt_segment(plaintext: bytes | bytearray | memoryview, key: bytes, out: bytearray) -> int:
+def encrypt_segment(
+    plaintext: bytes | bytearray | memoryview, key: bytes, out: bytearray | memoryview
+) -> int:
     """Encrypt up to 65 536 plaintext bytes into ``out`` (nonce ‖ ciphertext ‖ MAC).
 
     Returns the ciphertext length (plaintext + 28).
     """
-    return int(sodium.chacha20poly1305_encrypt(out, bytes(plaintext), key))
+    return int(sodium.chacha20poly1305_encrypt(out, plaintext, key))

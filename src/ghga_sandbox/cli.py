@@ -63,7 +63,10 @@ def _runtime_pieces(settings: SandboxSettings) -> Iterator[tuple[Any, Any, Any]]
             embedded.start()
             stack.callback(embedded.stop)
             storage = S3Storage(
-                embedded.url, region=settings.s3_region, access_key="sandbox", secret_key="sandbox"
+                embedded.url,
+                region=settings.s3_region,
+                access_key="sandbox",
+                secret_key="sandbox",  # noqa: S106 - moto ignores credentials
             )
         else:
             storage = S3Storage(settings.s3, region=settings.s3_region)
@@ -193,7 +196,9 @@ def _server_url(state_dir: Path) -> str:
 def _admin(state_dir: Path, method: str, path: str, payload: Any = None) -> Any:
     url = _server_url(state_dir)
     try:
-        response = httpx.request(method, f"{url}/admin{path}", json=payload, timeout=None)
+        # the archive step streams whole files through the Data Hub: no read timeout
+        timeout = httpx.Timeout(10.0, read=None)
+        response = httpx.request(method, f"{url}/admin{path}", json=payload, timeout=timeout)
     except httpx.HTTPError as error:
         raise SandboxCliError(f"could not reach the sandbox at {url}: {error}") from error
     if response.status_code >= 400:
@@ -254,7 +259,14 @@ def status(
     typer.echo(
         _table(
             [
-                [b["id"], b["state"], b["storage_alias"], str(b["file_count"]), str(b["size"]), str(b["max_size"])]
+                [
+                    b["id"],
+                    b["state"],
+                    b["storage_alias"],
+                    str(b["file_count"]),
+                    str(b["size"]),
+                    str(b["max_size"]),
+                ]
                 for b in document["boxes"]
             ],
             ["file upload box", "state", "alias", "files", "size", "max_size"],
@@ -264,7 +276,13 @@ def status(
     typer.echo(
         _table(
             [
-                [u["alias"], u["state"], str(u["decrypted_size"]), str(u["encrypted_size"]), u["box_id"]]
+                [
+                    u["alias"],
+                    u["state"],
+                    str(u["decrypted_size"]),
+                    str(u["encrypted_size"]),
+                    u["box_id"],
+                ]
                 for u in document["uploads"]
             ],
             ["alias", "state", "decrypted", "encrypted", "box"],
@@ -274,7 +292,12 @@ def status(
     typer.echo(
         _table(
             [
-                [o["accession"], str(o["decrypted_size"]), str(o["encrypted_size"]), "yes" if o["staged"] else "no"]
+                [
+                    o["accession"],
+                    str(o["decrypted_size"]),
+                    str(o["encrypted_size"]),
+                    "yes" if o["staged"] else "no",
+                ]
                 for o in document["drs_objects"]
             ],
             ["accession", "decrypted", "encrypted (no envelope)", "staged"],

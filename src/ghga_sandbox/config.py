@@ -26,11 +26,11 @@ class SandboxSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     host: str = "127.0.0.1"
-    port: int = Field(8080, ge=0, le=65535)
+    port: int = Field(default=8080, ge=0, le=65535)
     public_url: str = "http://127.0.0.1:8080"
     state_dir: Path = Path(".ghga-sandbox")
     s3: str = Field(
-        "moto",
+        default="moto",
         description="'moto' for an embedded moto S3 server, else an S3 endpoint URL "
         "(credentials from the AWS_* environment variables).",
     )
@@ -40,28 +40,30 @@ class SandboxSettings(BaseModel):
         description="Storage alias → label; one Data Hub key pair and bucket set each.",
     )
     staging_delay: float = Field(
-        1.0, ge=0, description="Seconds from the first DCS request until staged."
+        default=1.0, ge=0, description="Seconds from the first DCS request until staged."
     )
-    retry_after: int = Field(1, ge=0, description="Minimum DCS Retry-After in seconds.")
+    retry_after: int = Field(default=1, ge=0, description="Minimum DCS Retry-After in seconds.")
     download_url_expiry: int = Field(
-        30, ge=1, description="Lifetime of presigned download URLs (DCS) in seconds."
+        default=30, ge=1, description="Lifetime of presigned download URLs (DCS) in seconds."
     )
     upload_url_expiry: int = Field(
-        3600, ge=1, description="Lifetime of presigned part-upload URLs (UCS) in seconds."
+        default=3600, ge=1, description="Lifetime of presigned part-upload URLs (UCS) in seconds."
     )
     api_latency_ms: int = Field(
-        0, ge=0, description="Delay added to every API call except /health and /admin."
+        default=0, ge=0, description="Delay added to every API call except /health and /admin."
     )
     wot_lifetime: int = Field(
-        30, ge=1, description="Work order token lifetime (exp - iat) in seconds."
+        default=30, ge=1, description="Work order token lifetime (exp - iat) in seconds."
     )
     wot_leeway: int = Field(
-        0, ge=0, description="Seconds a WOT is still accepted after its exp claim."
+        default=0, ge=0, description="Seconds a WOT is still accepted after its exp claim."
     )
-    work_package_valid_days: int = Field(30, ge=1)
-    box_max_size: int = Field(TIB, ge=1, description="Default max_size of new boxes (bytes).")
+    work_package_valid_days: int = Field(default=30, ge=1)
+    box_max_size: int = Field(
+        default=TIB, ge=1, description="Default max_size of new boxes (bytes)."
+    )
     max_concurrent_uploads: int = Field(
-        5, ge=1, description="Uploads in 'init' per box before create returns 429."
+        default=5, ge=1, description="Uploads in 'init' per box before create returns 429."
     )
     log_level: str = "warning"
 

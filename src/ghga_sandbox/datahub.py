@@ -39,7 +39,12 @@ from ghga_sandbox.c4gh import (
 from ghga_sandbox.runtime import Runtime
 from ghga_sandbox.state import DrsObject, FileUpload, now_utc
 from ghga_sandbox.storage import bucket_name
-from ghga_sandbox.uploads import UploadController, box_not_found, box_state_error, incomplete_uploads
+from ghga_sandbox.uploads import (
+    UploadController,
+    box_not_found,
+    box_state_error,
+    incomplete_uploads,
+)
 from ghga_sandbox.workpackages import IssuedWorkPackage, WorkPackageService
 
 __all__ = ["ArchiveReport", "DataHub", "FileOutcome", "file_extension"]
@@ -104,48 +109,50 @@ class ArchiveReport:
 
 
 class _PartWriter:
-    """Buffers ciphertext into ~8 MiB multipart parts; tracks MD5/SHA-256 per part."""
+    """Writes ciphertext as ~8 MiB multipart parts; tracks MD5/SHA-256 per part.
+
+    The caller fills :attr:`buffer` (``SEGMENTS_PER_PART`` cipher segments) and calls
+    :meth:`flush` with the number of bytes used.
+    """
 
     def __init__(self, runtime: Runtime, bucket: str, key: str) -> None:
         self._storage = runtime.storage
         self.bucket, self.key = bucket, key
         self._upload_id = self._storage.create_multipart_upload(bucket, key)
-        self._buffer = bytearray()
-        self._limit = SEGMENTS_PER_PART * CIPHER_SEGMENT_SIZE
+        self.buffer = bytearray(SEGMENTS_PER_PART * CIPHER_SEGMENT_SIZE)
         self._etags: list[dict[str, Any]] = []
         self.parts_md5: list[str] = []
         self.parts_sha256: list[str] = []
         self.size = 0
 
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self._buffer += data
-        self.size += len(data)
-        if len(self._buffer) >= self._limit:
-            self._flush()
-
-    def _flush(self) -> None:
-        if not self._buffer:
+    def flush(self, used: int) -> None:
+        """Upload ``buffer[:used]`` as the next part."""
+        if used == 0:
             return
-        data = bytes(self._buffer)
-        self._buffer.clear()
+        data = bytes(memoryview(self.buffer)[:used])
         number = len(self._etags) + 1
         etag = self._storage.upload_part(self.bucket, self.key, self._upload_id, number, data)
         self._etags.append({"PartNumber": number, "ETag": etag})
         self.parts_md5.append(hashlib.md5(data, usedforsecurity=False).hexdigest())
         self.parts_sha256.append(hashlib.sha256(data).hexdigest())
+        self.size += used
 
     def close(self) -> None:
-        self._flush()
+        """Complete the multipart upload."""
         self._storage.complete_multipart_upload(self.bucket, self.key, self._upload_id, self._etags)
 
     def abort(self) -> None:
+        """Abort the multipart upload."""
         self._storage.abort_multipart_upload(self.bucket, self.key, self._upload_id)
 
 
 def _read_exact(stream: Any, size: int) -> bytes:
     """Read up to ``size`` bytes, fewer only at the end of the stream."""
-    chunks: list[bytes] = []
-    remaining = size
+    first = stream.read(size)
+    if len(first) == size or not first:
+        return bytes(first)
+    chunks = [first]
+    remaining = size - len(first)
     while remaining > 0:
         chunk = stream.read(remaining)
         if not chunk:
@@ -203,18 +210,23 @@ class DataHub:
         new_key = str(uuid.uuid4())
         writer = _PartWriter(self._rt, bucket_name(upload.storage_alias, "interrogation"), new_key)
         digest = hashlib.sha256()
-        plain = bytearray(CIPHER_SEGMENT_SIZE)
-        cipher = bytearray(CIPHER_SEGMENT_SIZE)
+        plain = bytearray(SEGMENT_SIZE)
+        plain_view = memoryview(plain)
+        out = memoryview(writer.buffer)
         decrypted = 0
         stream = storage.open_stream(upload.bucket_id, upload.object_id, ENVELOPE_SIZE)
         try:
-            while segment := _read_exact(stream, CIPHER_SEGMENT_SIZE):
-                length = decrypt_segment(segment, data_key, plain)
-                view = memoryview(plain)[:length]
-                digest.update(view)
-                decrypted += length
-                written = encrypt_segment(view, new_secret, cipher)
-                writer.write(memoryview(cipher)[:written])
+            # one S3 read per part: SEGMENTS_PER_PART cipher segments in, the same out
+            while chunk := _read_exact(stream, len(writer.buffer)):
+                source = memoryview(chunk)
+                used = 0
+                for offset in range(0, len(chunk), CIPHER_SEGMENT_SIZE):
+                    segment = source[offset : offset + CIPHER_SEGMENT_SIZE]
+                    length = decrypt_segment(segment, data_key, plain)
+                    digest.update(plain_view[:length])
+                    decrypted += length
+                    used += encrypt_segment(plain_view[:length], new_secret, out[used:])
+                writer.flush(used)
             if decrypted != upload.decrypted_size:
                 raise InterrogationError(
                     f"Decrypted size {decrypted} differs from the declared {upload.decrypted_size}"
@@ -249,7 +261,9 @@ class DataHub:
             blocking = [u for u in uploads if u.state in {"init", "inbox"}]
             if blocking:
                 raise incomplete_uploads(box_id, blocking)
-            waiting = [u.with_state("awaiting_archival") for u in uploads if u.state == "interrogated"]
+            waiting = [
+                u.with_state("awaiting_archival") for u in uploads if u.state == "interrogated"
+            ]
             for upload in waiting:
                 state.put_upload(upload)
             state.set_box_state(box_id, "archived")
@@ -346,4 +360,3 @@ def _outcome(upload: FileUpload, accession: str | None = None) -> FileOutcome:
         accession=accession,
         failure_reason=upload.failure_reason,
     )
-

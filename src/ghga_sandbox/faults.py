@@ -38,17 +38,17 @@ class StatusRule(BaseModel):
 
     service: Service
     status: int = Field(ge=400, le=599)
-    count: int = Field(1, ge=1)
+    count: int = Field(default=1, ge=1)
     method: str | None = None
     path_contains: str | None = None
-    retry_after: int | None = Field(None, ge=0)
+    retry_after: int | None = Field(default=None, ge=0)
 
 
 class UrlExpiryRule(BaseModel):
     """Presign the next ``count`` URLs of ``kind`` with a lifetime of ``seconds``."""
 
     seconds: int = Field(ge=1)
-    count: int = Field(1, ge=1)
+    count: int = Field(default=1, ge=1)
     kind: Literal["upload", "download", "any"] = "any"
 
 
@@ -56,11 +56,11 @@ class FaultSettings(BaseModel):
     """Body of ``POST /admin/faults``: switches to arm (added to those already armed)."""
 
     status_rules: list[StatusRule] = Field(default_factory=list)
-    dcs_force_202: int = Field(0, ge=0)
-    etag_mismatch: int = Field(0, ge=0)
-    size_mismatch: int = Field(0, ge=0)
+    dcs_force_202: int = Field(default=0, ge=0)
+    etag_mismatch: int = Field(default=0, ge=0)
+    size_mismatch: int = Field(default=0, ge=0)
     url_expiry: UrlExpiryRule | None = None
-    access_check_error: int = Field(0, ge=0)
+    access_check_error: int = Field(default=0, ge=0)
 
 
 class FaultPlan:

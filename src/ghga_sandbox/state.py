@@ -346,9 +346,7 @@ class SandboxState:
 
     def box_size(self, box_id: str) -> int:
         """Sum of decrypted sizes of uploads in counted states (contract §5.2)."""
-        return sum(
-            u.decrypted_size for u in self.list_uploads(box_id) if u.state in COUNTED_STATES
-        )
+        return sum(u.decrypted_size for u in self.list_uploads(box_id) if u.state in COUNTED_STATES)
 
     # --- uploads -------------------------------------------------------------------
 

@@ -35,6 +35,9 @@ __all__ = [
 BucketKind = Literal["inbox", "interrogation", "permanent", "outbox"]
 BUCKET_KINDS: tuple[BucketKind, ...] = ("inbox", "interrogation", "permanent", "outbox")
 
+SINGLE_COPY_LIMIT = 5 * 1024**3
+"""S3's limit for a single ``CopyObject`` in bytes (5 GiB)."""
+
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
@@ -86,7 +89,9 @@ class PresignGuard:
         self._faults = faults
         self._clock = clock
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
         """Answer 403 for an expired presigned request, else pass it to moto."""
         query = parse_qs(environ.get("QUERY_STRING", ""))
         try:
@@ -291,8 +296,13 @@ class S3Storage:
         return self._client.get_object(**kwargs)["Body"]
 
     def copy(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> None:
-        """Server-side copy; multipart copy for large objects (boto3 managed transfer)."""
-        self._client.copy({"Bucket": src_bucket, "Key": src_key}, dst_bucket, dst_key)
+        """Server-side copy: one ``CopyObject`` up to 5 GiB, else a managed multipart copy."""
+        source = {"Bucket": src_bucket, "Key": src_key}
+        head = self._client.head_object(**source)
+        if int(head["ContentLength"]) <= SINGLE_COPY_LIMIT:
+            self._client.copy_object(CopySource=source, Bucket=dst_bucket, Key=dst_key)
+        else:
+            self._client.copy(source, dst_bucket, dst_key)
 
     def presign_get(self, bucket: str, key: str, expires_in: int) -> str:
         """Presigned ``GetObject`` URL valid ``expires_in`` seconds."""

@@ -121,9 +121,7 @@ def mint_wot(
     return str(token.serialize(compact=True))
 
 
-def verify_wot(
-    public_key: jwk.JWK, token: str, *, now: float, leeway: int = 0
-) -> dict[str, Any]:
+def verify_wot(public_key: jwk.JWK, token: str, *, now: float, leeway: int = 0) -> dict[str, Any]:
     """Verify an ES256 compact JWS and its ``exp``; return the claims.
 
     Raises :class:`InvalidTokenError` on a bad signature, a non-JSON payload, missing or

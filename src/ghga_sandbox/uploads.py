@@ -10,7 +10,7 @@ import logging
 import threading
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -43,7 +43,9 @@ log = logging.getLogger(__name__)
 
 def box_not_found(box_id: str) -> DomainError:
     """404 ``boxNotFound``."""
-    return DomainError(404, "boxNotFound", f"FileUploadBox with ID {box_id} not found.", {"box_id": box_id})
+    return DomainError(
+        404, "boxNotFound", f"FileUploadBox with ID {box_id} not found.", {"box_id": box_id}
+    )
 
 
 def box_state_error(box: Box) -> DomainError:
@@ -143,7 +145,7 @@ class UploadController:
             name = key.lstrip("-")
             if name not in FileUpload.__dataclass_fields__:
                 raise DomainError(422, "paginationError", f"Cannot sort by {name!r}.")
-            uploads.sort(key=lambda u, n=name: _sort_key(getattr(u, n)), reverse=key.startswith("-"))
+            uploads.sort(key=_attribute_key(name), reverse=key.startswith("-"))
         page = uploads[skip : skip + limit]
         if not with_checksums:
             page = [replace(u, encrypted_parts_md5=None, encrypted_parts_sha256=None) for u in page]
@@ -424,7 +426,15 @@ def incomplete_uploads(box_id: str, uploads: Iterable[FileUpload]) -> DomainErro
     )
 
 
+def _attribute_key(name: str) -> Callable[[FileUpload], tuple[int, Any]]:
+    """A sort key over one attribute of a file upload."""
+
+    def key(upload: FileUpload) -> tuple[int, Any]:
+        return _sort_key(getattr(upload, name))
+
+    return key
+
+
 def _sort_key(value: Any) -> tuple[int, Any]:
     """Sort ``None`` first, then values of one type."""
     return (0, "") if value is None else (1, value if not isinstance(value, list) else str(value))
-

@@ -28,7 +28,9 @@ START_TIMEOUT_SECONDS = 30.0
 class SandboxProcess:
     """A running ``ghga-sandbox serve`` subprocess and the files it wrote."""
 
-    def __init__(self, process: subprocess.Popen[bytes], state_dir: Path, info: dict[str, Any]) -> None:
+    def __init__(
+        self, process: subprocess.Popen[bytes], state_dir: Path, info: dict[str, Any]
+    ) -> None:
         self.process = process
         self.state_dir = state_dir
         self.url: str = info["url"]
@@ -89,7 +91,17 @@ def start_sandbox(state_dir: Path, *extra_args: str) -> SandboxProcess:
     log = (state_dir / "serve.log").open("wb")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "ghga_sandbox", "serve", "--port", "0", "--state-dir", str(state_dir), *extra_args],
+        [
+            sys.executable,
+            "-m",
+            "ghga_sandbox",
+            "serve",
+            "--port",
+            "0",
+            "--state-dir",
+            str(state_dir),
+            *extra_args,
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
         env=env,

@@ -49,7 +49,9 @@ def multipart_etag(parts: list[bytes]) -> str:
     return f"{hashlib.md5(digests).hexdigest()}-{len(parts)}"
 
 
-def assert_domain_error(response: httpx.Response, status: int, exception_id: str, data_keys: set[str] | None = None) -> dict[str, Any]:
+def assert_domain_error(
+    response: httpx.Response, status: int, exception_id: str, data_keys: set[str] | None = None
+) -> dict[str, Any]:
     assert response.status_code == status, response.text
     body = response.json()
     assert set(body) == {"data", "description", "exception_id"}
@@ -101,11 +103,17 @@ class Api:
             access_token=wp["access_token"],
         )
 
-    def wps(self, method: str, path: str, wpat: str | None, json_body: Any = None) -> httpx.Response:
+    def wps(
+        self, method: str, path: str, wpat: str | None, json_body: Any = None
+    ) -> httpx.Response:
         headers = {} if wpat is None else {"Authorization": f"Bearer {wpat}"}
-        return self.http.request(method, f"{self.sb.wps_api_url}{path}", headers=headers, json=json_body)
+        return self.http.request(
+            method, f"{self.sb.wps_api_url}{path}", headers=headers, json=json_body
+        )
 
-    def wot(self, pkg: Package, work_type: str, *, alias: str | None = None, file_id: str | None = None) -> str:
+    def wot(
+        self, pkg: Package, work_type: str, *, alias: str | None = None, file_id: str | None = None
+    ) -> str:
         response = self.wps(
             "POST",
             f"/work-packages/{pkg.id}/boxes/{pkg.rdub_id}/work-order-tokens",
@@ -121,11 +129,15 @@ class Api:
             body["lifetime"] = lifetime
         return str(self.sb.admin("POST", "/work-order-tokens", body).json()["token"])
 
-    def ucs(self, method: str, path: str, token: str | None, json_body: Any = None, **kwargs: Any) -> httpx.Response:
+    def ucs(
+        self, method: str, path: str, token: str | None, json_body: Any = None, **kwargs: Any
+    ) -> httpx.Response:
         headers = {"Accept": "application/json", "Content-Type": "application/json"}
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
-        return self.http.request(method, f"{self.sb.ucs_api_url}{path}", headers=headers, json=json_body, **kwargs)
+        return self.http.request(
+            method, f"{self.sb.ucs_api_url}{path}", headers=headers, json=json_body, **kwargs
+        )
 
     def dcs(self, path: str, token: str | None) -> httpx.Response:
         headers = {"Accept": "application/json", "Cache-Control": "min-fresh=3"}
@@ -133,7 +145,15 @@ class Api:
             headers["Authorization"] = f"Bearer {token}"
         return self.http.get(f"{self.sb.dcs_api_url}{path}", headers=headers)
 
-    def create(self, pkg: Package, alias: str, decrypted: int, encrypted: int | None = None, part_size: int = 5 * MiB, **extra: Any) -> httpx.Response:
+    def create(
+        self,
+        pkg: Package,
+        alias: str,
+        decrypted: int,
+        encrypted: int | None = None,
+        part_size: int = 5 * MiB,
+        **extra: Any,
+    ) -> httpx.Response:
         body = {
             "alias": alias,
             "decrypted_size": decrypted,
@@ -141,34 +161,65 @@ class Api:
             "part_size": part_size,
             **extra,
         }
-        return self.ucs("POST", f"/boxes/{pkg.fub_id}/uploads", self.wot(pkg, "create", alias=alias), body)
+        return self.ucs(
+            "POST", f"/boxes/{pkg.fub_id}/uploads", self.wot(pkg, "create", alias=alias), body
+        )
 
     def part_url(self, pkg: Package, file_id: str, part_no: int) -> httpx.Response:
-        return self.ucs("GET", f"/boxes/{pkg.fub_id}/uploads/{file_id}/parts/{part_no}", self.wot(pkg, "upload", file_id=file_id))
+        return self.ucs(
+            "GET",
+            f"/boxes/{pkg.fub_id}/uploads/{file_id}/parts/{part_no}",
+            self.wot(pkg, "upload", file_id=file_id),
+        )
 
     def put_parts(self, pkg: Package, file_id: str, parts: list[bytes]) -> None:
         for number, part in enumerate(parts, start=1):
             url = self.part_url(pkg, file_id, number)
             assert url.status_code == 200, url.text
-            put = self.http.put(url.json(), content=part, headers={"X-Request-Id": str(uuid.uuid4())})
+            put = self.http.put(
+                url.json(), content=part, headers={"X-Request-Id": str(uuid.uuid4())}
+            )
             assert put.status_code == 200, put.text
 
-    def complete(self, pkg: Package, file_id: str, parts: list[bytes], plaintext_sha256: str, encrypted_md5: str | None = None) -> httpx.Response:
+    def complete(
+        self,
+        pkg: Package,
+        file_id: str,
+        parts: list[bytes],
+        plaintext_sha256: str,
+        encrypted_md5: str | None = None,
+    ) -> httpx.Response:
         body = {
             "decrypted_sha256": plaintext_sha256,
             "encrypted_md5": encrypted_md5 or multipart_etag(parts),
             "encrypted_parts_md5": [hashlib.md5(p).hexdigest() for p in parts],
             "encrypted_parts_sha256": [hashlib.sha256(p).hexdigest() for p in parts],
         }
-        return self.ucs("PATCH", f"/boxes/{pkg.fub_id}/uploads/{file_id}", self.wot(pkg, "close", file_id=file_id), body)
+        return self.ucs(
+            "PATCH",
+            f"/boxes/{pkg.fub_id}/uploads/{file_id}",
+            self.wot(pkg, "close", file_id=file_id),
+            body,
+        )
 
     def delete(self, pkg: Package, file_id: str) -> httpx.Response:
-        return self.ucs("DELETE", f"/boxes/{pkg.fub_id}/uploads/{file_id}", self.wot(pkg, "delete", file_id=file_id))
+        return self.ucs(
+            "DELETE",
+            f"/boxes/{pkg.fub_id}/uploads/{file_id}",
+            self.wot(pkg, "delete", file_id=file_id),
+        )
 
     def listing(self, pkg: Package, **params: Any) -> httpx.Response:
         return self.ucs("GET", f"/boxes/{pkg.fub_id}/uploads", self.wot(pkg, "view"), params=params)
 
-    def upload(self, pkg: Package, alias: str, data: bytes, part_size: int = 5 * MiB, sha256: str | None = None) -> str:
+    def upload(
+        self,
+        pkg: Package,
+        alias: str,
+        data: bytes,
+        part_size: int = 5 * MiB,
+        sha256: str | None = None,
+    ) -> str:
         """The whole upload flow; returns the file id (state ``inbox``)."""
         encrypted = c4gh_encrypt(data, self.user_sk, self.hub_pk)
         assert len(encrypted) == encrypted_size(len(data))
@@ -186,19 +237,29 @@ class Api:
         return str(next(i["state"] for i in items if i["id"] == file_id))
 
     def download_package(self, accessions: list[str] | None = None) -> Package:
-        response = self.sb.admin("POST", "/work-packages", {"type": "download", "user_public_key": self.key_b64, "accessions": accessions})
+        response = self.sb.admin(
+            "POST",
+            "/work-packages",
+            {"type": "download", "user_public_key": self.key_b64, "accessions": accessions},
+        )
         assert response.status_code == 201, response.text
         wp_id, sealed = response.json()["access_token"].split(":")
-        return Package(wp_id, self.open_sealed(sealed).decode(), "", "", response.json()["access_token"])
+        return Package(
+            wp_id, self.open_sealed(sealed).decode(), "", "", response.json()["access_token"]
+        )
 
     def download_wot(self, pkg: Package, accession: str) -> str:
-        response = self.wps("POST", f"/work-packages/{pkg.id}/files/{accession}/work-order-tokens", pkg.wpat)
+        response = self.wps(
+            "POST", f"/work-packages/{pkg.id}/files/{accession}/work-order-tokens", pkg.wpat
+        )
         assert response.status_code == 201, response.text
         return self.open_sealed(response.json()).decode()
 
     def archive_box(self, pkg: Package) -> list[dict[str, Any]]:
         assert self.sb.admin("POST", f"/boxes/{pkg.fub_id}/interrogate").status_code == 200
-        assert self.sb.admin("POST", f"/boxes/{pkg.fub_id}/lock", {"force": False}).status_code == 200
+        assert (
+            self.sb.admin("POST", f"/boxes/{pkg.fub_id}/lock", {"force": False}).status_code == 200
+        )
         response = self.sb.admin("POST", f"/boxes/{pkg.fub_id}/archive")
         assert response.status_code == 200, response.text
         return list(response.json())
@@ -248,7 +309,7 @@ async def test_health_answers_while_the_event_loop_is_blocked(api: Api) -> None:
     # a blocking call inside a running event loop, as 4.0.1's health check does
     assert asyncio.get_running_loop().is_running()
     for base in (api.sb.wkvs_api_url, api.sb.wps_api_url, api.sb.ucs_api_url, api.sb.dcs_api_url):
-        response = httpx.get(f"{base}/health", timeout=5)
+        response = httpx.get(f"{base}/health", timeout=5)  # noqa: ASYNC210 - blocking on purpose
         assert response.status_code == 200
         assert response.json() == {"status": "OK"}
 
@@ -281,7 +342,14 @@ def test_upload_work_package_details(api: Api) -> None:
     assert body["files"] == {}
     assert body["research_data_upload_box_id"] == pkg.rdub_id
     assert body["file_upload_box_id"] == pkg.fub_id
-    assert set(body) == {"type", "files", "research_data_upload_box_id", "file_upload_box_id", "created", "expires"}
+    assert set(body) == {
+        "type",
+        "files",
+        "research_data_upload_box_id",
+        "file_upload_box_id",
+        "created",
+        "expires",
+    }
 
 
 def test_wps_access_failures_are_403(api: Api) -> None:
@@ -294,16 +362,27 @@ def test_wps_access_failures_are_403(api: Api) -> None:
     unknown = api.wps("GET", f"/work-packages/{uuid.uuid4()}", pkg.wpat)
     assert (unknown.status_code, unknown.json()) == (403, {"detail": "Work package not found"})
     wrong = api.wps("GET", path, "A" * 24)
-    assert (wrong.status_code, wrong.json()) == (403, {"detail": "Invalid work package access token"})
+    assert (wrong.status_code, wrong.json()) == (
+        403,
+        {"detail": "Invalid work package access token"},
+    )
     assert api.wps("GET", f"/work-packages/{uuid.uuid1()}", pkg.wpat).status_code == 422
 
     api.sb.admin("POST", "/faults", {"access_check_error": 1})
     failed = api.wps("GET", path, pkg.wpat)
-    assert (failed.status_code, failed.json()) == (403, {"detail": "Failed to check upload box access permission"})
+    assert (failed.status_code, failed.json()) == (
+        403,
+        {"detail": "Failed to check upload box access permission"},
+    )
 
     assert api.sb.admin("POST", f"/work-packages/{pkg.id}/revoke").status_code == 200
-    revoked = api.wps("POST", f"{path}/boxes/{pkg.rdub_id}/work-order-tokens", pkg.wpat, {"work_type": "view"})
-    assert (revoked.status_code, revoked.json()) == (403, {"detail": "Upload access has been revoked"})
+    revoked = api.wps(
+        "POST", f"{path}/boxes/{pkg.rdub_id}/work-order-tokens", pkg.wpat, {"work_type": "view"}
+    )
+    assert (revoked.status_code, revoked.json()) == (
+        403,
+        {"detail": "Upload access has been revoked"},
+    )
     api.sb.admin("POST", f"/work-packages/{pkg.id}/restore")
     assert api.wps("GET", path, pkg.wpat).status_code == 200
 
@@ -339,22 +418,51 @@ def test_upload_wot_is_sealed_es256_jws(api: Api) -> None:
     for work_type, extra in (("upload", "file_id"), ("close", "file_id"), ("delete", "file_id")):
         file_id = str(uuid.uuid4())
         _, claims, _ = jws_parts(api.wot(pkg, work_type, file_id=file_id))
-        assert (claims["work_type"], claims[extra], claims["box_id"]) == (work_type, file_id, pkg.fub_id)
+        assert (claims["work_type"], claims[extra], claims["box_id"]) == (
+            work_type,
+            file_id,
+            pkg.fub_id,
+        )
     _, view, _ = jws_parts(api.wot(pkg, "view"))
     assert set(view) == {"work_type", "box_id", "user_public_crypt4gh_key", "iat", "exp"}
 
 
 def test_upload_wot_request_errors(api: Api) -> None:
     pkg = api.new_package()
-    wrong_box = api.wps("POST", f"/work-packages/{pkg.id}/boxes/{pkg.fub_id}/work-order-tokens", pkg.wpat, {"work_type": "view"})
-    assert (wrong_box.status_code, wrong_box.json()) == (403, {"detail": "Specified box ID is incorrect."})
+    wrong_box = api.wps(
+        "POST",
+        f"/work-packages/{pkg.id}/boxes/{pkg.fub_id}/work-order-tokens",
+        pkg.wpat,
+        {"work_type": "view"},
+    )
+    assert (wrong_box.status_code, wrong_box.json()) == (
+        403,
+        {"detail": "Specified box ID is incorrect."},
+    )
     base = f"/work-packages/{pkg.id}/boxes/{pkg.rdub_id}/work-order-tokens"
-    assert api.wps("POST", base, pkg.wpat, {"work_type": "create", "alias": None, "file_id": None}).status_code == 422
+    assert (
+        api.wps(
+            "POST", base, pkg.wpat, {"work_type": "create", "alias": None, "file_id": None}
+        ).status_code
+        == 422
+    )
     for work_type in ("upload", "close", "delete"):
-        assert api.wps("POST", base, pkg.wpat, {"work_type": work_type, "alias": "x", "file_id": None}).status_code == 422
-    assert api.wps("POST", base, pkg.wpat, {"work_type": "upload", "file_id": str(uuid.uuid1())}).status_code == 422
+        assert (
+            api.wps(
+                "POST", base, pkg.wpat, {"work_type": work_type, "alias": "x", "file_id": None}
+            ).status_code
+            == 422
+        )
+    assert (
+        api.wps(
+            "POST", base, pkg.wpat, {"work_type": "upload", "file_id": str(uuid.uuid1())}
+        ).status_code
+        == 422
+    )
     assert api.wps("POST", base, pkg.wpat, {"work_type": "fly"}).status_code == 422
-    download = api.wps("POST", f"/work-packages/{pkg.id}/files/GHGAF00000000000001/work-order-tokens", pkg.wpat)
+    download = api.wps(
+        "POST", f"/work-packages/{pkg.id}/files/GHGAF00000000000001/work-order-tokens", pkg.wpat
+    )
     assert (download.status_code, download.json()) == (
         403,
         {"detail": "Work package type must be DOWNLOAD to obtain a download access WOT"},
@@ -367,9 +475,12 @@ def test_upload_wot_request_errors(api: Api) -> None:
 def test_ucs_and_dcs_authentication(api: Api) -> None:
     pkg = api.new_package()
     path = f"/boxes/{pkg.fub_id}/uploads"
-    for token, header in ((None, None), ("x", "Basic abc")):
+    for header in (None, "Basic abc"):
         headers = {} if header is None else {"Authorization": header}
-        for url in (f"{api.sb.ucs_api_url}{path}", f"{api.sb.dcs_api_url}/objects/GHGAF00000000000001"):
+        for url in (
+            f"{api.sb.ucs_api_url}{path}",
+            f"{api.sb.dcs_api_url}/objects/GHGAF00000000000001",
+        ):
             response = httpx.get(url, headers=headers)
             assert response.status_code == 401
             assert response.json() == {"detail": "Not authenticated"}
@@ -381,7 +492,9 @@ def test_ucs_and_dcs_authentication(api: Api) -> None:
     expired = api.mint({"work_type": "view", "box_id": pkg.fub_id}, lifetime=-5)
     wrong_type = api.wot(pkg, "create", alias="x")
     non_uuid4 = api.mint({"work_type": "view", "box_id": str(uuid.uuid1())})
-    bad_key = api.mint({"work_type": "view", "box_id": pkg.fub_id, "user_public_crypt4gh_key": "abc"})
+    bad_key = api.mint(
+        {"work_type": "view", "box_id": pkg.fub_id, "user_public_crypt4gh_key": "abc"}
+    )
     missing_claim = api.mint({"work_type": "view"})
     for token in (tampered, expired, wrong_type, non_uuid4, bad_key, missing_claim, "not.a.jws"):
         response = api.ucs("GET", path, token)
@@ -396,12 +509,19 @@ def test_ucs_and_dcs_authentication(api: Api) -> None:
     assert api.ucs("GET", path, old).status_code == 200
     # DCS: wrong work_type and expired download WOTs are 401 as well
     dcs_claims = {"work_type": "download", "file_id": str(uuid.uuid4()), "accession": "GHGAF1"}
-    for token in (view, api.mint(dcs_claims, lifetime=-5), api.mint({**dcs_claims, "file_id": str(uuid.uuid1())})):
+    for token in (
+        view,
+        api.mint(dcs_claims, lifetime=-5),
+        api.mint({**dcs_claims, "file_id": str(uuid.uuid1())}),
+    ):
         response = api.dcs("/objects/GHGAF1", token)
         assert (response.status_code, response.json()) == (401, invalid)
     wrong_file = api.dcs("/objects/GHGAF2", api.mint(dcs_claims))
     assert_domain_error(wrong_file, 403, "wrongFileAuthorizationError", set())
-    assert wrong_file.json()["description"] == "Endpoint file ID did not match file ID announced in work order token."
+    assert (
+        wrong_file.json()["description"]
+        == "Endpoint file ID did not match file ID announced in work order token."
+    )
     unknown = api.dcs("/objects/GHGAF1", api.mint(dcs_claims))
     assert assert_domain_error(unknown, 404, "noSuchObject") == {"object_id": "GHGAF1"}
     assert unknown.json()["description"] == "The requested DrsObject wasn't found"
@@ -446,7 +566,11 @@ def test_listing_pages_and_sorts_by_alias(api: Api) -> None:
     assert [i["alias"] for i in descending["items"]] == ["c.bam", "b.bam", "a.bam"]
     assert_domain_error(api.listing(pkg, limit=1001), 422, "paginationError")
     assert_domain_error(api.listing(pkg, skip=-1), 422, "paginationError")
-    unknown_box = api.ucs("GET", f"/boxes/{(box := str(uuid.uuid4()))}/uploads", api.mint({"work_type": "view", "box_id": box}))
+    unknown_box = api.ucs(
+        "GET",
+        f"/boxes/{(box := str(uuid.uuid4()))}/uploads",
+        api.mint({"work_type": "view", "box_id": box}),
+    )
     assert assert_domain_error(unknown_box, 404, "boxNotFound") == {"box_id": box}
 
 
@@ -466,11 +590,15 @@ def test_create_checks_in_order(api: Api) -> None:
     box = str(uuid.uuid4())
     token = api.mint({"work_type": "create", "alias": "a", "box_id": box})
     body = {"alias": "a", "decrypted_size": 1, "encrypted_size": 153, "part_size": 5 * MiB}
-    assert assert_domain_error(api.ucs("POST", f"/boxes/{box}/uploads", token, body), 404, "boxNotFound") == {"box_id": box}
+    assert assert_domain_error(
+        api.ucs("POST", f"/boxes/{box}/uploads", token, body), 404, "boxNotFound"
+    ) == {"box_id": box}
     # claims/body mismatch
     pkg = api.new_package(max_size=100)
     token = api.wot(pkg, "create", alias="other")
-    assert_domain_error(api.ucs("POST", f"/boxes/{pkg.fub_id}/uploads", token, body), 403, "notAuthorized")
+    assert_domain_error(
+        api.ucs("POST", f"/boxes/{pkg.fub_id}/uploads", token, body), 403, "notAuthorized"
+    )
     # 6 before 7: box too small even though the part size would also be invalid
     data = assert_domain_error(api.create(pkg, "huge", 101, 10**12), 507, "boxMaxSizeExceeded")
     assert data == {"box_id": pkg.fub_id, "max_size": 100, "current_size": 0, "file_alias": "huge"}
@@ -478,7 +606,10 @@ def test_create_checks_in_order(api: Api) -> None:
     for i in range(5):
         assert api.create(pkg, f"f{i}", 10).status_code == 201
     too_many = api.create(pkg, "f5", 1000)
-    assert assert_domain_error(too_many, 429, "tooManyOpenUploads") == {"box_id": pkg.fub_id, "max_concurrent": 5}
+    assert assert_domain_error(too_many, 429, "tooManyOpenUploads") == {
+        "box_id": pkg.fub_id,
+        "max_concurrent": 5,
+    }
     assert "Retry-After" not in too_many.headers
     # 6 counts init uploads: 5 × 10 bytes open, max 100
     assert assert_domain_error(api.create(pkg, "g", 51), 429, "tooManyOpenUploads")
@@ -490,13 +621,21 @@ def test_create_checks_in_order(api: Api) -> None:
 
 def test_create_invalid_part_size_and_duplicates(api: Api) -> None:
     pkg = api.new_package()
-    data = assert_domain_error(api.create(pkg, "many", 10**11, 10**11 + 10**8, 5 * MiB), 400, "invalidPartSize")
+    data = assert_domain_error(
+        api.create(pkg, "many", 10**11, 10**11 + 10**8, 5 * MiB), 400, "invalidPartSize"
+    )
     assert data == {"file_alias": "many", "part_size": 5 * MiB}
     first = api.create(pkg, "dup.bam", 10)
     assert first.status_code == 201
-    assert first.json() == {"file_id": first.json()["file_id"], "alias": "dup.bam", "storage_alias": "HD01"}
+    assert first.json() == {
+        "file_id": first.json()["file_id"],
+        "alias": "dup.bam",
+        "storage_alias": "HD01",
+    }
     assert UUID4.match(first.json()["file_id"])
-    assert assert_domain_error(api.create(pkg, "dup.bam", 10), 409, "fileUploadAlreadyExists") == {"alias": "dup.bam"}
+    assert assert_domain_error(api.create(pkg, "dup.bam", 10), 409, "fileUploadAlreadyExists") == {
+        "alias": "dup.bam"
+    }
     # a cancelled predecessor is replaced under a new file id
     assert api.delete(pkg, first.json()["file_id"]).status_code == 204
     second = api.create(pkg, "dup.bam", 10)
@@ -520,12 +659,24 @@ def test_part_urls(api: Api) -> None:
     url = api.part_url(pkg, file_id, 1)
     assert url.status_code == 200
     assert isinstance(url.json(), str) and url.json().startswith(api.sb.s3_url)
-    assert api.http.put(url.json(), content=b"x" * 100, headers={"Content-Type": "application/octet-stream"}).status_code == 200
+    assert (
+        api.http.put(
+            url.json(), content=b"x" * 100, headers={"Content-Type": "application/octet-stream"}
+        ).status_code
+        == 200
+    )
     close = api.wot(pkg, "close", file_id=file_id)
     response = api.ucs("GET", f"/boxes/{pkg.fub_id}/uploads/{file_id}/parts/1", close)
-    assert (response.status_code, response.json()) == (401, {"detail": "Invalid authentication credentials"})
+    assert (response.status_code, response.json()) == (
+        401,
+        {"detail": "Invalid authentication credentials"},
+    )
     other = str(uuid.uuid4())
-    mismatch = api.ucs("GET", f"/boxes/{pkg.fub_id}/uploads/{other}/parts/1", api.wot(pkg, "upload", file_id=file_id))
+    mismatch = api.ucs(
+        "GET",
+        f"/boxes/{pkg.fub_id}/uploads/{other}/parts/1",
+        api.wot(pkg, "upload", file_id=file_id),
+    )
     assert_domain_error(mismatch, 403, "notAuthorized")
     missing = api.part_url(pkg, other, 1)
     assert assert_domain_error(missing, 404, "fileUploadNotFound") == {"file_id": other}
@@ -553,7 +704,9 @@ def test_complete_checksum_mismatch_then_state_error(api: Api) -> None:
     encrypted = c4gh_encrypt(b"hello", api.user_sk, api.hub_pk)
     file_id = api.create(pkg, "m.bin", 5, len(encrypted)).json()["file_id"]
     api.put_parts(pkg, file_id, [encrypted])
-    wrong = api.complete(pkg, file_id, [encrypted], "0" * 64, encrypted_md5=hashlib.md5(encrypted).hexdigest())  # no -1
+    wrong = api.complete(
+        pkg, file_id, [encrypted], "0" * 64, encrypted_md5=hashlib.md5(encrypted).hexdigest()
+    )  # no -1
     assert assert_domain_error(wrong, 400, "checksumMismatch") == {"file_id": file_id}
     assert api.state_of(pkg, file_id) == "failed"
     again = api.complete(pkg, file_id, [encrypted], "0" * 64)
@@ -587,7 +740,10 @@ def test_complete_rejects_bad_part_layouts(api: Api, parts: list[bytes]) -> None
     file_id = api.create(pkg, "bad.bin", total - 200, total).json()["file_id"]
     api.put_parts(pkg, file_id, parts)
     response = api.complete(pkg, file_id, parts, "0" * 64)
-    assert assert_domain_error(response, 500, "uploadCompletionError") == {"box_id": pkg.fub_id, "file_id": file_id}
+    assert assert_domain_error(response, 500, "uploadCompletionError") == {
+        "box_id": pkg.fub_id,
+        "file_id": file_id,
+    }
 
 
 def test_complete_with_no_parts_is_a_completion_error(api: Api) -> None:
@@ -605,7 +761,9 @@ def test_delete_from_any_state_and_locked_box(api: Api) -> None:
         assert api.delete(pkg, file_id).status_code == 204
         assert api.state_of(pkg, file_id) == "cancelled"
     missing = str(uuid.uuid4())
-    assert assert_domain_error(api.delete(pkg, missing), 404, "fileUploadNotFound") == {"file_id": missing}
+    assert assert_domain_error(api.delete(pkg, missing), 404, "fileUploadNotFound") == {
+        "file_id": missing
+    }
     kept = api.upload(pkg, "k.bin", b"more")
     pending = api.create(pkg, "l.bin", 10).json()["file_id"]
     assert api.sb.admin("POST", f"/boxes/{pkg.fub_id}/lock", {"force": False}).status_code == 409
@@ -613,7 +771,10 @@ def test_delete_from_any_state_and_locked_box(api: Api) -> None:
     assert api.state_of(pkg, pending) == "cancelled"
     locked = {"box_id": pkg.fub_id, "box_state": "locked"}
     assert assert_domain_error(api.delete(pkg, kept), 409, "boxStateError") == locked
-    assert assert_domain_error(api.complete(pkg, kept, [b""], "0" * 64), 409, "boxStateError") == locked
+    assert (
+        assert_domain_error(api.complete(pkg, kept, [b""], "0" * 64), 409, "boxStateError")
+        == locked
+    )
     assert assert_domain_error(api.create(pkg, "m.bin", 10), 409, "boxStateError") == locked
 
 
@@ -647,7 +808,9 @@ def test_round_trip_with_raw_http(api: Api) -> None:
     assert first.headers["Cache-Control"] == "no-store"
     assert int(first.headers["Retry-After"]) >= 1
     deadline = time.monotonic() + 20
-    while (staged := api.dcs(f"/objects/{accession}", api.download_wot(download, accession))).status_code == 202:
+    while (
+        staged := api.dcs(f"/objects/{accession}", api.download_wot(download, accession))
+    ).status_code == 202:
         assert time.monotonic() < deadline
         time.sleep(0.2)
     assert staged.status_code == 200, staged.text
@@ -664,7 +827,9 @@ def test_round_trip_with_raw_http(api: Api) -> None:
         assert again.status_code == 200
     url = again.json()["access_methods"][0]["access_url"]["url"]
 
-    envelope_response = api.dcs(f"/objects/{accession}/envelopes", api.download_wot(download, accession))
+    envelope_response = api.dcs(
+        f"/objects/{accession}/envelopes", api.download_wot(download, accession)
+    )
     assert envelope_response.status_code == 200
     assert envelope_response.headers["Cache-Control"] == "no-store"
     assert envelope_response.text.startswith('"')
@@ -688,13 +853,30 @@ def test_download_wot_errors_and_expired_urls(api: Api) -> None:
     api.upload(pkg, "x.bam", b"x" * 1000)
     accession = api.archive_box(pkg)[0]["accession"]
     unmapped = api.download_package([accession, "GHGAF99999999999999"])
-    not_in = api.wps("POST", f"/work-packages/{unmapped.id}/files/GHGAF88888888888888/work-order-tokens", unmapped.wpat)
-    assert (not_in.status_code, not_in.json()) == (403, {"detail": "File is not contained in work package"})
-    not_avail = api.wps("POST", f"/work-packages/{unmapped.id}/files/GHGAF99999999999999/work-order-tokens", unmapped.wpat)
-    assert (not_avail.status_code, not_avail.json()) == (403, {"detail": "File not available for download"})
+    not_in = api.wps(
+        "POST",
+        f"/work-packages/{unmapped.id}/files/GHGAF88888888888888/work-order-tokens",
+        unmapped.wpat,
+    )
+    assert (not_in.status_code, not_in.json()) == (
+        403,
+        {"detail": "File is not contained in work package"},
+    )
+    not_avail = api.wps(
+        "POST",
+        f"/work-packages/{unmapped.id}/files/GHGAF99999999999999/work-order-tokens",
+        unmapped.wpat,
+    )
+    assert (not_avail.status_code, not_avail.json()) == (
+        403,
+        {"detail": "File not available for download"},
+    )
     assert api.sb.admin("POST", f"/work-packages/{unmapped.id}/revoke").status_code == 200
     revoked = api.wps("GET", f"/work-packages/{unmapped.id}", unmapped.wpat)
-    assert (revoked.status_code, revoked.json()) == (403, {"detail": "Download access has been revoked"})
+    assert (revoked.status_code, revoked.json()) == (
+        403,
+        {"detail": "Download access has been revoked"},
+    )
 
     download = api.download_package([accession])
     assert api.sb.admin("POST", f"/objects/{accession}/stage").status_code == 200
@@ -718,7 +900,12 @@ def test_data_hub_rejects_a_wrong_plaintext_checksum(api: Api) -> None:
     file_id = api.upload(pkg, "liar.bin", b"content", sha256="0" * 64)
     result = api.sb.admin("POST", f"/boxes/{pkg.fub_id}/interrogate").json()
     assert result == [
-        {"file_id": file_id, "alias": "liar.bin", "state": "failed", "failure_reason": "Decrypted content checksum mismatch (SHA-256)"}
+        {
+            "file_id": file_id,
+            "alias": "liar.bin",
+            "state": "failed",
+            "failure_reason": "Decrypted content checksum mismatch (SHA-256)",
+        }
     ]
     assert api.state_of(pkg, file_id) == "failed"
 
@@ -728,7 +915,12 @@ def test_faults_are_explicit_and_counted(api: Api) -> None:
     armed = api.sb.admin(
         "POST",
         "/faults",
-        {"status_rules": [{"service": "ucs", "status": 429, "count": 2, "retry_after": 3, "method": "POST"}], "etag_mismatch": 1},
+        {
+            "status_rules": [
+                {"service": "ucs", "status": 429, "count": 2, "retry_after": 3, "method": "POST"}
+            ],
+            "etag_mismatch": 1,
+        },
     )
     assert armed.status_code == 200
     for _ in range(2):
@@ -744,7 +936,11 @@ def test_faults_are_explicit_and_counted(api: Api) -> None:
     assert api.wps("GET", f"/work-packages/{pkg.id}", pkg.wpat).status_code == 503
     assert api.wps("GET", f"/work-packages/{pkg.id}", pkg.wpat).status_code == 200
     injected = api.sb.admin("GET", "/faults").json()["injected"]
-    assert injected["status:ucs:429"] >= 2 and injected["etag_mismatch"] >= 1 and injected["status:wps:503"] >= 1
+    assert (
+        injected["status:ucs:429"] >= 2
+        and injected["etag_mismatch"] >= 1
+        and injected["status:wps:503"] >= 1
+    )
 
 
 def test_forced_202_and_s3_fault(api: Api) -> None:
@@ -753,7 +949,9 @@ def test_forced_202_and_s3_fault(api: Api) -> None:
     accession = api.archive_box(pkg)[0]["accession"]
     download = api.download_package([accession])
     api.sb.admin("POST", f"/objects/{accession}/stage")
-    api.sb.admin("POST", "/faults", {"dcs_force_202": 2, "status_rules": [{"service": "s3", "status": 500}]})
+    api.sb.admin(
+        "POST", "/faults", {"dcs_force_202": 2, "status_rules": [{"service": "s3", "status": 500}]}
+    )
     for _ in range(2):
         response = api.dcs(f"/objects/{accession}", api.download_wot(download, accession))
         assert response.status_code == 202
@@ -768,7 +966,13 @@ def test_archive_cli_and_status(sandbox: Any, tmp_path: Any) -> None:
     api = Api(sandbox)
     pkg_id, sealed = sandbox.upload_wpat_file.read_text().strip().split(":")
     details = api.wps("GET", f"/work-packages/{pkg_id}", api.open_sealed(sealed).decode()).json()
-    pkg = Package(pkg_id, api.open_sealed(sealed).decode(), details["research_data_upload_box_id"], details["file_upload_box_id"], "")
+    pkg = Package(
+        pkg_id,
+        api.open_sealed(sealed).decode(),
+        details["research_data_upload_box_id"],
+        details["file_upload_box_id"],
+        "",
+    )
     api.upload(pkg, "good.bam", b"good" * 100)
     api.upload(pkg, "bad.bam", b"bad" * 100, sha256="1" * 64)
     result = sandbox.archive()
@@ -789,9 +993,14 @@ def test_archive_cli_and_status(sandbox: Any, tmp_path: Any) -> None:
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     document = json.loads(status.stdout)
-    assert {u["alias"]: u["state"] for u in document["uploads"]} == {"good.bam": "archived", "bad.bam": "failed"}
+    assert {u["alias"]: u["state"] for u in document["uploads"]} == {
+        "good.bam": "archived",
+        "bad.bam": "failed",
+    }
     assert [o["accession"] for o in document["drs_objects"]] == ["GHGAF00000000000001"]
     assert document["boxes"][0]["state"] == "archived"
     assert oct(sandbox.user_sec.stat().st_mode & 0o777) == "0o600"
     assert oct(sandbox.upload_wpat_file.stat().st_mode & 0o777) == "0o600"
-    assert (sandbox.state_dir / ".ghga_connector.yaml").read_text() == f"wkvs_api_url: {sandbox.wkvs_api_url}\n"
+    assert (
+        sandbox.state_dir / ".ghga_connector.yaml"
+    ).read_text() == f"wkvs_api_url: {sandbox.wkvs_api_url}\n"

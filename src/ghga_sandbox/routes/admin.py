@@ -32,9 +32,9 @@ class UploadBoxRequest(BaseModel):
     """Create a FUB (with its RDUB) and optionally an upload work package."""
 
     storage_alias: str = "HD01"
-    max_size: int | None = Field(None, ge=1, description="Bytes; default --box-max-size.")
+    max_size: int | None = Field(default=None, ge=1, description="Bytes; default --box-max-size.")
     user_public_key: str | None = Field(
-        None, description="Standard base64 of the user's 32-byte Crypt4GH public key."
+        default=None, description="Standard base64 of the user's 32-byte Crypt4GH public key."
     )
 
 
@@ -44,10 +44,10 @@ class WorkPackageRequest(BaseModel):
     type: Literal["upload", "download"]
     user_public_key: str
     accessions: list[str] | None = Field(
-        None, description="Download: accessions to include; default all archived files."
+        default=None, description="Download: accessions to include; default all archived files."
     )
-    box_id: str | None = Field(None, description="Upload: the file upload box (FUB) id.")
-    valid_days: int | None = Field(None, ge=0)
+    box_id: str | None = Field(default=None, description="Upload: the file upload box (FUB) id.")
+    valid_days: int | None = Field(default=None, ge=0)
 
 
 class LockRequest(BaseModel):
@@ -66,8 +66,8 @@ class WorkOrderTokenRequest(BaseModel):
     """Mint an arbitrary WOT signed with the WPS key (tests of 401/403 paths)."""
 
     claims: dict[str, Any]
-    lifetime: int | None = Field(None, ge=-3600)
-    sealed_to: str | None = Field(None, description="Seal to this base64 public key.")
+    lifetime: int | None = Field(default=None, ge=-3600)
+    sealed_to: str | None = Field(default=None, description="Seal to this base64 public key.")
 
 
 def _issued(issued: IssuedWorkPackage | None) -> dict[str, Any] | None:
@@ -184,7 +184,9 @@ def create_admin_app(runtime: Runtime, controller: UploadController) -> FastAPI:
     def create_upload_box(body: UploadBoxRequest) -> dict[str, Any]:
         """Create a FUB + RDUB; with a key, also an upload work package."""
         if body.storage_alias not in runtime.settings.storage_labels:
-            raise DomainError(400, "noSuchStorage", "There was a problem identifying the storage alias.")
+            raise DomainError(
+                400, "noSuchStorage", "There was a problem identifying the storage alias."
+            )
         box = runtime.state.create_box(
             body.storage_alias, body.max_size or runtime.settings.box_max_size
         )
@@ -266,9 +268,16 @@ def create_admin_app(runtime: Runtime, controller: UploadController) -> FastAPI:
         """Run the Data Hub check on every ``inbox`` upload of a box."""
         if runtime.state.get_box(box_id) is None:
             raise box_not_found(box_id)
-        results = [datahub.interrogate(u) for u in runtime.state.list_uploads(box_id) if u.state == "inbox"]
+        results = [
+            datahub.interrogate(u) for u in runtime.state.list_uploads(box_id) if u.state == "inbox"
+        ]
         return [
-            {"file_id": u.id, "alias": u.alias, "state": u.state, "failure_reason": u.failure_reason}
+            {
+                "file_id": u.id,
+                "alias": u.alias,
+                "state": u.state,
+                "failure_reason": u.failure_reason,
+            }
             for u in results
         ]
 
@@ -313,7 +322,9 @@ def create_admin_app(runtime: Runtime, controller: UploadController) -> FastAPI:
     def mint(body: WorkOrderTokenRequest) -> dict[str, str]:
         """A compact JWS over arbitrary claims, signed with the WPS key."""
         lifetime = runtime.settings.wot_lifetime if body.lifetime is None else body.lifetime
-        token = mint_wot(runtime.state.signing_key(), body.claims, now=time.time(), lifetime=lifetime)
+        token = mint_wot(
+            runtime.state.signing_key(), body.claims, now=time.time(), lifetime=lifetime
+        )
         result = {"token": token}
         if body.sealed_to is not None:
             result["sealed"] = seal(_check_key(body.sealed_to), token.encode("ascii"))

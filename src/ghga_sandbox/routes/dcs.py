@@ -64,7 +64,9 @@ def create_dcs_app(runtime: Runtime) -> FastAPI:
     """The DCS sub-application."""
     app = FastAPI(title="Download Controller Service (ghga-sandbox)", version="10.1.2")
     app.add_exception_handler(DomainError, domain_error_handler)
-    Download = Annotated[DownloadWorkOrder, Depends(work_order_dependency(runtime, DownloadWorkOrder))]
+    Download = Annotated[
+        DownloadWorkOrder, Depends(work_order_dependency(runtime, DownloadWorkOrder))
+    ]
 
     def lookup(object_id: str, work_order: DownloadWorkOrder) -> DrsObject:
         if work_order.accession != object_id:
@@ -106,9 +108,7 @@ def create_dcs_app(runtime: Runtime) -> FastAPI:
         obj = lookup(object_id, work_order)
         secret = runtime.state.get_secret(obj.secret_id)
         if secret is None:
-            raise DomainError(
-                500, "internalServerError", "The file secret could not be retrieved."
-            )
+            raise DomainError(500, "internalServerError", "The file secret could not be retrieved.")
         envelope = make_envelope(
             secret,
             runtime.state.central_key().secret,

@@ -116,11 +116,21 @@ def create_ucs_app(runtime: Runtime, controller: UploadController) -> FastAPI:
     app = FastAPI(title="Upload Controller Service (ghga-sandbox)", version="15.0.0")
     app.add_exception_handler(DomainError, domain_error_handler)
     app.add_exception_handler(Exception, _unexpected_error)
-    View = Annotated[ViewFileBoxWorkOrder, Depends(work_order_dependency(runtime, ViewFileBoxWorkOrder))]
-    Create = Annotated[CreateFileWorkOrder, Depends(work_order_dependency(runtime, CreateFileWorkOrder))]
-    Upload = Annotated[UploadFileWorkOrder, Depends(work_order_dependency(runtime, UploadFileWorkOrder))]
-    Close = Annotated[CloseFileWorkOrder, Depends(work_order_dependency(runtime, CloseFileWorkOrder))]
-    Delete = Annotated[DeleteFileWorkOrder, Depends(work_order_dependency(runtime, DeleteFileWorkOrder))]
+    View = Annotated[
+        ViewFileBoxWorkOrder, Depends(work_order_dependency(runtime, ViewFileBoxWorkOrder))
+    ]
+    Create = Annotated[
+        CreateFileWorkOrder, Depends(work_order_dependency(runtime, CreateFileWorkOrder))
+    ]
+    Upload = Annotated[
+        UploadFileWorkOrder, Depends(work_order_dependency(runtime, UploadFileWorkOrder))
+    ]
+    Close = Annotated[
+        CloseFileWorkOrder, Depends(work_order_dependency(runtime, CloseFileWorkOrder))
+    ]
+    Delete = Annotated[
+        DeleteFileWorkOrder, Depends(work_order_dependency(runtime, DeleteFileWorkOrder))
+    ]
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -166,7 +176,9 @@ def create_ucs_app(runtime: Runtime, controller: UploadController) -> FastAPI:
         )
 
     @app.get("/boxes/{box_id}/uploads/{file_id}/parts/{part_no}")
-    def get_part_url(box_id: UUID4, file_id: UUID4, part_no: int, work_order: Upload) -> JSONResponse:
+    def get_part_url(
+        box_id: UUID4, file_id: UUID4, part_no: int, work_order: Upload
+    ) -> JSONResponse:
         """Presigned part URL as a JSON string (WOT ``upload``)."""
         if work_order.box_id != box_id or work_order.file_id != file_id:
             raise not_authorized()

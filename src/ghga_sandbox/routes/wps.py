@@ -36,8 +36,11 @@ class WorkPackageDetails(BaseModel):
 
 
 class WorkOrderTokenRequest(BaseModel):
-    """Body of the upload-path WOT request; ``create`` needs ``alias``, file work types
-    need ``file_id`` (else 422)."""
+    """Body of the upload-path WOT request.
+
+    ``create`` needs ``alias``; ``upload``, ``close`` and ``delete`` need ``file_id``
+    (else 422).
+    """
 
     work_type: Literal["create", "upload", "close", "delete", "view"]
     alias: str | None = None

@@ -1,0 +1,81 @@
+"""In-process tests of the ASGI app (no S3 calls): WKVS, WPS, middleware and faults."""
+
+from __future__ import annotations
+
+import base64
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from nacl.public import PrivateKey, SealedBox
+
+from ghga_sandbox.app import create_app
+from ghga_sandbox.config import SandboxSettings
+from ghga_sandbox.faults import FaultSettings, StatusRule
+from ghga_sandbox.state import SandboxState
+from ghga_sandbox.storage import S3Storage
+from ghga_sandbox.workpackages import WorkPackageService
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[FastAPI]:
+    settings = SandboxSettings(
+        state_dir=tmp_path, public_url="http://127.0.0.1:9999", api_latency_ms=50
+    )
+    state = SandboxState.open(tmp_path / "state.sqlite3")
+    storage = S3Storage("http://127.0.0.1:1", access_key="x", secret_key="y")  # never contacted
+    yield create_app(settings, state, storage)
+    state.close()
+
+
+async def test_wkvs_latency_request_id_and_faults(app: FastAPI) -> None:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://sandbox") as client:
+        start = time.monotonic()
+        response = await client.get("/.well-known/values", headers={"X-Request-Id": "abc"})
+        assert time.monotonic() - start >= 0.05
+        assert response.status_code == 200
+        assert response.headers["x-request-id"] == "abc"
+        assert response.json()["storage_aliases"] == {"HD01": "http://127.0.0.1:1"}
+        app.state.runtime.faults.arm(
+            FaultSettings(status_rules=[StatusRule(service="wkvs", status=503, retry_after=2)])
+        )
+        assert (await client.get("/.well-known/health")).status_code == 200
+        failed = await client.get("/.well-known/values")
+        assert (failed.status_code, failed.headers["retry-after"], failed.json()) == (
+            503,
+            "2",
+            {"detail": "Fault injected by ghga-sandbox."},
+        )
+        assert (await client.get("/.well-known/values")).status_code == 200
+
+
+async def test_wps_in_process(app: FastAPI) -> None:
+    runtime = app.state.runtime
+    user = PrivateKey.generate()
+    key_b64 = base64.b64encode(bytes(user.public_key)).decode()
+    box = runtime.state.create_box("HD01", 100)
+    issued = WorkPackageService(runtime).create(
+        type_="upload", user_public_key=key_b64, rdub_id=box.rdub_id, fub_id=box.id
+    )
+    wpat = SealedBox(user).decrypt(base64.b64decode(issued.sealed_token)).decode()
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://sandbox/wps") as client:
+        ok = await client.get(
+            f"/work-packages/{issued.package.id}", headers={"Authorization": f"Bearer {wpat}"}
+        )
+        assert ok.status_code == 200 and ok.json()["file_upload_box_id"] == box.id
+        # a missing header is 401 even for a malformed id (the dependency runs first)
+        missing = await client.get("/work-packages/not-a-uuid")
+        assert missing.status_code == 401
+        wot = await client.post(
+            f"/work-packages/{issued.package.id}/boxes/{box.rdub_id}/work-order-tokens",
+            headers={"Authorization": f"Bearer {wpat}"},
+            json={"work_type": "upload", "alias": None, "file_id": str(uuid.uuid4())},
+        )
+        assert wot.status_code == 201
+        assert wot.headers["cache-control"] == "max-age=30, private"
