@@ -596,10 +596,7 @@ def list_files(
                             await session.handler.list_uploads(), key=lambda i: i.alias
                         )
                     ]
-                return [
-                    {"accession": accession, "extension": extension}
-                    for accession, extension in sorted((package.files or {}).items())
-                ]
+                return await session.handler.download_listing()
 
         rows = asyncio.run(go())
         if options.json:

@@ -72,7 +72,7 @@ class Config(BaseSettings):
         default=6, ge=1, le=64, description="Download ranges in flight at once, per file."
     )
     max_parallel_files: int = Field(
-        default=3,
+        default=4,
         ge=1,
         le=5,
         description="Files transferred at the same time. Uploads are further limited by "

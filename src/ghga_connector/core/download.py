@@ -126,6 +126,15 @@ class FileStager(FileStagerBase):
             self._reporter.file_status(accession, f"being staged, next check in {wait:.0f} s")
             await self._sleep(wait)
 
+    async def probe(self, accession: str) -> DrsObject | None:
+        """One ``GET /objects/{accession}``: the DRS object, or ``None`` while staging."""
+
+        async def token(force: bool) -> str:
+            return await self._accessor.download_wot(accession, force_new=force)
+
+        result = await self._dcs.get_drs_object(accession, token)
+        return result if isinstance(result, DrsObject) else None
+
 
 class _UrlHolder:
     """The current presigned URL of a file, renewed before it expires or after a 403."""

@@ -12,6 +12,7 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
+from ghga_connector.core.planning import plaintext_size
 from ghga_connector.core.ports import (
     DownloaderBase,
     DownloadJob,
@@ -223,3 +224,29 @@ class TransferHandler:
             self._reporter.file_finished(outcome)
             return outcome
         return await self._downloader.download(job, drs)
+
+    async def download_listing(self) -> list[dict[str, str | int | bool | None]]:
+        """For ``ls``: each file of a download package with its size and staging state.
+
+        Asking is also a request to stage the file (contract §3.4(a)).
+        """
+        files = await self._require("download")
+        rows: list[dict[str, str | int | bool | None]] = []
+        for accession, extension in sorted(files.items()):
+            try:
+                drs = await self._stager.probe(accession)
+            except ServerResponseError as error:
+                rows.append(
+                    {"accession": accession, "file": None, "size": None, "staged": error.message}
+                )
+                continue
+            size = plaintext_size(drs.size) if drs is not None else None
+            rows.append(
+                {
+                    "accession": accession,
+                    "file": safe_file_name(accession, extension),
+                    "size": size,
+                    "staged": drs is not None,
+                }
+            )
+        return rows

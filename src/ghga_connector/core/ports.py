@@ -117,6 +117,10 @@ class FileStagerBase(ABC):
     async def staged_object(self, accession: str, *, force_new: bool = False) -> DrsObject:
         """The DRS object of ``accession`` once staged (waits on 202 + Retry-After)."""
 
+    @abstractmethod
+    async def probe(self, accession: str) -> DrsObject | None:
+        """One look: the DRS object if staged, else ``None`` (asks the server to stage it)."""
+
 
 class UploaderBase(ABC):
     """Uploads one file: create, encrypt and PUT parts, complete."""

@@ -327,9 +327,8 @@ class Uploader(UploaderBase):
                 error = InputFileError(f"Reading {str(job.path)!r} failed: {error.strerror}.")
             assert isinstance(error, ConnectorError)
             if session.journal is not None and not isinstance(error, UserInputError):
-                error.hint = (
-                    "Run the same command again to continue where it stopped"
-                    + ("; if it keeps failing, contact the GHGA helpdesk." if error.hint else ".")
+                error.hint = "Run the same command again to continue where it stopped" + (
+                    "; if it keeps failing, contact the GHGA helpdesk." if error.hint else "."
                 )
             return self._failed(job, started, error)
         if isinstance(error, asyncio.CancelledError | KeyboardInterrupt) and session.journal:

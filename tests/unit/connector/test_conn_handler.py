@@ -101,6 +101,9 @@ class FakeStager(FileStagerBase):
             raise self.fail[accession]
         return DrsObject(accession=accession, download_url="http://s3/x", size=29)
 
+    async def probe(self, accession: str) -> DrsObject | None:
+        return None if accession in self.fail else await self.staged_object(accession)
+
 
 class FakeDownloader(DownloaderBase):
     def __init__(self) -> None:
@@ -425,3 +428,23 @@ async def test_failed_staging_does_not_stop_others(tmp_path: Path) -> None:
     assert outcomes[1].details["accession"] == "GHGAF002"
     assert sorted(j.accession for j in downloader.jobs) == ["GHGAF001", "GHGAF003"]
     assert [o.outcome for o in reporter.finished] == [Outcome.FAILED]
+
+
+async def test_download_listing_reports_size_and_staging() -> None:
+    accessor = FakeAccessor(
+        package=WorkPackage(type="download", files={"GHGAF1": ".bam", "GHGAF2": ".vcf.gz"})
+    )
+    stager = FakeStager(fail={"GHGAF2": RuntimeError("unused")})
+    handler = TransferHandler(
+        accessor=accessor,
+        stager=stager,
+        uploader=FakeUploader(),
+        downloader=FakeDownloader(),
+        reporter=FakeReporter(),
+        max_parallel_files=2,
+    )
+    rows = await handler.download_listing()
+    assert rows == [
+        {"accession": "GHGAF1", "file": "GHGAF1.bam", "size": 1, "staged": True},
+        {"accession": "GHGAF2", "file": "GHGAF2.vcf.gz", "size": None, "staged": False},
+    ]
