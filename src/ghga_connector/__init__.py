@@ -11,11 +11,23 @@ The package is layered (see ``docs/architecture.md``):
 * :mod:`ghga_connector.c4gh` and :mod:`ghga_connector.core.planning` are pure leaves.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from functools import cache
 
-try:
-    __version__ = version("ghga-connector")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
+__all__ = ["__version__", "package_version"]
 
-__all__ = ["__version__"]
+
+@cache
+def package_version() -> str:
+    """The installed version of ghga-connector (read lazily: importlib.metadata is slow)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ghga-connector")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0.0.0"
+
+
+def __getattr__(name: str) -> str:
+    if name == "__version__":
+        return package_version()
+    raise AttributeError(name)

@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ghga_connector import __version__
+from ghga_connector import package_version
 from ghga_connector.c4gh.keys import (
     KeyPair,
     load_key_pair,
@@ -124,7 +124,7 @@ DebugOpt = Annotated[
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"ghga-connector {__version__}")
+        typer.echo(f"ghga-connector {package_version()}")
         raise typer.Exit(EXIT_OK)
 
 

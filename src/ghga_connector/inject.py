@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from ghga_connector import __version__
+from ghga_connector import package_version
 from ghga_connector.adapters.http import RetryStats, make_http_client
 from ghga_connector.adapters.services import (
     DcsClient,
@@ -119,7 +119,7 @@ async def open_session(
     try:
         async with make_http_client(
             config,
-            user_agent=f"ghga-connector/{__version__}",
+            user_agent=f"ghga-connector/{package_version()}",
             stats=stats,
             transport=transport,
             pool_size=config.max_parallel_files * per_file + 8,
