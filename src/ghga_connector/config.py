@@ -10,10 +10,11 @@ ghga-connector 4.0.1):
    else ``./.ghga_connector.yaml``, else ``~/.ghga_connector.yaml``;
 5. the defaults below.
 
-Memory bound: an upload holds at most ``(max_concurrent_uploads + crypto threads) ×
-part_size`` bytes of part data, plus up to twice ``part_size`` per crypto thread while a
-part is being encrypted; a download ``2 × max_concurrent_downloads × part_size``. With
-the defaults (16 MiB parts, 6 parts in flight) that is about 200 MiB per file in flight.
+Memory bound, whatever the size and number of files: uploads hold at most
+``max_concurrent_uploads`` part buffers plus one plaintext buffer per crypto thread
+(``part_size`` bytes each); downloads at most ``max_concurrent_downloads`` pairs of range
+buffers (``2 × part_size``). With the defaults (16 MiB parts, 6 in flight, 2 threads)
+that is about 130 MiB for uploads and 200 MiB for downloads, shared by all files.
 """
 
 from __future__ import annotations
@@ -66,10 +67,16 @@ class Config(BaseSettings):
         "file needs at most 10,000 parts.",
     )
     max_concurrent_uploads: int = Field(
-        default=6, ge=1, le=64, description="Upload parts in flight at once, per file."
+        default=6,
+        ge=1,
+        le=64,
+        description="Upload parts in flight at once (all files together); each holds one part in memory.",
     )
     max_concurrent_downloads: int = Field(
-        default=6, ge=1, le=64, description="Download ranges in flight at once, per file."
+        default=6,
+        ge=1,
+        le=64,
+        description="Download ranges in flight at once (all files together); each holds two ranges in memory.",
     )
     max_parallel_files: int = Field(
         default=4,

@@ -32,6 +32,7 @@ from ghga_connector.core.download import Downloader, FileStager
 from ghga_connector.core.handler import TransferHandler
 from ghga_connector.core.journal import JournalStore
 from ghga_connector.core.ports import ProgressReporter
+from ghga_connector.core.tasks import BufferPool
 from ghga_connector.core.upload import Uploader
 from ghga_connector.core.work_package import WorkPackageAccessor
 from ghga_connector.errors import TokenError
@@ -144,6 +145,7 @@ async def open_session(
                 part_size=config.part_size,
                 concurrency=config.max_concurrent_uploads,
                 journals=JournalStore(config.state_dir),
+                buffers=BufferPool(config.max_concurrent_uploads),
             )
             downloader = Downloader(
                 accessor=accessor,
@@ -155,6 +157,7 @@ async def open_session(
                 executor=executor,
                 part_size=config.part_size,
                 concurrency=config.max_concurrent_downloads,
+                buffers=BufferPool(config.max_concurrent_downloads),
             )
             handler = TransferHandler(
                 accessor=accessor,

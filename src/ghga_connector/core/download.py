@@ -48,7 +48,7 @@ from ghga_connector.core.ports import (
     WorkPackageAccessorBase,
     unique_temp_path,
 )
-from ghga_connector.core.tasks import Turnstile, first_cause
+from ghga_connector.core.tasks import BufferPool, Turnstile, first_cause
 from ghga_connector.errors import (
     ConnectorError,
     IntegrityError,
@@ -182,6 +182,7 @@ class Downloader(DownloaderBase):
         executor: threads for decryption, hashing and writing.
         part_size: configured range length in bytes (rounded up to whole segments).
         concurrency: ranges in flight per file.
+        buffers: range buffers shared by all files of the run (default: ``concurrency``).
     """
 
     def __init__(
@@ -196,8 +197,10 @@ class Downloader(DownloaderBase):
         executor: Executor,
         part_size: int,
         concurrency: int,
+        buffers: BufferPool | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._buffers = buffers or BufferPool(concurrency)
         self._accessor = accessor
         self._dcs = dcs
         self._storage = storage
@@ -324,51 +327,56 @@ class Downloader(DownloaderBase):
             await turn.advance(part.part_no)
 
         async def worker() -> None:
-            buffer = bytearray(self._range_size)
-            plain_buffer = bytearray(_plain_len(ByteRange(0, 0, self._range_size)))
-            for part in pending:
-                view = memoryview(buffer)[: part.length]
-                plain = memoryview(plain_buffer)[: _plain_len(part)]
-                if part.part_no in done:
-                    present = await loop.run_in_executor(
-                        self._executor, _recheck, cipher, part, view, plain, str(temp), job.decrypt
+            while True:
+                # A buffer first, then the next range: the lowest range not yet hashed
+                # always holds a buffer, so waiting for turns cannot starve the pool.
+                async with self._buffers.get(2 * self._range_size) as buffer:
+                    part = next(pending, None)
+                    if part is None:
+                        return
+                    await fetch(part, buffer)
+
+        async def fetch(part: ByteRange, buffer: bytearray) -> None:
+            view = memoryview(buffer)[: part.length]
+            plain = memoryview(buffer)[self._range_size :][: _plain_len(part)]
+            if part.part_no in done:
+                present = await loop.run_in_executor(
+                    self._executor, _recheck, cipher, part, view, plain, str(temp), job.decrypt
+                )
+                if present:
+                    await hash_in_order(part, plain)
+                    self._reporter.advance(job.target.name, len(plain))
+                    return
+            for attempt in range(1, RANGE_ATTEMPTS + 1):
+                url = await urls.get()
+                try:
+                    await self._storage.get_range(url, part.start, part.stop, view)
+                    await loop.run_in_executor(
+                        self._executor,
+                        _check_and_write,
+                        cipher,
+                        part,
+                        view,
+                        plain,
+                        str(temp),
+                        job.decrypt,
                     )
-                    if present:
-                        await hash_in_order(part, plain)
-                        self._reporter.advance(job.target.name, len(plain))
-                        continue
-                for attempt in range(1, RANGE_ATTEMPTS + 1):
-                    url = await urls.get()
-                    try:
-                        await self._storage.get_range(url, part.start, part.stop, view)
-                        await loop.run_in_executor(
-                            self._executor,
-                            _check_and_write,
-                            cipher,
-                            part,
-                            view,
-                            plain,
-                            str(temp),
-                            job.decrypt,
-                        )
-                        break
-                    except PresignedUrlExpired:
-                        await urls.renew(url)
-                    except (ServiceUnreachableError, SegmentAuthenticationError) as error:
-                        if attempt == RANGE_ATTEMPTS:
-                            if isinstance(error, SegmentAuthenticationError):
-                                raise IntegrityError(
-                                    f"Bytes {part.start}-{part.stop - 1} of {job.accession} "
-                                    f"failed Crypt4GH authentication {RANGE_ATTEMPTS} times."
-                                ) from None
-                            raise
-                else:
-                    raise ServiceUnreachableError(
-                        f"The download URL of {job.accession} kept expiring."
-                    )
-                await hash_in_order(part, plain)
-                journal.add(part.part_no)
-                self._reporter.advance(job.target.name, len(plain))
+                    break
+                except PresignedUrlExpired:
+                    await urls.renew(url)
+                except (ServiceUnreachableError, SegmentAuthenticationError) as error:
+                    if attempt == RANGE_ATTEMPTS:
+                        if isinstance(error, SegmentAuthenticationError):
+                            raise IntegrityError(
+                                f"Bytes {part.start}-{part.stop - 1} of {job.accession} "
+                                f"failed Crypt4GH authentication {RANGE_ATTEMPTS} times."
+                            ) from None
+                        raise
+            else:
+                raise ServiceUnreachableError(f"The download URL of {job.accession} kept expiring.")
+            await hash_in_order(part, plain)
+            journal.add(part.part_no)
+            self._reporter.advance(job.target.name, len(plain))
 
         try:
             async with asyncio.TaskGroup() as group:

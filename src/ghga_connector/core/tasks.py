@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from typing import TypeVar
 
 from ghga_connector.c4gh.segments import DigestAborted
 
-__all__ = ["Turnstile", "first_cause", "run_bounded"]
+__all__ = ["BufferPool", "Turnstile", "first_cause", "run_bounded"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -77,3 +78,27 @@ class Turnstile:
             if number == self._next:
                 self._next += 1
                 self._cond.notify_all()
+
+
+class BufferPool:
+    """At most ``count`` buffers in use at once, shared by all files of a run, reused.
+
+    This is what bounds a run's memory: ``count × size`` bytes however many files and
+    parts there are. Buffers grow to the largest size asked for and are never shrunk.
+    """
+
+    def __init__(self, count: int) -> None:
+        self._slots = asyncio.Semaphore(count)
+        self._free: list[bytearray] = []
+
+    @asynccontextmanager
+    async def get(self, size: int) -> AsyncIterator[bytearray]:
+        """A buffer of at least ``size`` bytes, returned to the pool afterwards."""
+        async with self._slots:
+            buffer = self._free.pop() if self._free else bytearray(0)
+            if len(buffer) < size:
+                buffer = bytearray(size)
+            try:
+                yield buffer
+            finally:
+                self._free.append(buffer)

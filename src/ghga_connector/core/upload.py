@@ -42,7 +42,7 @@ from ghga_connector.core.ports import (
     UploadJob,
     WorkPackageAccessorBase,
 )
-from ghga_connector.core.tasks import first_cause
+from ghga_connector.core.tasks import BufferPool, first_cause
 from ghga_connector.errors import (
     ConnectorError,
     InputFileError,
@@ -100,6 +100,7 @@ class Uploader(UploaderBase):
         part_size: configured part size in bytes (see :func:`upload_part_size`).
         concurrency: parts in flight per file.
         journals: where resume journals are kept (``None``: no resume).
+        buffers: part buffers shared by all files of the run (default: ``concurrency``).
         sleep: injected ``asyncio.sleep`` (tests).
     """
 
@@ -116,6 +117,7 @@ class Uploader(UploaderBase):
         part_size: int,
         concurrency: int,
         journals: JournalStore | None = None,
+        buffers: BufferPool | None = None,
         sleep: object = asyncio.sleep,
     ) -> None:
         self._accessor = accessor
@@ -128,6 +130,7 @@ class Uploader(UploaderBase):
         self._part_size = part_size
         self._concurrency = concurrency
         self._journals = journals
+        self._buffers = buffers or BufferPool(concurrency)
         self._sleep = sleep
 
     def _token(self, work_type: str, *, alias: str | None = None, file_id: str | None = None):  # type: ignore[no-untyped-def]
@@ -364,32 +367,35 @@ class Uploader(UploaderBase):
         part_size, enc_size, envelope = session.part_size, session.enc_size, session.envelope
 
         async def worker() -> None:
-            # Each worker owns one part buffer for its lifetime: memory is bounded by
-            # concurrency × part size, and no buffer is allocated per part.
-            buffer = bytearray(min(part_size, enc_size))
-            for part_range in pending:
-                lo, hi = plaintext_span(part_range, job.size)
-                record = done.get(part_range.part_no)
-                if record is not None:
-                    await loop.run_in_executor(
-                        self._executor, hash_part_plaintext, path, job.size, part_range, digest
+            while True:
+                # A buffer first, then the next part: parts reach the crypto threads in
+                # order, which the ordered plaintext digest relies on (see OrderedDigest).
+                async with self._buffers.get(min(part_size, enc_size)) as buffer:
+                    part_range = next(pending, None)
+                    if part_range is None:
+                        return
+                    lo, hi = plaintext_span(part_range, job.size)
+                    record = done.get(part_range.part_no)
+                    if record is not None:
+                        await loop.run_in_executor(
+                            self._executor, hash_part_plaintext, path, job.size, part_range, digest
+                        )
+                        parts_md5[record.part_no - 1] = record.md5
+                        parts_sha256[record.part_no - 1] = record.sha256
+                        self._reporter.advance(job.alias, hi - lo)
+                        continue
+                    part = await loop.run_in_executor(
+                        self._executor,
+                        build_upload_part,
+                        path,
+                        job.size,
+                        part_range,
+                        envelope,
+                        cipher,
+                        digest,
+                        buffer,
                     )
-                    parts_md5[record.part_no - 1] = record.md5
-                    parts_sha256[record.part_no - 1] = record.sha256
-                    self._reporter.advance(job.alias, hi - lo)
-                    continue
-                part = await loop.run_in_executor(
-                    self._executor,
-                    build_upload_part,
-                    path,
-                    job.size,
-                    part_range,
-                    envelope,
-                    cipher,
-                    digest,
-                    buffer,
-                )
-                await self._put_part(file_id, part)
+                    await self._put_part(file_id, part)
                 parts_md5[part.part_no - 1] = part.md5
                 parts_sha256[part.part_no - 1] = part.sha256
                 if self._journals is not None and session.journal is not None:
