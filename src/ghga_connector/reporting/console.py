@@ -115,6 +115,7 @@ class RichReporter(PlainReporter):
             transient=False,
         )
         self._tasks: dict[str, TaskID] = {}
+        self._total: TaskID | None = None
         self._lock = threading.Lock()
 
     def __enter__(self) -> RichReporter:
@@ -125,19 +126,30 @@ class RichReporter(PlainReporter):
         self.progress.stop()
 
     def file_started(self, name: str, total: int) -> None:
-        """Add a bar."""
+        """Add a bar (and grow the overall bar once there are several files)."""
         with self._lock:
+            if self._total is None:  # first row, shown once a second file starts
+                self._total = self.progress.add_task(
+                    "[bold]all files", total=0, status="", visible=False
+                )
             task = self._tasks.get(name)
             if task is None:
                 self._tasks[name] = self.progress.add_task(name, total=total, status="")
             else:
                 self.progress.reset(task, total=total, status="")
+            totals = sum(t.total or 0 for t in self.progress.tasks if t.id != self._total)
+            done = sum(t.completed for t in self.progress.tasks if t.id != self._total)
+            self.progress.update(
+                self._total, total=totals, completed=done, visible=len(self._tasks) > 1
+            )
 
     def advance(self, name: str, nbytes: int) -> None:
-        """Move a bar."""
+        """Move a bar and the overall bar."""
         task = self._tasks.get(name)
         if task is not None:
             self.progress.update(task, advance=nbytes, status="")
+        if self._total is not None:
+            self.progress.update(self._total, advance=nbytes)
 
     def file_status(self, name: str, status: str) -> None:
         """Show a state next to the bar."""
