@@ -285,28 +285,39 @@ def _config(options: GlobalOptions) -> Config:
     return config
 
 
+@dataclass(frozen=True)
+class Credentials:
+    """Where the access token and the key pair come from (paths and options, no secrets)."""
+
+    wpat_file: Path | None
+    wpat: str | None
+    public_key: Path
+    private_key: Path
+
+    def load(self, reporter: ProgressReporter) -> tuple[KeyPair, str]:
+        """The key pair and the WPAT text; warns first about a token on the command line."""
+        _warn_if_token_on_argv(self.wpat, reporter)
+        keys = _load_keys(self.public_key, self.private_key, reporter)
+        return keys, read_wpat(self.wpat_file, self.wpat, _ignore)
+
+
 # --- commands -----------------------------------------------------------------------
 
 
 def _upload(
     options: GlobalOptions,
     entries: list[tuple[Path, str]],
+    credentials: Credentials,
     *,
     overwrite: bool,
-    restart: bool = False,
     dry_run: bool,
-    wpat_file: Path | None,
-    wpat: str | None,
-    public_key: Path,
-    private_key: Path,
+    restart: bool = False,
 ) -> None:
     def work() -> int:
         config = _config(options)
         jobs = [replace(j, restart=restart) for j in plan_uploads(entries, overwrite=overwrite)]
         reporter = _reporter(options)
-        _warn_if_token_on_argv(wpat, reporter)
-        keys = _load_keys(public_key, private_key, reporter)
-        token = read_wpat(wpat_file, wpat, _ignore)
+        keys, token = credentials.load(reporter)
 
         async def go() -> tuple[list[FileOutcome], Session]:
             async with open_session(config, keys, token, reporter) as session:
@@ -381,16 +392,8 @@ def upload(
         return [(f, alias if alias is not None else f.name) for f in files]
 
     listed = _execute(options, entries)
-    _upload(
-        options,
-        listed,
-        overwrite=overwrite,
-        dry_run=dry_run,
-        wpat_file=wpat_file,
-        wpat=wpat,
-        public_key=my_public_key_path,
-        private_key=my_private_key_path,
-    )
+    credentials = Credentials(wpat_file, wpat, my_public_key_path, my_private_key_path)
+    _upload(options, listed, credentials, overwrite=overwrite, dry_run=dry_run, restart=restart)
 
 
 @app.command(
@@ -419,16 +422,8 @@ def batch_upload(
     """Upload the files listed in a TSV file."""
     options = _options(ctx, debug)
     listed = _execute(options, lambda: parse_manifest(tsv))
-    _upload(
-        options,
-        listed,
-        overwrite=overwrite,
-        dry_run=dry_run,
-        wpat_file=wpat_file,
-        wpat=wpat,
-        public_key=my_public_key_path,
-        private_key=my_private_key_path,
-    )
+    credentials = Credentials(wpat_file, wpat, my_public_key_path, my_private_key_path)
+    _upload(options, listed, credentials, overwrite=overwrite, dry_run=dry_run)
 
 
 @app.command(
@@ -483,9 +478,8 @@ def download(
                 hint=f"Create it first: mkdir {output_dir}",
             )
         reporter = _reporter(options)
-        _warn_if_token_on_argv(wpat, reporter)
-        keys = _load_keys(my_public_key_path, my_private_key_path, reporter)
-        token = read_wpat(wpat_file, wpat, _ignore)
+        credentials = Credentials(wpat_file, wpat, my_public_key_path, my_private_key_path)
+        keys, token = credentials.load(reporter)
 
         async def go() -> tuple[list[FileOutcome], Session]:
             async with open_session(config, keys, token, reporter) as session:
@@ -577,9 +571,8 @@ def list_files(
     def work() -> int:
         config = _config(options)
         reporter = QuietReporter(_err_console())
-        _warn_if_token_on_argv(wpat, reporter)
-        keys = _load_keys(my_public_key_path, my_private_key_path, reporter)
-        token = read_wpat(wpat_file, wpat, _ignore)
+        credentials = Credentials(wpat_file, wpat, my_public_key_path, my_private_key_path)
+        keys, token = credentials.load(reporter)
 
         async def go() -> list[dict[str, Any]]:
             async with open_session(config, keys, token, reporter) as session:
@@ -649,9 +642,8 @@ def delete(
             raise UserInputError("Give exactly one of --alias or --file-id.")
         config = _config(options)
         reporter = QuietReporter(_err_console())
-        _warn_if_token_on_argv(wpat, reporter)
-        keys = _load_keys(my_public_key_path, my_private_key_path, reporter)
-        token = read_wpat(wpat_file, wpat, _ignore)
+        credentials = Credentials(wpat_file, wpat, my_public_key_path, my_private_key_path)
+        keys, token = credentials.load(reporter)
 
         async def go() -> str:
             async with open_session(config, keys, token, reporter) as session:

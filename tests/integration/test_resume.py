@@ -160,3 +160,42 @@ def test_ctrl_c_pauses_an_upload_and_exits_130(sandbox, tmp_path: Path) -> None:
     record = json.loads(resumed.stdout.splitlines()[-1])
     assert record["outcome"] == "done"
     assert record["file_id"] == paused_file_id, "the paused upload must be continued, not replaced"
+
+
+def test_changed_file_is_not_resumed_without_restart(sandbox, tmp_path: Path) -> None:
+    source = tmp_path / "changing.bin"
+    source.write_bytes(random.Random(11).randbytes(SIZE))
+    state = tmp_path / "state"
+    env = _env(sandbox, state)
+    command = _command(sandbox, "upload", "--wpat-file", str(sandbox.upload_wpat_file), str(source))
+    process = subprocess.Popen(
+        command,
+        env=env,
+        cwd=sandbox.state_dir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not list((state / "uploads").glob("*.jsonl")):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    with source.open("r+b") as handle:  # the file changes while the upload is paused
+        handle.write(b"changed")
+    refused = subprocess.run(
+        command, env=env, cwd=sandbox.state_dir, capture_output=True, text=True, timeout=300
+    )
+    assert refused.returncode == 1
+    assert "changed since its upload was interrupted" in refused.stdout  # the --json record
+    assert "--restart" in refused.stdout
+    restarted = subprocess.run(
+        [*command, "--restart"],
+        env=env,
+        cwd=sandbox.state_dir,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert restarted.returncode == 0, restarted.stderr
+    record = json.loads(restarted.stdout.splitlines()[-1])
+    assert record["decrypted_sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
