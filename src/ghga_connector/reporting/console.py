@@ -186,9 +186,10 @@ class JsonReporter(QuietReporter):
         self._out = stdout or sys.stdout
 
     def file_finished(self, outcome: FileOutcome) -> None:
-        """Write the file's JSON record."""
+        """Write the file's JSON record (and a failure also to standard error)."""
         self._out.write(json.dumps(outcome_json(outcome)) + "\n")
         self._out.flush()
+        super().file_finished(outcome)
 
     def message(self, text: str, *, level: str = "info") -> None:
         """Warnings and errors on standard error."""
