@@ -22,7 +22,7 @@ Cases (each uploaded and downloaded by every tool; download = fetch + decrypt to
 plaintext, boto3: plain download):
   large          one 1 GiB file made by repeating a real BAM   (--quick: 256 MiB)
   xlarge         one 4 GiB random file                         (--quick: 1 GiB)
-  small          200 random files of 8 MiB                     (--quick: 50)
+  small          200 random files of 8 MiB                     (--quick: 20)
   small-latency  the small case again on a sandbox that adds --latency-ms to every API call
 
 Measured per tool x case x direction: wall seconds, MB/s of plaintext, client CPU
@@ -37,8 +37,8 @@ Scratch data, the 4.0.1 venv and the SeaweedFS binary live under benchmarks/work
 
 EPILOG = """\
 examples:
-  python -m benchmarks --quick                  # about 3 minutes
-  python -m benchmarks                          # the full run, about 15 minutes
+  python -m benchmarks --quick                  # about 6 minutes on 2 cores
+  python -m benchmarks                          # the full run, about 25 minutes
   python -m benchmarks --quick --cases small --tools ghga-connector,boto3
 """
 
@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="smaller sizes (256 MiB, 1 GiB, 50 x 8 MiB): under 3 minutes",
+        help="smaller sizes (256 MiB, 1 GiB, 20 x 8 MiB)",
     )
     parser.add_argument(
         "--cases",
@@ -89,7 +89,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--small-count",
         type=int,
         metavar="N",
-        help="number of 8 MiB files in the small cases (default 200, --quick 50)",
+        help="number of 8 MiB files in the small cases (default 200, --quick 20)",
+    )
+    parser.add_argument(
+        "--large-mib",
+        type=int,
+        metavar="MIB",
+        help="size of the large (BAM) file (default 1024, --quick 256)",
+    )
+    parser.add_argument(
+        "--xlarge-mib",
+        type=int,
+        metavar="MIB",
+        help="size of the xlarge (random) file (default 4096, --quick 1024)",
     )
     parser.add_argument(
         "--latency-ms",
@@ -135,7 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and write the result files; exit 1 if any row failed."""
     args = build_parser().parse_args(argv)
-    all_cases = make_cases(args.quick, args.small_count, args.latency_ms)
+    all_cases = make_cases(
+        args.quick, args.small_count, args.latency_ms, args.large_mib, args.xlarge_mib
+    )
     opts = Options(
         quick=args.quick,
         cases=[all_cases[k] for k in args.cases],

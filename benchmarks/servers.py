@@ -183,8 +183,8 @@ class SeaweedFS:
         http_json("GET", url, timeout=timeout)
 
     def stop(self) -> None:
-        """Stop the server and delete its data."""
-        _stop(self.proc)
+        """Stop the server (its data is thrown away: no long grace) and delete its data."""
+        _stop(self.proc, grace=3.0)
         self.proc = None
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
