@@ -280,6 +280,12 @@ class Uploader(UploaderBase):
         enc_size = encrypted_size(job.size)
         part_size = upload_part_size(self._part_size, enc_size)
         file_id, storage_alias = await self._create(job, enc_size, part_size)
+        # Both tokens the file needs next, in one round trip instead of two in a row
+        # (they are cached; the close token is fetched again if it expires meanwhile).
+        await asyncio.gather(
+            self._accessor.upload_wot("upload", file_id=file_id),
+            self._accessor.upload_wot("close", file_id=file_id),
+        )
         try:
             recipient = self._values.data_hub_key(storage_alias)
         except KeyError:
