@@ -216,9 +216,18 @@ def load_config(config_file: Path | None = None, **overrides: Any) -> tuple[Conf
     try:
         config = Config(**{**file_values, **overrides})
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in error.errors()
-        )
-        source = f" (from {path})" if path else ""
-        raise ConfigurationError(f"Invalid configuration{source}: {problems}") from None
+        problems = []
+        for err in error.errors():
+            field = ".".join(str(p) for p in err["loc"])
+            if f"{ENV_PREFIX.lower()}{field}" in env_names:
+                where = f"environment variable {ENV_PREFIX}{field.upper()}"
+            elif field in file_values and path is not None:
+                where = str(path)
+            else:
+                where = "command line"
+            problems.append(f"{field} ({where}): {err['msg']}")
+        raise ConfigurationError(
+            "Invalid configuration: " + "; ".join(problems),
+            hint="Fix the value, or remove it to use the default (see docs/configuration.md).",
+        ) from None
     return config, path
