@@ -123,8 +123,15 @@ class FileStager(FileStagerBase):
                 raise StagingTimeoutError(
                     f"{accession} was not ready for download within {self._max_wait:.0f} seconds."
                 )
-            self._reporter.file_status(accession, f"being staged, next check in {wait:.0f} s")
-            await self._sleep(wait)
+            # A visible countdown, one update per second.
+            remaining = wait
+            while remaining > 0:
+                self._reporter.file_status(
+                    accession, f"being staged, next check in {remaining:.0f} s"
+                )
+                step = min(1.0, remaining)
+                await self._sleep(step)
+                remaining -= step
 
     async def probe(self, accession: str) -> DrsObject | None:
         """One ``GET /objects/{accession}``: the DRS object, or ``None`` while staging."""

@@ -11,8 +11,10 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
+import time
 from typing import IO, Any
 
 from rich.console import Console
@@ -74,14 +76,24 @@ class QuietReporter(ProgressReporter):
 
 
 class PlainReporter(QuietReporter):
-    """One line per event, for logs and pipes."""
+    """One line per event, for logs and pipes (repeated states at most every 30 s)."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        super().__init__(console)
+        self._last_status: dict[str, tuple[str, float]] = {}
 
     def file_started(self, name: str, total: int) -> None:
         """Log the start."""
         self.console.print(f"{name}: started ({total:,} bytes)", highlight=False)
 
     def file_status(self, name: str, status: str) -> None:
-        """Log the state."""
+        """Log the state; a countdown that only changes its numbers is not repeated."""
+        shape = re.sub(r"\d+", "#", status)
+        now = time.monotonic()
+        last = self._last_status.get(name)
+        if last is not None and last[0] == shape and now - last[1] < 30:
+            return
+        self._last_status[name] = (shape, now)
         self.console.print(f"{name}: {status}", highlight=False)
 
     def file_finished(self, outcome: FileOutcome) -> None:
