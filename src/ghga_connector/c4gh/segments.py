@@ -35,6 +35,7 @@ __all__ = [
     "OrderedDigest",
     "SegmentAuthenticationError",
     "SegmentCipher",
+    "SourceChangedError",
     "build_upload_part",
     "hash_part_plaintext",
 ]
@@ -45,6 +46,10 @@ _NONCE_PERSON = b"ghga-c4gh-nonce"
 
 class SegmentAuthenticationError(ValueError):
     """A segment failed its Poly1305 authentication: the data is damaged or forged."""
+
+
+class SourceChangedError(ValueError):
+    """The file being uploaded became shorter while it was read."""
 
 
 class DigestAborted(RuntimeError):
@@ -219,7 +224,7 @@ def build_upload_part(
         with open(path, "rb") as handle:  # noqa: PTH123 - one handle per thread
             handle.seek(plain_start)
             if handle.readinto(pview) != plain_len:
-                raise ValueError("the file is shorter than when the upload started")
+                raise SourceChangedError("the file is shorter than when the upload started")
         plaintext_digest.update(part.part_no, pview[(first_owned - first_seg) * SEGMENT_SIZE :])
         scratch: memoryview | None = None
         for seg in range(first_seg, end_seg):
@@ -269,6 +274,6 @@ def hash_part_plaintext(
     with open(path, "rb") as handle:  # noqa: PTH123 - one handle per thread
         handle.seek(start)
         if handle.readinto(view) != stop - start:
-            raise ValueError("the file is shorter than when the upload started")
+            raise SourceChangedError("the file is shorter than when the upload started")
     plaintext_digest.update(part.part_no, view)
     view.release()

@@ -26,6 +26,7 @@ from ghga_connector.c4gh.segments import (
     EncryptedPart,
     OrderedDigest,
     SegmentCipher,
+    SourceChangedError,
     build_upload_part,
     hash_part_plaintext,
 )
@@ -331,6 +332,12 @@ class Uploader(UploaderBase):
         if isinstance(error, UploadRejectedError) and error.exception_id in _FATAL_AT_COMPLETION:
             self._forget(session)
             return self._failed(job, started, error)
+        if isinstance(error, SourceChangedError):
+            self._forget(session)
+            error = InputFileError(
+                f"{str(job.path)!r} changed while it was being uploaded.",
+                hint="Upload it again once it no longer changes.",
+            )
         if isinstance(error, ConnectorError | OSError):
             if isinstance(error, OSError):
                 error = InputFileError(f"Reading {str(job.path)!r} failed: {error.strerror}.")
