@@ -1,6 +1,6 @@
 """Interrupted transfers continue where they stopped (SIGKILL at many points, Ctrl-C).
 
-Bounded: a 64 MiB file in 5 MiB parts, one part in flight, at most 10 interruptions per
+Bounded: a 128 MiB file in 5 MiB parts, one part in flight, at most 12 interruptions per
 direction, each run limited in time.
 """
 
@@ -20,8 +20,8 @@ import pytest
 
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(os.name != "posix", reason="signals")]
 
-SIZE = 64 * 1024 * 1024 + 12345
-KILLS = 10
+SIZE = 128 * 1024 * 1024 + 12345
+KILLS = 12
 
 
 def _env(sandbox, state: Path) -> dict[str, str]:  # type: ignore[no-untyped-def]
@@ -67,10 +67,15 @@ def test_upload_and_download_survive_sigkill_at_random_points(sandbox, tmp_path:
     upload = _command(sandbox, "upload", "--wpat-file", str(sandbox.upload_wpat_file), str(source))
 
     interrupted = 0
+    stored_after_kill = []
     for _ in range(KILLS):
-        code = _run_killed(upload, env, sandbox.state_dir, rng.uniform(0.5, 1.5))
+        code = _run_killed(upload, env, sandbox.state_dir, rng.uniform(0.9, 1.8))
         if code is None:
             interrupted += 1
+            journals = list((state / "uploads").glob("*.jsonl"))
+            stored_after_kill.append(
+                len(journals[0].read_text().splitlines()) - 1 if journals else 0
+            )
         elif code == 0:
             break
     final = subprocess.run(
@@ -80,7 +85,17 @@ def test_upload_and_download_survive_sigkill_at_random_points(sandbox, tmp_path:
     record = json.loads(final.stdout.splitlines()[-1])
     assert record["outcome"] in {"done", "skipped"}
     assert interrupted >= 3, f"only {interrupted} runs were interrupted"
-    print(json.dumps({"upload_interruptions": interrupted, "final": record}))
+    assert max(stored_after_kill) > 0, "no run was killed after storing a part: nothing resumed"
+    print(
+        json.dumps(
+            {
+                "upload_interruptions": interrupted,
+                "parts_stored_after_each_kill": stored_after_kill,
+                "parts_total": record.get("parts"),
+                "parts_resumed_in_final_run": record.get("parts_resumed"),
+            }
+        )
+    )
     assert not list((state / "uploads").glob("*.jsonl")), "journal left after success"
 
     listing = subprocess.run(
