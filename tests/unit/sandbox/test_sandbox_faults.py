@@ -35,7 +35,11 @@ def test_counted_switches_and_reset() -> None:
     plan.reset()
     assert plan.take("etag_mismatch") is False
     assert plan.injected["dcs_force_202"] == 2
-    assert plan.snapshot()["armed"] == {"status_rules": [], "url_expiry": None}
+    assert plan.snapshot()["armed"] == {
+        "status_rules": [],
+        "url_expiry": None,
+        "drop_connections": [],
+    }
 
 
 def test_url_expiry_override() -> None:
