@@ -132,3 +132,44 @@ def test_server_errors_that_do_not_stop_are_reported_per_file(sandbox, tmp_path:
         sandbox, "upload", "--wpat-file", str(sandbox.upload_wpat_file), str(BAM), cwd=tmp_path
     )
     assert resumed.returncode == 0, resumed.stderr
+
+
+def test_object_storage_faults_dropped_connections_and_expired_urls(
+    sandbox, tmp_path: Path
+) -> None:
+    """S3 5xx, bodies cut mid-way in both directions, presigned URLs expiring early."""
+    _arm(
+        sandbox,
+        status_rules=[
+            {"service": "s3", "status": 503, "count": 2, "method": "PUT"},
+            {"service": "s3", "status": 500, "count": 2, "method": "GET"},
+        ],
+        drop_connections={"count": 1, "after_bytes": 1_000_000, "method": "PUT"},
+    )
+    up = _run(
+        sandbox, "upload", "--wpat-file", str(sandbox.upload_wpat_file), str(BAM), cwd=tmp_path
+    )
+    assert up.returncode == 0, up.stderr
+    assert sandbox.archive().returncode == 0
+    _arm(
+        sandbox,
+        drop_connections={"count": 2, "after_bytes": 1_000_000, "method": "GET"},
+        url_expiry={"seconds": 1, "count": 2, "kind": "download"},
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    down = _run(
+        sandbox, "download", "--decrypt", "--wpat-file", str(sandbox.download_wpat_file),
+        "--output-dir", str(out), cwd=tmp_path,
+    )  # fmt: skip
+    assert down.returncode == 0, down.stderr
+    result = next(out.iterdir())
+    assert (
+        hashlib.sha256(result.read_bytes()).hexdigest()
+        == hashlib.sha256(BAM.read_bytes()).hexdigest()
+    )
+    fired = _fired(sandbox)
+    print(json.dumps({"faults_fired": fired}))
+    assert fired.get("status:s3:503", 0) == 2
+    assert fired.get("drop:s3:PUT", 0) == 1
+    assert fired.get("drop:s3:GET", 0) >= 1
