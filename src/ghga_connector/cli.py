@@ -38,12 +38,13 @@ from ghga_connector.errors import (
     ConnectorError,
     InputFileError,
     OutputError,
+    PassphraseError,
     UserInputError,
 )
 from ghga_connector.inject import Session, open_session
 from ghga_connector.manifest import parse_manifest, plan_uploads
 from ghga_connector.models import FileOutcome, Outcome
-from ghga_connector.prompts import passphrase_source, read_wpat
+from ghga_connector.prompts import passphrase_source, prompts_interactively, read_wpat
 from ghga_connector.reporting.console import (
     JsonReporter,
     PlainReporter,
@@ -52,6 +53,9 @@ from ghga_connector.reporting.console import (
 )
 
 __all__ = ["app", "run"]
+
+#: Tries for a passphrase typed at the prompt.
+PASSPHRASE_ATTEMPTS = 3
 
 T = TypeVar("T")
 
@@ -222,7 +226,15 @@ def _run_async(reporter: ProgressReporter, coroutine: Awaitable[T]) -> T:
 
 
 def _load_keys(public: Path, private: Path, reporter: ProgressReporter) -> KeyPair:
-    keys = load_key_pair(public, private, passphrase_source(private))
+    """Load the key pair; a passphrase typed at the prompt may be retried three times."""
+    for attempt in range(1, PASSPHRASE_ATTEMPTS + 1):
+        try:
+            keys = load_key_pair(public, private, passphrase_source(private))
+            break
+        except PassphraseError as error:
+            if attempt == PASSPHRASE_ATTEMPTS or not prompts_interactively():
+                raise
+            reporter.message(f"{error.message} Try again.", level="warning")
     if private_key_is_exposed(private):
         reporter.message(
             f"Warning: the private key {str(private)!r} is readable by other users; "

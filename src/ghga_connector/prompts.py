@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ghga_connector.errors import PassphraseError, TokenError
 
-__all__ = ["PASSPHRASE_ENV", "WPAT_ENV", "passphrase_source", "read_wpat"]
+__all__ = ["PASSPHRASE_ENV", "WPAT_ENV", "passphrase_source", "prompts_interactively", "read_wpat"]
 
 WPAT_ENV = "GHGA_CONNECTOR_WPAT"
 PASSPHRASE_ENV = "C4GH_PASSPHRASE"
@@ -23,6 +23,11 @@ PASSPHRASE_ENV = "C4GH_PASSPHRASE"
 
 def _interactive() -> bool:
     return sys.stdin is not None and sys.stdin.isatty()
+
+
+def prompts_interactively() -> bool:
+    """Whether a passphrase would be typed at a prompt (a terminal, no C4GH_PASSPHRASE)."""
+    return not os.environ.get(PASSPHRASE_ENV) and _interactive()
 
 
 def read_wpat(
