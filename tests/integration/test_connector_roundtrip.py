@@ -79,6 +79,18 @@ def test_round_trip_of_real_files_encrypted_and_decrypted(sandbox, tmp_path: Pat
 
     archived = sandbox.archive()
     assert archived.returncode == 0, archived.stdout + archived.stderr
+    listed = run(
+        "--json",
+        "ls",
+        "--wpat-file",
+        str(sandbox.download_wpat_file),
+        *keys(sandbox),
+        cwd=sandbox.state_dir,
+    )
+    assert listed.returncode == 0, listed.stderr
+    rows = records(listed)
+    assert len(rows) == len(ALL_FILES)
+    assert all(str(r["accession"]).startswith("GHGAF") and "staged" in r for r in rows)
 
     out = tmp_path / "out"
     out.mkdir()
