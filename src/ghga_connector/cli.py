@@ -467,6 +467,14 @@ def download(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would be downloaded; send nothing else.")
     ] = False,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify",
+            help="Check files that are already there (checksum; every Crypt4GH segment) "
+            "and download damaged ones again.",
+        ),
+    ] = False,
     wpat_file: WpatFileOpt = None,
     wpat: WpatOpt = None,
     my_public_key_path: PublicKeyOpt = Path("key.pub"),
@@ -499,7 +507,7 @@ def download(
                     output_dir, accessions=file, decrypt=decrypt
                 )
                 outcomes = await session.handler.download(
-                    jobs, overwrite=overwrite, dry_run=dry_run
+                    jobs, overwrite=overwrite, dry_run=dry_run, verify=verify
                 )
                 return outcomes, session
 

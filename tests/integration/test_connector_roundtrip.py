@@ -349,3 +349,36 @@ def test_secrets_never_printed_even_with_debug(sandbox, tmp_path: Path) -> None:
         assert wpat_text.split(":")[1] not in text
         assert "Secret-Pa55" not in text
         assert "X-Amz-Signature" not in text and "Signature=" not in text
+
+
+def test_verify_redownloads_a_damaged_file_and_keeps_an_intact_one(sandbox, tmp_path: Path) -> None:
+    assert upload(sandbox, BAMS[0]).returncode == 0
+    assert sandbox.archive().returncode == 0
+    for decrypt in (False, True):
+        out = tmp_path / f"out-{decrypt}"
+        out.mkdir()
+        args = [
+            "--json",
+            "download",
+            "--wpat-file",
+            str(sandbox.download_wpat_file),
+            *keys(sandbox),
+            "--output-dir",
+            str(out),
+        ]
+        if decrypt:
+            args.append("--decrypt")
+        assert run(*args, cwd=sandbox.state_dir).returncode == 0
+        target = next(p for p in out.iterdir() if not p.name.endswith(".sha256"))
+        intact = run(*args, "--verify", cwd=sandbox.state_dir)
+        assert intact.returncode == 0, intact.stderr
+        assert records(intact)[0]["outcome"] == "skipped"
+        data = bytearray(target.read_bytes())
+        data[len(data) // 2] ^= 0xFF  # one flipped bit in the middle
+        target.write_bytes(bytes(data))
+        repaired = run(*args, "--verify", cwd=sandbox.state_dir)
+        assert repaired.returncode == 0, repaired.stderr
+        assert records(repaired)[0]["outcome"] == "done"
+        assert "damaged" in repaired.stderr
+        if decrypt:
+            assert sha256(target) == sha256(BAMS[0])

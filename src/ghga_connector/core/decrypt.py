@@ -10,20 +10,36 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from crypt4gh import header as c4gh_header
 
 from ghga_connector.c4gh.segments import SegmentAuthenticationError, SegmentCipher
-from ghga_connector.core.download import CHECKSUM_SUFFIX
 from ghga_connector.core.planning import CIPHER_SEGMENT_SIZE, SEGMENT_SIZE
 from ghga_connector.errors import IntegrityError, KeyFileError, OutputError
 from ghga_connector.models import FileOutcome, Outcome
 
-__all__ = ["decrypt_file", "expected_checksum"]
+__all__ = [
+    "CHECKSUM_SUFFIX",
+    "checksum_line",
+    "decrypt_file",
+    "decrypted_chunks",
+    "expected_checksum",
+    "file_sha256",
+    "plaintext_sha256",
+]
+
+#: Suffix of the file next to a ``.c4gh`` download holding the plaintext SHA-256.
+CHECKSUM_SUFFIX = ".sha256"
 
 #: Segments read and decrypted per step (16 MiB of plaintext).
 _BATCH = 256
+
+
+def checksum_line(sha256: str, plaintext_name: str) -> str:
+    """A ``sha256sum``-style line for the decrypted file: ``<hex>  <name>``."""
+    return f"{sha256}  {plaintext_name}\n"
 
 
 def expected_checksum(encrypted: Path) -> str | None:
@@ -34,6 +50,60 @@ def expected_checksum(encrypted: Path) -> str | None:
     except OSError:
         return None
     return first[0].lower() if first else None
+
+
+def decrypted_chunks(source: Path, secret_key: bytes) -> Iterator[memoryview]:
+    """Yield the plaintext of a Crypt4GH file in authenticated chunks of up to 16 MiB.
+
+    Each chunk is a view of a reused buffer: consume it before asking for the next.
+
+    Raises:
+        KeyFileError: the file was not encrypted for this key.
+        IntegrityError: a segment failed authentication, or the header is unsupported.
+        OSError: the file cannot be read.
+    """
+    with source.open("rb") as infile:
+        try:
+            secrets, edit_list = c4gh_header.deconstruct(infile, [(0, secret_key, None)])
+        except Exception:
+            raise KeyFileError(
+                f"{source.name} was not encrypted for your key (or is not a Crypt4GH file).",
+                hint="Use the private key of the key pair you downloaded the file with.",
+            ) from None
+        if len(secrets) != 1 or edit_list is not None:
+            raise IntegrityError(f"{source.name} has an unsupported Crypt4GH header.")
+        cipher = SegmentCipher(bytes(secrets[0]))
+        encrypted = bytearray(CIPHER_SEGMENT_SIZE * _BATCH)
+        plain = bytearray(SEGMENT_SIZE * _BATCH)
+        while count := infile.readinto(encrypted):
+            try:
+                written = cipher.decrypt_into(memoryview(encrypted)[:count], memoryview(plain))
+            except SegmentAuthenticationError:
+                raise IntegrityError(
+                    f"{source.name} is damaged: a Crypt4GH segment failed authentication."
+                ) from None
+            yield memoryview(plain)[:written]
+
+
+def plaintext_sha256(source: Path, secret_key: bytes) -> str:
+    """The SHA-256 (hex) of a Crypt4GH file's plaintext, authenticating every segment.
+
+    Raises:
+        KeyFileError, IntegrityError, OSError: as :func:`decrypted_chunks`.
+    """
+    digest = hashlib.sha256()
+    for chunk in decrypted_chunks(source, secret_key):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 (hex) of a plain file, read in 16 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(16 * 1024 * 1024):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def decrypt_file(
@@ -62,33 +132,11 @@ def decrypt_file(
     digest = hashlib.sha256()
     size = 0
     try:
-        with source.open("rb") as infile:
-            try:
-                secrets, edit_list = c4gh_header.deconstruct(infile, [(0, secret_key, None)])
-            except Exception:
-                raise KeyFileError(
-                    f"{source.name} was not encrypted for your key (or is not a Crypt4GH file).",
-                    hint="Use the private key of the key pair you downloaded the file with.",
-                ) from None
-            if len(secrets) != 1 or edit_list is not None:
-                raise IntegrityError(f"{source.name} has an unsupported Crypt4GH header.")
-            cipher = SegmentCipher(bytes(secrets[0]))
-            encrypted = bytearray(CIPHER_SEGMENT_SIZE * _BATCH)
-            plain = bytearray(SEGMENT_SIZE * _BATCH)
-            with temp.open("wb") as outfile:
-                while count := infile.readinto(encrypted):
-                    try:
-                        written = cipher.decrypt_into(
-                            memoryview(encrypted)[:count], memoryview(plain)
-                        )
-                    except SegmentAuthenticationError:
-                        raise IntegrityError(
-                            f"{source.name} is damaged: a Crypt4GH segment failed authentication."
-                        ) from None
-                    chunk = memoryview(plain)[:written]
-                    digest.update(chunk)
-                    outfile.write(chunk)
-                    size += written
+        with temp.open("wb") as outfile:
+            for chunk in decrypted_chunks(source, secret_key):
+                digest.update(chunk)
+                outfile.write(chunk)
+                size += len(chunk)
         sha256 = digest.hexdigest()
         if expected is not None and sha256 != expected:
             raise IntegrityError(

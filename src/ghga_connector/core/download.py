@@ -31,6 +31,13 @@ from ghga_connector.c4gh.segments import (
     SegmentAuthenticationError,
     SegmentCipher,
 )
+from ghga_connector.core.decrypt import (
+    CHECKSUM_SUFFIX,
+    checksum_line,
+    expected_checksum,
+    file_sha256,
+    plaintext_sha256,
+)
 from ghga_connector.core.planning import (
     CIPHER_SEGMENT_SIZE,
     ENVELOPE_SIZE,
@@ -61,17 +68,10 @@ from ghga_connector.models import DrsObject, FileOutcome, Outcome
 
 __all__ = ["CHECKSUM_SUFFIX", "Downloader", "FileStager", "checksum_line"]
 
-#: Suffix of the file next to a ``.c4gh`` download holding the plaintext SHA-256.
-CHECKSUM_SUFFIX = ".sha256"
 #: Attempts per range when the body breaks off or fails authentication.
 RANGE_ATTEMPTS = 5
 #: Seconds before a presigned URL's max-age at which a new one is requested.
 URL_SAFETY_MARGIN = 2.0
-
-
-def checksum_line(sha256: str, plaintext_name: str) -> str:
-    """A ``sha256sum``-style line for the decrypted file: ``<hex>  <name>``."""
-    return f"{sha256}  {plaintext_name}\n"
 
 
 class FileStager(FileStagerBase):
@@ -265,6 +265,32 @@ class Downloader(DownloaderBase):
         )
         self._reporter.file_finished(outcome)
         return outcome
+
+    async def verify_existing(self, job: DownloadJob) -> bool:
+        """Check a file from an earlier download before it is skipped (``--verify``).
+
+        An encrypted ``.c4gh`` file is decrypted in memory (every segment authenticated)
+        and its plaintext SHA-256 compared with the ``.sha256`` file written beside it; a
+        decrypted file's SHA-256 is compared with the DRS checksum.
+        """
+        loop = asyncio.get_running_loop()
+        self._reporter.file_status(job.target.name, "verifying the existing file")
+        try:
+            if not job.decrypt:
+                expected = expected_checksum(job.target)
+                if expected is None:
+                    return False
+                actual = await loop.run_in_executor(
+                    self._executor, plaintext_sha256, job.target, self._keys.secret
+                )
+                return actual == expected
+            drs = await self._stager.staged_object(job.accession)
+            if drs.sha256 is None:
+                return False
+            actual = await loop.run_in_executor(self._executor, file_sha256, job.target)
+            return actual == drs.sha256.lower()
+        except (IntegrityError, KeyFileError, OSError):
+            return False
 
     def _failed(
         self, job: DownloadJob, plain: int, started: float, error: ConnectorError

@@ -178,19 +178,44 @@ class TransferHandler:
         return jobs
 
     async def download(
-        self, jobs: list[DownloadJob], *, overwrite: bool = False, dry_run: bool = False
+        self,
+        jobs: list[DownloadJob],
+        *,
+        overwrite: bool = False,
+        dry_run: bool = False,
+        verify: bool = False,
     ) -> list[FileOutcome]:
-        """Download ``jobs``. An existing target is skipped unless ``overwrite``."""
+        """Download ``jobs``. An existing target is skipped unless ``overwrite``.
+
+        With ``verify``, an existing target is checked first (checksum, and every
+        Crypt4GH segment of an encrypted file) and downloaded again if it fails.
+        """
         outcomes: dict[Path, FileOutcome] = {}
         planned = []
         for job in jobs:
+            if (
+                job.target.exists()
+                and not overwrite
+                and verify
+                and not dry_run
+                and not await self._downloader.verify_existing(job)
+            ):
+                self._reporter.message(
+                    f"{job.target.name}: the existing file is incomplete or damaged; "
+                    "downloading it again.",
+                    level="warning",
+                )
+                planned.append(job)
+                continue
             if job.target.exists() and not overwrite:
                 outcomes[job.target] = FileOutcome(
                     name=job.target.name,
                     outcome=Outcome.SKIPPED,
                     path=job.target,
                     size=job.target.stat().st_size,
-                    message="exists already; use --overwrite to replace it",
+                    message="exists already and passed verification"
+                    if verify
+                    else "exists already; use --overwrite to replace it",
                     details={"accession": job.accession},
                 )
                 self._reporter.file_finished(outcomes[job.target])

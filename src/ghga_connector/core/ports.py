@@ -144,6 +144,10 @@ class DownloaderBase(ABC):
     async def download(self, job: DownloadJob, drs: DrsObject) -> FileOutcome:
         """Download ``job``; return its outcome (raises only on interruption)."""
 
+    async def verify_existing(self, job: DownloadJob) -> bool:
+        """Whether ``job.target``, already on disk, is complete and intact."""
+        return True
+
 
 def unique_temp_path(target: Path) -> Path:
     """The temporary name a download is written under before the final rename."""
