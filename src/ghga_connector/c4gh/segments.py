@@ -36,6 +36,7 @@ __all__ = [
     "SegmentAuthenticationError",
     "SegmentCipher",
     "SourceChangedError",
+    "ThreadBuffers",
     "build_upload_part",
     "hash_part_plaintext",
 ]
@@ -170,16 +171,23 @@ class EncryptedPart:
     sha256: str
 
 
-_plaintext_buffers = threading.local()
+class ThreadBuffers:
+    """One reusable plaintext buffer per worker thread.
 
+    Reusing buffers instead of allocating one per part avoids the page faults of fresh
+    large allocations (measured: 6.5 → 4.3 CPU-s/GiB for building upload parts).
+    """
 
-def _plaintext_buffer(size: int) -> bytearray:
-    """A per-thread reusable buffer of at least ``size`` bytes (avoids page faults)."""
-    buffer: bytearray | None = getattr(_plaintext_buffers, "buffer", None)
-    if buffer is None or len(buffer) < size:
-        buffer = bytearray(size)
-        _plaintext_buffers.buffer = buffer
-    return buffer
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def get(self, size: int) -> bytearray:
+        """The calling thread's buffer, at least ``size`` bytes long."""
+        buffer: bytearray | None = getattr(self._local, "buffer", None)
+        if buffer is None or len(buffer) < size:
+            buffer = bytearray(size)
+            self._local.buffer = buffer
+        return buffer
 
 
 def build_upload_part(
@@ -190,6 +198,7 @@ def build_upload_part(
     cipher: SegmentCipher,
     plaintext_digest: OrderedDigest,
     out: bytearray | None = None,
+    buffers: ThreadBuffers | None = None,
 ) -> EncryptedPart:
     """Read, hash, encrypt and checksum one upload part (blocking; run it in a thread).
 
@@ -197,7 +206,8 @@ def build_upload_part(
     body. Part 1 starts with the envelope. The plaintext segments whose ciphertext
     starts inside this part are fed to ``plaintext_digest`` in part order. The part is
     written into ``out`` (at least ``part.length`` bytes; reused by the caller) or a
-    new buffer; the returned ``data`` is a view of it.
+    new buffer; the returned ``data`` is a view of it. ``buffers`` lends the plaintext
+    buffer (a fresh one is allocated without it).
 
     Raises:
         OSError: if the file cannot be read.
@@ -220,7 +230,8 @@ def build_upload_part(
         plain_start = first_seg * SEGMENT_SIZE
         plain_stop = min(end_seg * SEGMENT_SIZE, plain_size)
         plain_len = plain_stop - plain_start
-        pview = memoryview(_plaintext_buffer(plain_len))[:plain_len]
+        plain_buffer = buffers.get(plain_len) if buffers else bytearray(plain_len)
+        pview = memoryview(plain_buffer)[:plain_len]
         with open(path, "rb") as handle:  # noqa: PTH123 - one handle per thread
             handle.seek(plain_start)
             if handle.readinto(pview) != plain_len:
@@ -259,7 +270,11 @@ def build_upload_part(
 
 
 def hash_part_plaintext(
-    path: str, plain_size: int, part: ByteRange, plaintext_digest: OrderedDigest
+    path: str,
+    plain_size: int,
+    part: ByteRange,
+    plaintext_digest: OrderedDigest,
+    buffers: ThreadBuffers | None = None,
 ) -> None:
     """Feed the plaintext of an already uploaded part to the ordered digest (on resume).
 
@@ -270,7 +285,8 @@ def hash_part_plaintext(
     body_stop = max(part.stop - ENVELOPE_SIZE, 0)
     start = min(-(-body_start // CIPHER_SEGMENT_SIZE) * SEGMENT_SIZE, plain_size)
     stop = min(-(-body_stop // CIPHER_SEGMENT_SIZE) * SEGMENT_SIZE, plain_size)
-    view = memoryview(_plaintext_buffer(stop - start))[: stop - start]
+    buffer = buffers.get(stop - start) if buffers else bytearray(stop - start)
+    view = memoryview(buffer)[: stop - start]
     with open(path, "rb") as handle:  # noqa: PTH123 - one handle per thread
         handle.seek(start)
         if handle.readinto(view) != stop - start:

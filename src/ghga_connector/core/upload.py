@@ -27,6 +27,7 @@ from ghga_connector.c4gh.segments import (
     OrderedDigest,
     SegmentCipher,
     SourceChangedError,
+    ThreadBuffers,
     build_upload_part,
     hash_part_plaintext,
 )
@@ -132,6 +133,7 @@ class Uploader(UploaderBase):
         self._concurrency = concurrency
         self._journals = journals
         self._buffers = buffers or BufferPool(concurrency)
+        self._thread_buffers = ThreadBuffers()
         self._sleep = sleep
 
     def _token(self, work_type: str, *, alias: str | None = None, file_id: str | None = None):  # type: ignore[no-untyped-def]
@@ -391,7 +393,13 @@ class Uploader(UploaderBase):
                     record = done.get(part_range.part_no)
                     if record is not None:
                         await loop.run_in_executor(
-                            self._executor, hash_part_plaintext, path, job.size, part_range, digest
+                            self._executor,
+                            hash_part_plaintext,
+                            path,
+                            job.size,
+                            part_range,
+                            digest,
+                            self._thread_buffers,
                         )
                         parts_md5[record.part_no - 1] = record.md5
                         parts_sha256[record.part_no - 1] = record.sha256
@@ -407,6 +415,7 @@ class Uploader(UploaderBase):
                         cipher,
                         digest,
                         buffer,
+                        self._thread_buffers,
                     )
                     await self._put_part(file_id, part)
                 parts_md5[part.part_no - 1] = part.md5
