@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 import traceback
 from collections.abc import Awaitable, Callable
@@ -167,6 +168,13 @@ def _options(ctx: typer.Context, debug: bool = False) -> GlobalOptions:
     options = ctx.obj if isinstance(ctx.obj, GlobalOptions) else GlobalOptions()
     if debug:
         options.debug = True
+    if options.debug:
+        # Request log on standard error: method, host and path, status, time; no query
+        # strings, no headers (adapters/http.py LoggingTransport).
+        logging.basicConfig(
+            level=logging.WARNING, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr
+        )
+        logging.getLogger("ghga_connector").setLevel(logging.DEBUG)
     return options
 
 

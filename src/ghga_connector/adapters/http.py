@@ -9,6 +9,7 @@ as creating an upload, which the uploader checks and repeats itself).
 
 from __future__ import annotations
 
+import logging
 import random
 import ssl
 import uuid
@@ -38,6 +39,8 @@ __all__ = [
     "RetryTransport",
     "make_http_client",
 ]
+
+_LOG = logging.getLogger("ghga_connector.http")
 
 #: The longest ``Retry-After`` that is honoured, in seconds.
 MAX_RETRY_AFTER = 300.0
@@ -225,6 +228,47 @@ class BoundedResponseTransport(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
+class LoggingTransport(httpx.AsyncBaseTransport):
+    """Logs each attempt at DEBUG level (``--debug``): method, host and path, status, time.
+
+    Query strings (presigned URL signatures) and headers (tokens) are never logged.
+    """
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self._inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send the request and log the outcome."""
+        if not _LOG.isEnabledFor(logging.DEBUG):
+            return await self._inner.handle_async_request(request)
+        started = time()
+        where = f"{request.url.scheme}://{request.url.netloc.decode('ascii', 'replace')}{request.url.path}"
+        try:
+            response = await self._inner.handle_async_request(request)
+        except httpx.TransportError as error:
+            _LOG.debug(
+                "%s %s -> %s after %.3f s",
+                request.method,
+                where,
+                type(error).__name__,
+                time() - started,
+            )
+            raise
+        _LOG.debug(
+            "%s %s -> %d in %.3f s (request id %s)",
+            request.method,
+            where,
+            response.status_code,
+            time() - started,
+            request.headers.get("X-Request-Id", "-"),
+        )
+        return response
+
+    async def aclose(self) -> None:
+        """Close the wrapped transport."""
+        await self._inner.aclose()
+
+
 def make_http_client(
     config: Config,
     *,
@@ -253,7 +297,9 @@ def make_http_client(
         status_codes=frozenset(config.client_retry_status_codes),
     )
     return httpx.AsyncClient(
-        transport=RetryTransport(BoundedResponseTransport(transport), policy, stats),
+        transport=RetryTransport(
+            BoundedResponseTransport(LoggingTransport(transport)), policy, stats
+        ),
         timeout=httpx.Timeout(config.timeout, connect=config.connect_timeout),
         headers={"User-Agent": user_agent},
         follow_redirects=False,

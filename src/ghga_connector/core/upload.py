@@ -164,17 +164,25 @@ class Uploader(UploaderBase):
                 await self._sleep(wait)  # type: ignore[operator]
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _put_part(self, file_id: str, part: EncryptedPart) -> None:
+    async def _part_url(self, file_id: str, part_no: int) -> str:
+        """A presigned PUT URL for one part (``GET .../parts/{part_no}``)."""
         box_id = self._accessor.file_upload_box_id
         token = self._token("upload", file_id=file_id)
+        return await self._ucs.get_part_url(box_id, file_id, part_no, token)
+
+    async def _put_part(self, file_id: str, part: EncryptedPart, url: str | None = None) -> None:
+        """PUT a part (to ``url`` if given, else a fresh one); a new URL per retry."""
         for _attempt in range(PART_ATTEMPTS):
-            url = await self._ucs.get_part_url(box_id, file_id, part.part_no, token)
+            if url is None:
+                url = await self._part_url(file_id, part.part_no)
             try:
                 etag = await self._storage.put_part(url, part.data)
             except PresignedUrlExpired:
+                url = None
                 continue
             if etag is None or etag == part.md5:
                 return
+            url = None
         raise IntegrityError(
             f"Part {part.part_no} could not be stored intact after {PART_ATTEMPTS} attempts."
         )
@@ -405,7 +413,8 @@ class Uploader(UploaderBase):
                         parts_sha256[record.part_no - 1] = record.sha256
                         self._reporter.advance(job.alias, hi - lo)
                         continue
-                    part = await loop.run_in_executor(
+                    # The part is built in a thread while its URL is requested.
+                    built = loop.run_in_executor(
                         self._executor,
                         build_upload_part,
                         path,
@@ -417,7 +426,15 @@ class Uploader(UploaderBase):
                         buffer,
                         self._thread_buffers,
                     )
-                    await self._put_part(file_id, part)
+                    url_request = asyncio.ensure_future(self._part_url(file_id, part_range.part_no))
+                    try:
+                        part = await built
+                        url = await url_request
+                    finally:
+                        url_request.cancel()
+                        if url_request.done() and not url_request.cancelled():
+                            url_request.exception()  # retrieved: reported by the await
+                    await self._put_part(file_id, part, url)
                 parts_md5[part.part_no - 1] = part.md5
                 parts_sha256[part.part_no - 1] = part.sha256
                 if self._journals is not None and session.journal is not None:
