@@ -8,6 +8,7 @@ most ``max_parallel_files``; a failed file never stops the others.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -24,6 +25,7 @@ from ghga_connector.core.ports import (
 )
 from ghga_connector.core.tasks import run_bounded
 from ghga_connector.errors import (
+    ConnectorError,
     ServerResponseError,
     ServiceUnreachableError,
     StagingTimeoutError,
@@ -32,6 +34,9 @@ from ghga_connector.errors import (
 from ghga_connector.models import FileOutcome, FileUploadState, Outcome, UploadListItem
 
 __all__ = ["TransferHandler", "safe_file_name"]
+
+#: DRS requests in flight while asking the archive to stage a batch.
+STAGING_REQUESTS_IN_FLIGHT = 8
 
 #: Server-supplied accessions and extensions must match these to become file names.
 _ACCESSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
@@ -231,9 +236,18 @@ class TransferHandler:
                     details={"accession": job.accession},
                 )
         else:
+            # Ask for every file at once, so the archive stages them in parallel while
+            # the first ones download (each request is also a staging request).
+            if len(planned) > self._parallel:
+                await run_bounded(planned, STAGING_REQUESTS_IN_FLIGHT, self._request_staging)
             results = await run_bounded(planned, self._parallel, self._download_one)
             outcomes.update({o.path: o for o in results if o.path is not None})
         return [outcomes[job.target] for job in jobs]
+
+    async def _request_staging(self, job: DownloadJob) -> None:
+        """One DRS request for ``job``; errors are reported later, when it downloads."""
+        with contextlib.suppress(ConnectorError):
+            await self._stager.probe(job.accession)
 
     async def _download_one(self, job: DownloadJob) -> FileOutcome:
         try:
