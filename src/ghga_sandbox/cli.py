@@ -30,6 +30,7 @@ from ghga_sandbox.bootstrap import (
     write_secret_file,
 )
 from ghga_sandbox.config import TIB, SandboxSettings
+from ghga_sandbox.faults import FaultSettings
 
 __all__ = ["app", "run"]
 
@@ -179,9 +180,19 @@ def serve(
         int, typer.Option(help="max_size of the upload box created at start (bytes).")
     ] = TIB,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+    faults_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--faults",
+            help="YAML or JSON file of fault switches to arm at start (the body of "
+            "POST /admin/faults; see docs/sandbox.md).",
+        ),
+    ] = None,
 ) -> None:
     """Serve WKVS, WPS, UCS and DCS on one loopback port, with S3 and SQLite state."""
     import uvicorn
+
+    initial_faults = _read_fault_file(faults_file) if faults_file is not None else None
 
     from ghga_sandbox.app import create_app
 
@@ -219,6 +230,8 @@ def serve(
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("werkzeug").setLevel(max(logging.WARNING, logging.getLogger().level))
     with _runtime_pieces(settings) as (state, storage, faults):
+        if initial_faults is not None:
+            faults.arm(initial_faults)
         application = create_app(settings, state, storage, faults=faults)
         files = write_client_files(application.state.runtime, os.getpid())
         typer.echo(_how_to(settings, files, storage.endpoint_url))
@@ -236,6 +249,35 @@ def serve(
             uvicorn.Server(config).run(sockets=[sock])
         finally:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _read_fault_file(path: Path) -> FaultSettings:
+    """Fault switches from a YAML or JSON file (the ``POST /admin/faults`` body).
+
+    Raises:
+        SandboxCliError: unreadable file or invalid switches.
+    """
+    import yaml
+    from pydantic import ValidationError
+
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return FaultSettings.model_validate(document)
+    except (OSError, yaml.YAMLError, ValidationError) as error:
+        raise SandboxCliError(f"invalid fault file {path}: {error}") from error
+
+
+@app.command("faults")
+def arm_faults(
+    faults_file: Annotated[Path, typer.Argument(help="YAML or JSON file of fault switches.")],
+    state_dir: Annotated[Path, typer.Option(help="State directory of the running sandbox.")] = Path(
+        ".ghga-sandbox"
+    ),
+) -> None:
+    """Arm fault switches on a running sandbox (adds to those already armed)."""
+    switches = _read_fault_file(faults_file)
+    document = _admin(state_dir, "POST", "/faults", switches.model_dump(exclude_none=True))
+    typer.echo(f"Faults armed: {json.dumps(document['armed'])}")
 
 
 def _server_url(state_dir: Path) -> str:
