@@ -13,12 +13,11 @@ request (loopback, so connection set-up is cheap).
 from __future__ import annotations
 
 import http.client
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from ghga_sandbox.storage import PresignGuard, S3FaultSource
+from ghga_sandbox.storage import PresignGuard, S3FaultSource, ThreadedWsgiServer
 
 __all__ = ["ForwardingApp", "S3ProxyServer"]
 
@@ -128,45 +127,25 @@ class ForwardingApp:
             connection.close()
 
 
-class S3ProxyServer:
+class S3ProxyServer(ThreadedWsgiServer):
     """:class:`ForwardingApp` behind :class:`PresignGuard` on ``host:<free port>``."""
+
+    label = "S3 proxy"
 
     def __init__(
         self, upstream: str, host: str = "127.0.0.1", faults: S3FaultSource | None = None
     ) -> None:
+        super().__init__(host, faults)
         self.upstream = upstream
-        self._host = host
-        self._faults = faults
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
 
-    @property
-    def url(self) -> str:
-        """``http://host:port`` of the running proxy."""
-        if self._server is None:
-            raise RuntimeError("the S3 proxy is not running")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+    def _make_app(self) -> Any:
+        return PresignGuard(ForwardingApp(self.upstream), self._faults)
 
-    def start(self) -> None:
-        """Bind a free port and serve in a daemon thread."""
-        from werkzeug.serving import WSGIRequestHandler, make_server
+    def _request_handler(self) -> Any:
+        from werkzeug.serving import WSGIRequestHandler
 
         class QuietHandler(WSGIRequestHandler):
             def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
                 return
 
-        app = PresignGuard(ForwardingApp(self.upstream), self._faults)
-        self._server = make_server(self._host, 0, app, threaded=True, request_handler=QuietHandler)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="s3-proxy", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Shut the proxy down and wait for its thread."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        return QuietHandler

@@ -177,13 +177,14 @@ class PresignGuard:
         return self._app(environ, start_response)
 
 
-class EmbeddedS3:
-    """moto's S3 server on ``127.0.0.1:<free port>`` in a daemon thread.
+class ThreadedWsgiServer:
+    """A WSGI app on ``host:<free port>``, served by werkzeug in a daemon thread.
 
-    Use :meth:`start` and :meth:`stop`; :attr:`url` is the endpoint after start.
-    Memory: moto keeps objects in spooled temporary files but assembles completed
-    multipart objects in memory, so very large files need ``--s3 URL`` (e.g. MinIO).
+    Subclasses give the app (:meth:`_make_app`), the request handler and a label. Use
+    :meth:`start` and :meth:`stop`; :attr:`url` is the endpoint after start.
     """
+
+    label = "server"
 
     def __init__(self, host: str = "127.0.0.1", faults: S3FaultSource | None = None) -> None:
         self._host = host
@@ -195,21 +196,31 @@ class EmbeddedS3:
     def url(self) -> str:
         """``http://host:port`` of the running server."""
         if self._server is None:
-            raise RuntimeError("the embedded S3 server is not running")
+            raise RuntimeError(f"the {self.label} is not running")
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
+    def _make_app(self) -> Any:
+        raise NotImplementedError
+
+    def _request_handler(self) -> Any:
+        from werkzeug.serving import WSGIRequestHandler
+
+        return WSGIRequestHandler
+
     def start(self) -> None:
-        """Bind a free port and serve in a background thread."""
-        from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
+        """Bind a free port and serve in a daemon thread."""
         from werkzeug.serving import make_server
 
-        app = PresignGuard(create_backend_app("s3"), self._faults)
         self._server = make_server(
-            self._host, 0, app, threaded=True, request_handler=MotoRequestHandler
+            self._host,
+            0,
+            self._make_app(),
+            threaded=True,
+            request_handler=self._request_handler(),
         )
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="moto-s3", daemon=True
+            target=self._server.serve_forever, name=self.label, daemon=True
         )
         self._thread.start()
 
@@ -220,6 +231,26 @@ class EmbeddedS3:
             self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=10)
+
+
+class EmbeddedS3(ThreadedWsgiServer):
+    """moto's S3 server on ``127.0.0.1:<free port>`` in a daemon thread.
+
+    Memory: moto keeps objects in spooled temporary files but assembles completed
+    multipart objects in memory, so very large files need ``--s3 URL`` (e.g. MinIO).
+    """
+
+    label = "embedded S3 server"
+
+    def _make_app(self) -> Any:
+        from moto.moto_server.werkzeug_app import create_backend_app
+
+        return PresignGuard(create_backend_app("s3"), self._faults)
+
+    def _request_handler(self) -> Any:
+        from moto.moto_server.werkzeug_app import MotoRequestHandler
+
+        return MotoRequestHandler
 
 
 class S3Storage:
