@@ -146,6 +146,7 @@ async def open_session(
                 concurrency=config.max_concurrent_uploads,
                 journals=JournalStore(config.state_dir),
                 buffers=BufferPool(config.max_concurrent_uploads),
+                open_uploads=config.max_parallel_files,
             )
             downloader = Downloader(
                 accessor=accessor,
@@ -158,6 +159,7 @@ async def open_session(
                 part_size=config.part_size,
                 concurrency=config.max_concurrent_downloads,
                 buffers=BufferPool(config.max_concurrent_downloads),
+                files_at_once=config.max_parallel_files,
             )
             handler = TransferHandler(
                 accessor=accessor,
@@ -166,6 +168,7 @@ async def open_session(
                 downloader=downloader,
                 reporter=reporter,
                 max_parallel_files=config.max_parallel_files,
+                prepare_ahead=config.max_parallel_files,
             )
             yield Session(handler=handler, accessor=accessor, values=values, retry_stats=stats)
     finally:

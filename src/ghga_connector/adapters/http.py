@@ -28,6 +28,7 @@ from tenacity import (
     stop_after_attempt,
 )
 
+from ghga_connector.adapters.network import pooled_transport
 from ghga_connector.config import Config
 from ghga_connector.errors import ServerResponseError
 
@@ -280,8 +281,9 @@ def make_http_client(
     """The run's one ``httpx.AsyncClient`` with the retry layer over ``transport``.
 
     ``transport`` defaults to a pooled ``httpx.AsyncHTTPTransport`` that verifies TLS
-    (system trust store via ``SSL_CERT_FILE`` or certifi, plus ``config.ca_bundle``) and
-    honours the proxy environment variables. Tests pass ``httpx.MockTransport``.
+    (system trust store via ``SSL_CERT_FILE`` or certifi, plus ``config.ca_bundle``),
+    receives in 1 MiB reads (:mod:`ghga_connector.adapters.network`) and honours the
+    proxy environment variables. Tests pass ``httpx.MockTransport``.
     """
     limits = httpx.Limits(max_connections=pool_size, max_keepalive_connections=pool_size)
     if transport is None:
@@ -289,7 +291,7 @@ def make_http_client(
         if config.ca_bundle is not None:
             verify = ssl.create_default_context()
             verify.load_verify_locations(cafile=str(config.ca_bundle))
-        transport = httpx.AsyncHTTPTransport(verify=verify, limits=limits, retries=0)
+        transport = pooled_transport(verify=verify, limits=limits)
     policy = RetryPolicy(
         attempts=config.client_num_retries,
         backoff_max=float(config.client_exponential_backoff_max),

@@ -190,6 +190,9 @@ class Downloader(DownloaderBase):
         part_size: configured range length in bytes (rounded up to whole segments).
         concurrency: ranges in flight per file.
         buffers: range buffers shared by all files of the run (default: ``concurrency``).
+        files_at_once: files whose ranges are fetched at once; a file waiting for its
+            turn has already fetched and opened its Crypt4GH envelope. ``None``: no
+            limit here (the caller bounds the files).
     """
 
     def __init__(
@@ -205,6 +208,7 @@ class Downloader(DownloaderBase):
         part_size: int,
         concurrency: int,
         buffers: BufferPool | None = None,
+        files_at_once: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._buffers = buffers or BufferPool(concurrency)
@@ -217,6 +221,7 @@ class Downloader(DownloaderBase):
         self._executor = executor
         self._range_size = download_range_size(part_size)
         self._concurrency = concurrency
+        self._turns = asyncio.Semaphore(files_at_once) if files_at_once is not None else None
         self._clock = clock
 
     async def download(self, job: DownloadJob, drs: DrsObject) -> FileOutcome:
@@ -225,16 +230,28 @@ class Downloader(DownloaderBase):
         Failures become a ``FAILED`` outcome with nothing left under the final name;
         interruptions propagate and the ``.part`` file stays.
         """
-        started = time.monotonic()
         name = job.target.name
         try:
             plain = plaintext_size(drs.size)
         except ValueError:
             plain = 0
+        try:
+            envelope, secret = await self._open_envelope(job)
+        except ConnectorError as error:
+            self._reporter.file_started(name, plain)
+            return self._failed(job, plain, time.monotonic(), error)
+        async with self._turns or contextlib.nullcontext():
+            return await self._download(job, drs, plain, envelope, secret)
+
+    async def _download(
+        self, job: DownloadJob, drs: DrsObject, plain: int, envelope: bytes, secret: bytes
+    ) -> FileOutcome:
+        started = time.monotonic()
+        name = job.target.name
         self._reporter.file_started(name, plain)
         temp = unique_temp_path(job.target)
         try:
-            sha256 = await self._fetch(job, drs, plain, temp)
+            sha256 = await self._fetch(job, drs, plain, temp, envelope, secret)
             if drs.sha256 and sha256 != drs.sha256.lower():
                 raise IntegrityError(
                     f"The SHA-256 of {job.accession} does not match the archive's checksum."
@@ -307,18 +324,37 @@ class Downloader(DownloaderBase):
         self._reporter.file_finished(outcome)
         return outcome
 
-    async def _fetch(self, job: DownloadJob, drs: DrsObject, plain: int, temp: Path) -> str:
+    async def _open_envelope(self, job: DownloadJob) -> tuple[bytes, bytes]:
+        """The file's Crypt4GH envelope for the user and the data secret in it.
+
+        The envelope comes from ``GET /objects/{accession}/envelopes`` (contract §3.4).
+
+        Raises:
+            KeyFileError: the envelope is not for the user's key.
+            ServerResponseError, ServiceUnreachableError: the request failed.
+        """
+
         async def token(force: bool) -> str:
             return await self._accessor.download_wot(job.accession, force_new=force)
 
         envelope = await self._dcs.get_envelope(job.accession, token)
         try:
-            secret = open_envelope(envelope, self._keys.secret)
+            return envelope, open_envelope(envelope, self._keys.secret)
         except EnvelopeError:
             raise KeyFileError(
                 f"The envelope of {job.accession} cannot be opened with your private key.",
                 hint="Use the key pair this work package was created for.",
             ) from None
+
+    async def _fetch(
+        self,
+        job: DownloadJob,
+        drs: DrsObject,
+        plain: int,
+        temp: Path,
+        envelope: bytes,
+        secret: bytes,
+    ) -> str:
         cipher = SegmentCipher(secret)
         digest = hashlib.sha256()
         ranges = byte_ranges(drs.size, self._range_size)

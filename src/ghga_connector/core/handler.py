@@ -66,6 +66,10 @@ class TransferHandler:
         downloader: downloads one file.
         reporter: progress events.
         max_parallel_files: files transferred at once.
+        prepare_ahead: further files that get ready meanwhile: their API round trips
+            (WOTs, DRS object and staging, Crypt4GH envelope) run while earlier files
+            transfer, so that small files do not wait on each other's round trips.
+            The uploader and the downloader bound the transfers themselves.
     """
 
     def __init__(
@@ -77,13 +81,14 @@ class TransferHandler:
         downloader: DownloaderBase,
         reporter: ProgressReporter,
         max_parallel_files: int,
+        prepare_ahead: int = 0,
     ) -> None:
         self._accessor = accessor
         self._stager = stager
         self._uploader = uploader
         self._downloader = downloader
         self._reporter = reporter
-        self._parallel = max_parallel_files
+        self._in_flight = max_parallel_files + prepare_ahead
 
     async def _require(self, kind: str) -> dict[str, str]:
         package = await self._accessor.get_work_package()
@@ -152,7 +157,7 @@ class TransferHandler:
                     else "would upload",
                 )
         else:
-            results = await run_bounded(planned, self._parallel, self._uploader.upload)
+            results = await run_bounded(planned, self._in_flight, self._uploader.upload)
             outcomes.update({o.name: o for o in results})
         return [outcomes[job.alias] for job in jobs]
 
@@ -238,9 +243,9 @@ class TransferHandler:
         else:
             # Ask for every file at once, so the archive stages them in parallel while
             # the first ones download (each request is also a staging request).
-            if len(planned) > self._parallel:
+            if len(planned) > self._in_flight:
                 await run_bounded(planned, STAGING_REQUESTS_IN_FLIGHT, self._request_staging)
-            results = await run_bounded(planned, self._parallel, self._download_one)
+            results = await run_bounded(planned, self._in_flight, self._download_one)
             outcomes.update({o.path: o for o in results if o.path is not None})
         return [outcomes[job.target] for job in jobs]
 

@@ -103,6 +103,10 @@ class Uploader(UploaderBase):
         concurrency: parts in flight per file.
         journals: where resume journals are kept (``None``: no resume).
         buffers: part buffers shared by all files of the run (default: ``concurrency``).
+        open_uploads: files between create and complete at once (each is in state
+            ``init`` on the server, which allows 5 per box, contract §3.3(b)); a file
+            waiting for its turn has already fetched its create WOT. ``None``: no limit
+            here (the caller bounds the files).
         sleep: injected ``asyncio.sleep`` (tests).
     """
 
@@ -120,6 +124,7 @@ class Uploader(UploaderBase):
         concurrency: int,
         journals: JournalStore | None = None,
         buffers: BufferPool | None = None,
+        open_uploads: int | None = None,
         sleep: object = asyncio.sleep,
     ) -> None:
         self._accessor = accessor
@@ -134,6 +139,7 @@ class Uploader(UploaderBase):
         self._journals = journals
         self._buffers = buffers or BufferPool(concurrency)
         self._thread_buffers = ThreadBuffers()
+        self._open_uploads = asyncio.Semaphore(open_uploads) if open_uploads is not None else None
         self._sleep = sleep
 
     def _token(self, work_type: str, *, alias: str | None = None, file_id: str | None = None):  # type: ignore[no-untyped-def]
@@ -210,6 +216,20 @@ class Uploader(UploaderBase):
         is kept, so that running the same command again continues with the missing
         parts (the server discards idle unfinished uploads after 72 hours).
         """
+        if self._open_uploads is None:
+            return await self._upload(job)
+        if not job.unfinished_file_id:
+            # Before waiting for a turn: the create WOT, so that the turn starts with
+            # the create request itself (the WOT is cached, see WorkPackageAccessor).
+            try:
+                await self._accessor.upload_wot("create", alias=job.alias)
+            except ConnectorError as error:
+                self._reporter.file_started(job.alias, job.size)
+                return self._failed(job, time.monotonic(), error)
+        async with self._open_uploads:
+            return await self._upload(job)
+
+    async def _upload(self, job: UploadJob) -> FileOutcome:
         started = time.monotonic()
         self._reporter.file_started(job.alias, job.size)
         try:
