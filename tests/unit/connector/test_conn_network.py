@@ -1,0 +1,89 @@
+"""adapters/network.py: large socket reads under httpx's connection pool."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import httpcore
+import httpx
+
+from ghga_connector.adapters.network import (
+    READ_SIZE,
+    LargeReadBackend,
+    LargeReadStream,
+    pooled_transport,
+)
+
+
+class RecordingStream(httpcore.AsyncNetworkStream):
+    def __init__(self) -> None:
+        self.asked: list[int] = []
+        self.written: list[bytes] = []
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+        self.asked.append(max_bytes)
+        return b"x"
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        self.written.append(buffer)
+
+    async def aclose(self) -> None:
+        pass
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> httpcore.AsyncNetworkStream:
+        return RecordingStream()
+
+    def get_extra_info(self, info: str) -> Any:
+        return f"info:{info}"
+
+
+async def test_reads_ask_for_at_least_the_read_size() -> None:
+    inner = RecordingStream()
+    stream = LargeReadStream(inner, read_size=READ_SIZE)
+    assert await stream.read(65_536) == b"x"
+    assert await stream.read(4 * READ_SIZE) == b"x"
+    await stream.write(b"abc")
+    assert inner.asked == [READ_SIZE, 4 * READ_SIZE]
+    assert inner.written == [b"abc"]
+    assert stream.get_extra_info("server_addr") == "info:server_addr"
+
+
+async def test_tls_streams_are_wrapped_too() -> None:
+    stream = LargeReadStream(RecordingStream(), read_size=1000)
+    tls = await stream.start_tls(ssl.create_default_context(), "example.org")
+    assert isinstance(tls, LargeReadStream)
+    await tls.read(10)
+
+
+async def test_backend_wraps_new_connections() -> None:
+    class InnerBackend(httpcore.AsyncNetworkBackend):
+        async def connect_tcp(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
+            return RecordingStream()
+
+        async def connect_unix_socket(
+            self, *args: Any, **kwargs: Any
+        ) -> httpcore.AsyncNetworkStream:
+            return RecordingStream()
+
+        async def sleep(self, seconds: float) -> None:
+            pass
+
+    backend = LargeReadBackend(InnerBackend())
+    assert isinstance(await backend.connect_tcp("127.0.0.1", 80), LargeReadStream)
+    assert isinstance(await backend.connect_unix_socket("/tmp/sock"), LargeReadStream)
+
+
+def test_pooled_transport_uses_the_large_read_backend() -> None:
+    limits = httpx.Limits(max_connections=7, max_keepalive_connections=7)
+    transport = pooled_transport(verify=True, limits=limits)
+    pool = transport._pool
+    assert isinstance(pool, httpcore.AsyncConnectionPool)
+    assert isinstance(pool._network_backend, LargeReadBackend)
+    assert pool._max_connections == 7
+    assert pool._ssl_context is not None
