@@ -6,10 +6,21 @@ import argparse
 import shlex
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.report import machine_info, write_json, write_markdown, write_png
-from benchmarks.runner import BOTO3, MIB, OURS, TOOLS, V401, Options, make_cases, run_benchmark
+from benchmarks.runner import (
+    BOTO3,
+    MIB,
+    OURS,
+    QUICK_SMALL_COUNT,
+    TOOLS,
+    V401,
+    Options,
+    make_cases,
+    run_benchmark,
+)
 
 BENCH_DIR = Path(__file__).resolve().parent
 
@@ -22,8 +33,10 @@ Cases (each uploaded and downloaded by every tool; download = fetch + decrypt to
 plaintext, boto3: plain download):
   large          one 1 GiB file made by repeating a real BAM   (--quick: 256 MiB)
   xlarge         one 4 GiB random file                         (--quick: 1 GiB)
-  small          200 random files of 8 MiB                     (--quick: 20)
-  small-latency  the small case again on a sandbox that adds --latency-ms to every API call
+  small          200 random files of 8 MiB                     (--quick: 10)
+  small-latency  the small case again (same files, same servers) with the sandbox adding
+                 --latency-ms to every API call (switched on at run time); boto3 never calls
+                 the API, so its rows here are copied from `small` (marked reused_from)
 
 Measured per tool x case x direction: wall seconds, MB/s of plaintext, client CPU
 seconds (user+sys of the whole client process tree), CPU-s per GiB, peak RSS of the
@@ -37,13 +50,13 @@ Scratch data, the 4.0.1 venv and the SeaweedFS binary live under benchmarks/work
 
 EPILOG = """\
 examples:
-  python -m benchmarks --quick                  # about 6 minutes on 2 cores
-  python -m benchmarks                          # the full run, about 25 minutes
+  python -m benchmarks --quick                  # about 4 minutes on 2 cores
+  python -m benchmarks                          # the full run, about 20 minutes
   python -m benchmarks --quick --cases small --tools ghga-connector,boto3
 """
 
 
-def _csv(choices: list[str]) -> argparse._ActionsContainer | object:
+def _csv(choices: list[str]) -> Callable[[str], list[str]]:
     def parse(text: str) -> list[str]:
         items = [t.strip() for t in text.split(",") if t.strip()]
         bad = [t for t in items if t not in choices]
@@ -68,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="smaller sizes (256 MiB, 1 GiB, 20 x 8 MiB)",
+        help=f"smaller sizes (256 MiB, 1 GiB, {QUICK_SMALL_COUNT} x 8 MiB)",
     )
     parser.add_argument(
         "--cases",
@@ -89,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--small-count",
         type=int,
         metavar="N",
-        help="number of 8 MiB files in the small cases (default 200, --quick 20)",
+        help=f"number of 8 MiB files in the small cases (default 200, --quick {QUICK_SMALL_COUNT})",
     )
     parser.add_argument(
         "--large-mib",

@@ -97,6 +97,17 @@ def write_markdown(path: Path, rows: list[dict[str, Any]], machine: dict[str, An
         "`ghga-connector` downloads with `--decrypt`, `ghga-connector-2step` runs `download` "
         "then `decrypt`, 4.0.1 runs `download` then `decrypt`.",
         "",
+    ]
+    reused = sorted({(r["case"], r["reused_from"]) for r in rows if r.get("reused_from")})
+    if reused:
+        copies = ", ".join(f"`{case}` from `{source}`" for case, source in reused)
+        lines += [
+            "† Copied, not measured: boto3 talks to S3 directly and never calls the GHGA API, "
+            "so its rows in a case with API latency are copied from the case without latency "
+            f"over the same files ({copies}; `reused_from` in latest.json).",
+            "",
+        ]
+    lines += [
         "| tool | case | direction | MB/s | wall s | CPU s | CPU-s/GiB | ×floor | peak RSS MiB "
         "| vs 4.0.1 | vs boto3 | ok |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
@@ -106,7 +117,7 @@ def write_markdown(path: Path, rows: list[dict[str, Any]], machine: dict[str, An
             "| "
             + " | ".join(
                 [
-                    r["tool"],
+                    r["tool"] + (" †" if r.get("reused_from") else ""),
                     r["case"],
                     r["direction"],
                     _fmt(r.get("mb_per_s"), ".1f"),

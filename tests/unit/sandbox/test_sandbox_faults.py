@@ -42,6 +42,23 @@ def test_counted_switches_and_reset() -> None:
     }
 
 
+def test_api_latency_switch() -> None:
+    plan = FaultPlan()
+    assert plan.api_latency_ms(50) == 50  # nothing armed: serve's --api-latency-ms
+    plan.arm(FaultSettings(api_latency_ms=200))
+    assert plan.api_latency_ms(50) == 200
+    assert plan.api_latency_ms(50) == 200  # a setting, not consumed per call
+    plan.arm(FaultSettings(etag_mismatch=1))  # other switches leave it alone
+    assert plan.api_latency_ms(0) == 200
+    assert plan.snapshot()["armed"]["api_latency_ms"] == 200  # type: ignore[index]
+    plan.arm(FaultSettings(api_latency_ms=0))  # switched off even if serve set one
+    assert plan.api_latency_ms(50) == 0
+    plan.reset()
+    assert plan.api_latency_ms(50) == 50
+    assert "api_latency_ms" not in plan.snapshot()["armed"]  # type: ignore[operator]
+    assert not plan.injected
+
+
 def test_url_expiry_override() -> None:
     plan = FaultPlan()
     plan.arm(FaultSettings(url_expiry=UrlExpiryRule(seconds=2, count=1, kind="download")))
