@@ -268,9 +268,8 @@ def create_admin_app(runtime: Runtime, controller: UploadController) -> FastAPI:
         """Run the Data Hub check on every ``inbox`` upload of a box."""
         if runtime.state.get_box(box_id) is None:
             raise box_not_found(box_id)
-        results = [
-            datahub.interrogate(u) for u in runtime.state.list_uploads(box_id) if u.state == "inbox"
-        ]
+        inbox = [u for u in runtime.state.list_uploads(box_id) if u.state == "inbox"]
+        results = datahub.interrogate_many(inbox)
         return [
             {
                 "file_id": u.id,
