@@ -33,10 +33,10 @@ docs: install  ## regenerate docs/configuration.md from the settings model
 demo: install  ## upload, archive, download and decrypt the example files on a local sandbox
 	$(BIN)/python examples/demo.py
 
-bench: install  ## the full benchmark (about 15 minutes)
+bench: install  ## the full benchmark (about 20 minutes, half of it 4.0.1)
 	$(BIN)/python -m benchmarks
 
-bench-quick: install  ## a short benchmark (under 3 minutes)
+bench-quick: install  ## a short benchmark (about 3 minutes)
 	$(BIN)/python -m benchmarks --quick
 
 clean:

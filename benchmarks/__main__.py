@@ -50,7 +50,7 @@ Scratch data, the 4.0.1 venv and the SeaweedFS binary live under benchmarks/work
 
 EPILOG = """\
 examples:
-  python -m benchmarks --quick                  # about 4 minutes on 2 cores
+  python -m benchmarks --quick                  # about 3 minutes on 2 cores
   python -m benchmarks                          # the full run, about 20 minutes
   python -m benchmarks --quick --cases small --tools ghga-connector,boto3
 """

@@ -956,7 +956,9 @@ def _run_cases(env: Env, cases: list[Case], rows: list[dict[str, Any]]) -> None:
                 f"[{case.name}] generated {case.count} input(s) in {time.perf_counter() - t0:.1f} s"
             )
         last = i + 1 == len(cases)
-        case_rows = run_case(env, case, inputs, boto3_by_data.get(case.data_name), wipe=not last)
+        # --quick stores a few GiB in all: its cases need no wipe in between
+        wipe = not last and not env.opts.quick
+        case_rows = run_case(env, case, inputs, boto3_by_data.get(case.data_name), wipe=wipe)
         rows.extend(case_rows)
         measured = [r for r in case_rows if r["tool"] == BOTO3 and r["reused_from"] is None]
         if not case.latency_ms and len(measured) == 2 and all(r["ok"] for r in measured):
