@@ -442,13 +442,13 @@ def upload_401(env: Env, case: Case, inputs: list[InputFile]) -> tuple[ProcResul
     return res, box
 
 
-def upload_boto3(env: Env, case: Case, inputs: list[InputFile]) -> ProcResult:
-    """Raw boto3 multipart upload of all inputs, same part size and concurrency as ours."""
+def _run_boto3(env: Env, case: Case, action: str, *args: str) -> ProcResult:
+    """``benchmarks.boto3_transfer ACTION`` with our part size and concurrency, measured."""
     cmd = [
         sys.executable,
         "-m",
         "benchmarks.boto3_transfer",
-        "upload",
+        action,
         "--endpoint",
         env.sandbox.s3_url,
         "--bucket",
@@ -459,11 +459,16 @@ def upload_boto3(env: Env, case: Case, inputs: list[InputFile]) -> ProcResult:
         str(env.part_size),
         "--concurrency",
         str(env.concurrency),
-        *[str(f.path) for f in inputs],
+        *args,
     ]
     return run_measured(
         cmd, cwd=REPO, env={**env.sandbox.env(), **env.client_env()}, timeout=_timeout(case)
     )
+
+
+def upload_boto3(env: Env, case: Case, inputs: list[InputFile]) -> ProcResult:
+    """Raw boto3 multipart upload of all inputs, same part size and concurrency as ours."""
+    return _run_boto3(env, case, "upload", *[str(f.path) for f in inputs])
 
 
 def download_ours(env: Env, case: Case, token: str, out: Path) -> ProcResult:
@@ -556,27 +561,8 @@ def download_401(env: Env, case: Case, token: str, out: Path) -> ProcResult:
 
 def download_boto3(env: Env, case: Case, inputs: list[InputFile], out: Path) -> ProcResult:
     """Raw boto3 download of what boto3 uploaded (no decryption)."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "benchmarks.boto3_transfer",
-        "download",
-        "--endpoint",
-        env.sandbox.s3_url,
-        "--bucket",
-        BOTO3_BUCKET,
-        "--prefix",
-        f"{case.name}/",
-        "--part-size",
-        str(env.part_size),
-        "--concurrency",
-        str(env.concurrency),
-        "--output-dir",
-        str(out),
-        *[f.path.name for f in inputs],
-    ]
-    return run_measured(
-        cmd, cwd=REPO, env={**env.sandbox.env(), **env.client_env()}, timeout=_timeout(case)
+    return _run_boto3(
+        env, case, "download", "--output-dir", str(out), *[f.path.name for f in inputs]
     )
 
 
