@@ -52,6 +52,7 @@ from ghga_connector.reporting.console import (
     QuietReporter,
     RichReporter,
 )
+from ghga_connector.sharding import Shard, parse_shard, select_share
 
 __all__ = ["app", "run"]
 
@@ -125,6 +126,34 @@ WpatOpt = Annotated[
 DebugOpt = Annotated[
     bool, typer.Option("--debug", help="Show tracebacks and request details on errors.")
 ]
+
+
+def _shard_option(value: str | None) -> Shard | None:
+    if value is None:
+        return None
+    try:
+        return parse_shard(value)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+
+
+ShardOpt = Annotated[
+    Shard | None,
+    typer.Option(
+        "--shard",
+        metavar="K/N",
+        parser=_shard_option,
+        help="Process only the K-th of N shares of the files (1-based; the same shares on "
+        "every host), e.g. --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT.",
+    ),
+]
+
+
+def _announce_share(
+    reporter: ProgressReporter, shard: Shard, chosen: int, total: int, nbytes: int | None
+) -> None:
+    size = f", {nbytes:,} bytes" if nbytes is not None else ""
+    reporter.message(f"Shard {shard}: {chosen} of {total} file(s){size}.")
 
 
 def _version(value: bool) -> None:
@@ -332,11 +361,16 @@ def _upload(
     overwrite: bool,
     dry_run: bool,
     restart: bool = False,
+    shard: Shard | None = None,
 ) -> None:
     def work() -> int:
         config = _config(options)
         jobs = [replace(j, restart=restart) for j in plan_uploads(entries, overwrite=overwrite)]
         reporter = _reporter(options)
+        if shard is not None:
+            total = len(jobs)
+            jobs = select_share(jobs, shard, size=lambda j: j.size, name=lambda j: j.alias)
+            _announce_share(reporter, shard, len(jobs), total, sum(j.size for j in jobs))
         keys, token = credentials.load(reporter)
 
         async def go() -> tuple[list[FileOutcome], Session]:
@@ -385,6 +419,7 @@ def upload(
             help="Start interrupted uploads from the beginning instead of continuing them.",
         ),
     ] = False,
+    shard: ShardOpt = None,
     wpat_file: WpatFileOpt = None,
     wpat: WpatOpt = None,
     my_public_key_path: PublicKeyOpt = Path("key.pub"),
@@ -413,7 +448,15 @@ def upload(
 
     listed = _execute(options, entries)
     credentials = Credentials(wpat_file, wpat, my_public_key_path, my_private_key_path)
-    _upload(options, listed, credentials, overwrite=overwrite, dry_run=dry_run, restart=restart)
+    _upload(
+        options,
+        listed,
+        credentials,
+        overwrite=overwrite,
+        dry_run=dry_run,
+        restart=restart,
+        shard=shard,
+    )
 
 
 @app.command(
@@ -456,8 +499,18 @@ def batch_upload(
 def download(
     ctx: typer.Context,
     output_dir: Annotated[
-        Path, typer.Option("--output-dir", help="Existing folder to write the files into.")
-    ],
+        Path | None,
+        typer.Option("--output-dir", help="Existing folder to write the files into."),
+    ] = None,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            metavar="-",
+            help="'-': write the decrypted bytes of the one --file to standard output "
+            "(needs --decrypt; nothing is written to disk; messages go to standard error).",
+        ),
+    ] = None,
     file: Annotated[
         list[str] | None,
         typer.Option("--file", help="Download only this accession (repeatable)."),
@@ -483,6 +536,7 @@ def download(
             "and download damaged ones again.",
         ),
     ] = False,
+    shard: ShardOpt = None,
     wpat_file: WpatFileOpt = None,
     wpat: WpatOpt = None,
     my_public_key_path: PublicKeyOpt = Path("key.pub"),
@@ -497,6 +551,30 @@ def download(
     .sha256 file beside them for 'ghga-connector decrypt'.
     """
     options = _options(ctx, debug)
+    if output is not None:
+        _stream_to_stdout(
+            options,
+            output,
+            file or [],
+            decrypt=decrypt,
+            refused={
+                "--output-dir": output_dir is not None,
+                "--shard": shard is not None,
+                "--dry-run": dry_run,
+                "--verify": verify,
+                "--overwrite": overwrite,
+            },
+            credentials=Credentials(wpat_file, wpat, my_public_key_path, my_private_key_path),
+        )
+    if output_dir is None:
+        raise _fail(
+            options,
+            UserInputError(
+                "Missing option --output-dir.",
+                hint="Name an existing folder, or use --output - with one --file.",
+            ),
+            2,
+        )
 
     def work() -> int:
         config = _config(options)
@@ -514,6 +592,11 @@ def download(
                 jobs = await session.handler.download_plan(
                     output_dir, accessions=file, decrypt=decrypt
                 )
+                if shard is not None:
+                    total = len(jobs)
+                    # Sizes are known only once files are staged: shares by count.
+                    jobs = select_share(jobs, shard, size=lambda _: 1, name=lambda j: j.accession)
+                    _announce_share(reporter, shard, len(jobs), total, None)
                 outcomes = await session.handler.download(
                     jobs, overwrite=overwrite, dry_run=dry_run, verify=verify
                 )
@@ -521,6 +604,55 @@ def download(
 
         outcomes, session = _run_async(reporter, go())
         return _summary(options, outcomes, "Dry run" if dry_run else "Download", session)
+
+    raise typer.Exit(_execute(options, work))
+
+
+def _stream_to_stdout(
+    options: GlobalOptions,
+    output: str,
+    accessions: list[str],
+    *,
+    decrypt: bool,
+    refused: dict[str, bool],
+    credentials: Credentials,
+) -> None:
+    """``download --file ACCESSION --decrypt --output -``: plaintext to standard output."""
+
+    def work() -> int:
+        if output != "-":
+            raise UserInputError(
+                f"--output takes only '-' (standard output), not {output!r}.",
+                hint="Use --output-dir FOLDER to write files.",
+            )
+        if len(accessions) != 1:
+            raise UserInputError("--output - needs exactly one --file ACCESSION.")
+        if not decrypt:
+            raise UserInputError(
+                "--output - writes decrypted data: add --decrypt.",
+                hint="Encrypted files are downloaded with --output-dir.",
+            )
+        clashing = [name for name, given in refused.items() if given]
+        if options.json:
+            clashing.insert(0, "--json")
+        if clashing:
+            raise UserInputError(f"--output - cannot be combined with {', '.join(clashing)}.")
+        if sys.stdout.isatty():
+            raise UserInputError(
+                "Standard output is a terminal; --output - is for a pipe.",
+                hint="Pipe it into a program, e.g. '... --output - | samtools view -c -'.",
+            )
+        config = _config(options)
+        reporter = _reporter(options)
+        keys, token = credentials.load(reporter)
+
+        async def go() -> tuple[list[FileOutcome], Session]:
+            async with open_session(config, keys, token, reporter) as session:
+                outcome = await session.handler.stream(accessions[0], sys.stdout.buffer)
+                return [outcome], session
+
+        outcomes, session = _run_async(reporter, go())
+        return _summary(options, outcomes, "Stream", session)
 
     raise typer.Exit(_execute(options, work))
 

@@ -32,6 +32,7 @@ from ghga_connector.core.download import Downloader, FileStager
 from ghga_connector.core.handler import TransferHandler
 from ghga_connector.core.journal import JournalStore
 from ghga_connector.core.ports import ProgressReporter
+from ghga_connector.core.stream import StreamDownloader
 from ghga_connector.core.tasks import BufferPool
 from ghga_connector.core.upload import Uploader
 from ghga_connector.core.work_package import WorkPackageAccessor
@@ -169,6 +170,19 @@ async def open_session(
                 reporter=reporter,
                 max_parallel_files=config.max_parallel_files,
                 prepare_ahead=config.max_parallel_files,
+                upload_lock_path=JournalStore(config.state_dir).lock_path,
+                lock_downloads=True,
+                streamer=StreamDownloader(
+                    accessor=accessor,
+                    dcs=dcs,
+                    storage=storage,
+                    stager=stager,
+                    keys=keys,
+                    reporter=reporter,
+                    executor=executor,
+                    part_size=config.part_size,
+                    window=config.max_concurrent_downloads,
+                ),
             )
             yield Session(handler=handler, accessor=accessor, values=values, retry_stats=stats)
     finally:

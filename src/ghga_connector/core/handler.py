@@ -10,9 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import BinaryIO
 
+from ghga_connector.core.locks import (
+    TransferLock,
+    TransferLockBusy,
+    download_lock_path,
+)
 from ghga_connector.core.planning import plaintext_size
 from ghga_connector.core.ports import (
     DownloaderBase,
@@ -23,6 +31,7 @@ from ghga_connector.core.ports import (
     UploadJob,
     WorkPackageAccessorBase,
 )
+from ghga_connector.core.stream import StreamDownloader
 from ghga_connector.core.tasks import run_bounded
 from ghga_connector.errors import (
     ConnectorError,
@@ -37,6 +46,10 @@ __all__ = ["TransferHandler", "safe_file_name"]
 
 #: DRS requests in flight while asking the archive to stage a batch.
 STAGING_REQUESTS_IN_FLIGHT = 8
+
+#: Seconds of clock difference between hosts sharing a state directory that the
+#: "worked on by another process since the box was listed" test allows for.
+CLOCK_SLACK_SECONDS = 120.0
 
 #: Server-supplied accessions and extensions must match these to become file names.
 _ACCESSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
@@ -70,6 +83,11 @@ class TransferHandler:
             (WOTs, DRS object and staging, Crypt4GH envelope) run while earlier files
             transfer, so that small files do not wait on each other's round trips.
             The uploader and the downloader bound the transfers themselves.
+        upload_lock_path: ``(box id, alias) -> lock file`` guarding each upload journal
+            against other processes (``None``: no locking).
+        lock_downloads: lock each download target (``.<name>.lock`` beside it) against
+            other processes writing the same file.
+        streamer: writes one file's plaintext to a pipe (``download --output -``).
     """
 
     def __init__(
@@ -82,6 +100,9 @@ class TransferHandler:
         reporter: ProgressReporter,
         max_parallel_files: int,
         prepare_ahead: int = 0,
+        upload_lock_path: Callable[[str, str], Path] | None = None,
+        lock_downloads: bool = False,
+        streamer: StreamDownloader | None = None,
     ) -> None:
         self._accessor = accessor
         self._stager = stager
@@ -89,6 +110,9 @@ class TransferHandler:
         self._downloader = downloader
         self._reporter = reporter
         self._in_flight = max_parallel_files + prepare_ahead
+        self._upload_lock_path = upload_lock_path
+        self._lock_downloads = lock_downloads
+        self._streamer = streamer
 
     async def _require(self, kind: str) -> dict[str, str]:
         package = await self._accessor.get_work_package()
@@ -122,6 +146,7 @@ class TransferHandler:
             AccessDeniedError, UserInputError: problems that concern the whole batch.
         """
         await self._require("upload")
+        listed_at = time.time()
         existing: dict[str, UploadListItem] = {}
         for item in await self._accessor.list_uploads():
             if not item.state.is_absent:
@@ -157,9 +182,81 @@ class TransferHandler:
                     else "would upload",
                 )
         else:
-            results = await run_bounded(planned, self._in_flight, self._uploader.upload)
+
+            async def upload_one(job: UploadJob) -> FileOutcome:
+                return await self._upload_locked(job, listed_at)
+
+            results = await run_bounded(planned, self._in_flight, upload_one)
             outcomes.update({o.name: o for o in results})
         return [outcomes[job.alias] for job in jobs]
+
+    async def _upload_locked(self, job: UploadJob, listed_at: float) -> FileOutcome:
+        """Upload ``job`` holding the lock of its journal; skip it if another process does.
+
+        If another process held the lock since the box was listed (``listed_at``, Unix
+        seconds), the box is listed again: that process may have finished the file
+        (skipped) or left it unfinished (continued from the shared journal).
+        """
+        if self._upload_lock_path is None:
+            return await self._uploader.upload(job)
+        box_id = self._accessor.file_upload_box_id
+        try:
+            lock = TransferLock(self._upload_lock_path(box_id, job.alias), keep_owner=True)
+            previous = lock.acquire()
+        except OSError as error:
+            outcome = FileOutcome(
+                name=job.alias,
+                outcome=Outcome.FAILED,
+                size=job.size,
+                path=job.path,
+                message=f"Cannot lock the upload journal of {job.alias} in the state "
+                f"directory: {error.strerror}. Check GHGA_CONNECTOR_STATE_DIR.",
+            )
+            self._reporter.file_finished(outcome)
+            return outcome
+        except TransferLockBusy as busy:
+            return self._skipped(
+                job.alias,
+                job.size,
+                job.path,
+                f"{job.alias} is being uploaded by another process ({busy.holder}); skipped",
+            )
+        try:
+            if previous is not None and previous.time >= listed_at - CLOCK_SLACK_SECONDS:
+                found = {
+                    item.alias: item
+                    for item in await self._accessor.list_uploads()
+                    if not item.state.is_absent
+                }.get(job.alias)
+                if found is not None and found.state.is_complete and not job.overwrite:
+                    return self._skipped(
+                        job.alias,
+                        job.size,
+                        job.path,
+                        f"uploaded meanwhile by another process ({previous}); "
+                        f"already in the upload box ({found.state.value})",
+                    )
+                unfinished = (
+                    found.id if found is not None and found.state is FileUploadState.INIT else None
+                )
+                job = replace(job, unfinished_file_id=unfinished)
+            return await self._uploader.upload(job)
+        finally:
+            lock.release()
+
+    def _skipped(
+        self, name: str, size: int, path: Path, message: str, **details: str
+    ) -> FileOutcome:
+        outcome = FileOutcome(
+            name=name,
+            outcome=Outcome.SKIPPED,
+            size=size,
+            path=path,
+            message=message,
+            details=dict(details),
+        )
+        self._reporter.file_finished(outcome)
+        return outcome
 
     # --- download ------------------------------------------------------------------
 
@@ -245,14 +342,92 @@ class TransferHandler:
             # the first ones download (each request is also a staging request).
             if len(planned) > self._in_flight:
                 await run_bounded(planned, STAGING_REQUESTS_IN_FLIGHT, self._request_staging)
-            results = await run_bounded(planned, self._in_flight, self._download_one)
+
+            async def download_one(job: DownloadJob) -> FileOutcome:
+                return await self._download_locked(job, overwrite=overwrite)
+
+            results = await run_bounded(planned, self._in_flight, download_one)
             outcomes.update({o.path: o for o in results if o.path is not None})
         return [outcomes[job.target] for job in jobs]
+
+    async def stream(self, accession: str, sink: BinaryIO) -> FileOutcome:
+        """Write the decrypted bytes of ``accession`` to ``sink`` in order, then verify them.
+
+        Waits while the file is staged (DCS ``GET /objects/{accession}``), then streams
+        it (see :mod:`ghga_connector.core.stream`). A failure is a ``FAILED`` outcome.
+
+        Raises:
+            UserInputError: ``accession`` is not part of the download work package.
+        """
+        if self._streamer is None:
+            raise UserInputError("Streaming to standard output is not available here.")
+        files = await self._require("download")
+        if accession not in files:
+            raise UserInputError(
+                f"Not in this work package: {accession}.",
+                hint="Run 'ghga-connector ls' to see the files you may download.",
+            )
+        try:
+            drs = await self._stager.staged_object(accession)
+        except (ServerResponseError, ServiceUnreachableError, StagingTimeoutError) as error:
+            outcome = FileOutcome(
+                name=accession,
+                outcome=Outcome.FAILED,
+                message=error.message + (f" {error.hint}" if error.hint else ""),
+                details={"accession": accession},
+            )
+            self._reporter.file_finished(outcome)
+            return outcome
+        return await self._streamer.stream(accession, drs, sink)
 
     async def _request_staging(self, job: DownloadJob) -> None:
         """One DRS request for ``job``; errors are reported later, when it downloads."""
         with contextlib.suppress(ConnectorError):
             await self._stager.probe(job.accession)
+
+    async def _download_locked(self, job: DownloadJob, *, overwrite: bool) -> FileOutcome:
+        """Download ``job`` holding the lock of its target; skip it if another process does."""
+        if not self._lock_downloads:
+            return await self._download_one(job)
+        lock = TransferLock(download_lock_path(job.target))
+        try:
+            lock.acquire()
+        except TransferLockBusy as busy:
+            return self._skipped(
+                job.target.name,
+                0,
+                job.target,
+                f"{job.target.name} is being downloaded by another process ({busy.holder}); "
+                "skipped",
+                accession=job.accession,
+            )
+        except OSError as error:
+            return self._failed_download(
+                job, f"Cannot lock {job.target.name} in the output folder: {error.strerror}."
+            )
+        try:
+            if job.target.exists() and not overwrite:
+                return self._skipped(
+                    job.target.name,
+                    job.target.stat().st_size,
+                    job.target,
+                    "downloaded meanwhile by another process",
+                    accession=job.accession,
+                )
+            return await self._download_one(job)
+        finally:
+            lock.release()
+
+    def _failed_download(self, job: DownloadJob, message: str) -> FileOutcome:
+        outcome = FileOutcome(
+            name=job.target.name,
+            outcome=Outcome.FAILED,
+            path=job.target,
+            message=message,
+            details={"accession": job.accession},
+        )
+        self._reporter.file_finished(outcome)
+        return outcome
 
     async def _download_one(self, job: DownloadJob) -> FileOutcome:
         try:

@@ -116,6 +116,14 @@ class JournalStore:
             self._dir.chmod(0o700)
             self._dir.parent.chmod(0o700)
 
+    def lock_path(self, box_id: str, alias: str) -> Path:
+        """The lock guarding the journal of ``(box_id, alias)`` (see ``core/locks.py``).
+
+        Creates the journal folder if needed.
+        """
+        self._ensure_dir()
+        return self._path(box_id, alias).with_suffix(".lock")
+
     def create(self, journal: UploadJournal) -> None:
         """Write a new journal (replacing an old one for the same box and alias)."""
         self._ensure_dir()

@@ -31,6 +31,7 @@ from ghga_connector.c4gh.segments import (
     build_upload_part,
     hash_part_plaintext,
 )
+from ghga_connector.core.box_busy import BoxBusyBackoff
 from ghga_connector.core.journal import JournalStore, PartRecord, UploadJournal, seal_secret
 from ghga_connector.core.planning import (
     byte_ranges,
@@ -54,12 +55,16 @@ from ghga_connector.errors import (
     UploadRejectedError,
     UserInputError,
 )
-from ghga_connector.models import FileOutcome, Outcome, UploadChecksums, WellKnownValues
+from ghga_connector.models import (
+    FileOutcome,
+    FileUploadState,
+    Outcome,
+    UploadChecksums,
+    WellKnownValues,
+)
 
 __all__ = ["Uploader", "multipart_etag"]
 
-#: Waits in seconds between creates refused with 429 tooManyOpenUploads.
-CREATE_BACKOFF = (5.0, 10.0, 20.0, 40.0, 80.0)
 #: Attempts per part: a fresh presigned URL each time (expired URL, bad ETag).
 PART_ATTEMPTS = 3
 
@@ -152,7 +157,8 @@ class Uploader(UploaderBase):
 
     async def _create(self, job: UploadJob, enc_size: int, part_size: int) -> tuple[str, str]:
         box_id = self._accessor.file_upload_box_id
-        for wait in (*CREATE_BACKOFF, None):
+        backoff = BoxBusyBackoff()
+        while True:
             try:
                 return await self._ucs.create_upload(
                     box_id,
@@ -164,11 +170,22 @@ class Uploader(UploaderBase):
                     overwrite=job.overwrite,
                 )
             except UploadRejectedError as error:
-                if error.exception_id != "tooManyOpenUploads" or wait is None:
+                if error.exception_id != "tooManyOpenUploads":
+                    raise
+                # The box's limit is shared with other processes: wait while they progress.
+                try:
+                    open_now: frozenset[str] | None = frozenset(
+                        item.id
+                        for item in await self._accessor.list_uploads()
+                        if item.state is FileUploadState.INIT
+                    )
+                except ConnectorError:
+                    open_now = None
+                wait = backoff.next_wait(open_now)
+                if wait is None:
                     raise
                 self._reporter.file_status(job.alias, f"box busy, retrying in {wait:.0f} s")
                 await self._sleep(wait)  # type: ignore[operator]
-        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _part_url(self, file_id: str, part_no: int) -> str:
         """A presigned PUT URL for one part (``GET .../parts/{part_no}``)."""
