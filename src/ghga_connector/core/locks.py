@@ -103,6 +103,13 @@ class TransferLock:
             else:
                 with contextlib.suppress(OSError):
                     self._owner_path.unlink()
+                # Remove the lock file while still holding it: filelock re-checks after
+                # flock that its inode is still linked, so a peer that opened the old
+                # file retries on a new one. (A soft lock's marker is removed by release.)
+                context = getattr(self._lock, "_context", None)
+                if getattr(context, "soft_fallback", True) is False:
+                    with contextlib.suppress(OSError):
+                        self.path.unlink()
         finally:
             self._lock.release()
 
