@@ -17,20 +17,20 @@ least one call away.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tests.integration.conftest import SandboxProcess, start_sandbox
 
 pytestmark = [
@@ -134,9 +134,7 @@ def test_two_runs_of_the_same_upload_command_at_once(fast_sandbox, tmp_path: Pat
     big.write_bytes(random.Random(15).randbytes(21 * MiB + 5))
     files = [big, *sorted(EXAMPLES.glob("*.bam")), *sorted(EXAMPLES.glob("*.vcf.gz"))]
     state = tmp_path / "shared-state"
-    env = env_for(
-        state, part_size=str(5 * MiB), max_concurrent_uploads="1", max_parallel_files="1"
-    )
+    env = env_for(state, part_size=str(5 * MiB), max_concurrent_uploads="1", max_parallel_files="1")
     upload = command(sandbox, "upload", *map(str, files))
     set_latency(sandbox, 100)
 
@@ -172,7 +170,190 @@ def test_two_runs_of_the_same_upload_command_at_once(fast_sandbox, tmp_path: Pat
     out = tmp_path / "out"
     out.mkdir()
     code, records, err = finish(
-        start(command(sandbox, "download", "--output-dir", str(out), "--decrypt"), env, sandbox.state_dir)
+        start(
+            command(sandbox, "download", "--output-dir", str(out), "--decrypt"),
+            env,
+            sandbox.state_dir,
+        )
     )
     assert code == 0, err
     assert {sha256(p) for p in out.iterdir()} == {sha256(f) for f in files}
+
+
+# --- issue 14 item 4: 4 shards, 16 files, one process killed -----------------------------------
+
+SHARDS = 4
+#: 15 small files of mixed sizes (tens of KiB to a few MiB) and one of 3 parts.
+SIZES = [
+    20_000, 45_000, 70_000, 130_000, 260_000, 400_000, 650_000, 900_000,
+    1_200_000, 1_600_000, 2_000_000, 2_400_000, 2_900_000, 3_300_000, 3_700_000,
+    12 * MiB + 321,
+]  # fmt: skip
+BIG = "f15.bin"
+
+
+class OpenUploadWatcher(threading.Thread):
+    """Records the most uploads in state ``init`` seen in the box (figure only)."""
+
+    def __init__(self, sandbox: SandboxProcess) -> None:
+        super().__init__(daemon=True)
+        self.sandbox = sandbox
+        self.most = 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.05):
+            with contextlib.suppress(Exception):
+                uploads = self.sandbox.status()["uploads"]
+                self.most = max(self.most, sum(u["state"] == "init" for u in uploads))
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join(timeout=30)
+
+
+def run_shards(
+    sandbox: SandboxProcess,
+    verb: str,
+    args: list[str],
+    env: dict[str, str],
+    *,
+    kill: tuple[int, Any] | None = None,
+) -> dict[int, tuple[int | None, list[dict[str, Any]], str]]:
+    """Run the shards 1..4 at once; ``kill=(k, condition)`` SIGKILLs shard k once true."""
+    processes = {
+        k: start(command(sandbox, verb, *args, "--shard", f"{k}/{SHARDS}"), env, sandbox.state_dir)
+        for k in range(1, SHARDS + 1)
+    }
+    results: dict[int, tuple[int | None, list[dict[str, Any]], str]] = {}
+    if kill is not None:
+        victim, condition = kill
+        wait_for(condition, processes[victim], f"shard {victim} to reach its kill point")
+        processes[victim].send_signal(signal.SIGKILL)
+        processes[victim].communicate(timeout=60)
+        results[victim] = (None, [], "killed")
+    for k, process in processes.items():
+        if k not in results:
+            results[k] = finish(process)
+    return results
+
+
+def test_four_shards_upload_and_download_with_a_kill_and_a_second_pass(
+    fast_sandbox, tmp_path: Path
+) -> None:
+    sandbox = fast_sandbox
+    rng = random.Random(14)
+    folder = tmp_path / "data"
+    folder.mkdir()
+    files = []
+    for n, size in enumerate(SIZES):
+        path = folder / f"f{n:02d}.bin" if n < 15 else folder / BIG
+        path.write_bytes(rng.randbytes(size))
+        files.append(path)
+    manifest = tmp_path / "files.tsv"
+    manifest.write_text("".join(f"{p}\t{p.name}\n" for p in files))
+    state = tmp_path / "shared-state"
+    # defaults otherwise: 4 files at once per process, the box's limit of 5 open uploads
+    env = env_for(state, part_size=str(5 * MiB), max_concurrent_uploads="1")
+    figures: dict[str, Any] = {"files": len(files), "bytes": sum(SIZES), "processes": SHARDS}
+
+    # Pass 1: shard 1 holds the 3-part file (largest first); kill it after a stored part.
+    set_latency(sandbox, 150)
+    parts_at_kill: list[int] = []
+
+    def big_part_stored() -> bool:
+        parts = journal_parts(state, BIG)
+        if parts >= 1:
+            parts_at_kill.append(parts)
+        return parts >= 1
+
+    watcher = OpenUploadWatcher(sandbox)
+    watcher.start()
+    try:
+        first = run_shards(
+            sandbox, "upload", ["--manifest", str(manifest)], env, kill=(1, big_part_stored)
+        )
+    finally:
+        watcher.stop()
+    set_latency(sandbox, 0)
+    figures["most_open_uploads_seen_in_box"] = watcher.most
+    for k in range(2, SHARDS + 1):
+        code, records, err = first[k]
+        assert code == 0, err
+        assert {r["outcome"] for r in records} == {"done"}, records
+    assert journal_parts(state, BIG) >= 1, "the killed shard left no journal"
+    # the killed shard runs again and finishes its share, continuing the big file
+    code, records, err = finish(
+        start(command(sandbox, "upload", "--manifest", str(manifest), "--shard", f"1/{SHARDS}"), env, sandbox.state_dir)
+    )  # fmt: skip
+    assert code == 0, err
+    (big,) = [r for r in records if r["file"] == BIG]
+    assert big["outcome"] == "done" and int(big["parts_resumed"]) >= 1, big
+    figures.update(
+        upload_kills=1,
+        parts_of_killed_file=big["parts"],
+        parts_journaled_at_kill=parts_at_kill[0],
+        parts_resumed=big["parts_resumed"],
+        # of these, only the part in flight at the kill (one at a time) had been sent before
+        parts_sent_in_rerun=int(big["parts"]) - int(big["parts_resumed"]),
+    )
+    shares = [{r["file"] for r in first[k][1]} for k in range(2, SHARDS + 1)] + [
+        {r["file"] for r in records}
+    ]
+    assert sorted(n for s in shares for n in s) == sorted(p.name for p in files)
+
+    # Pass 2: all shards again upload nothing.
+    second = run_shards(sandbox, "upload", ["--manifest", str(manifest)], env)
+    for code, records, err in second.values():
+        assert code == 0, err
+        assert {r["outcome"] for r in records} <= {"skipped"}
+    assert sum(len(r[1]) for r in second.values()) == len(files)
+    assert live_uploads(sandbox) == {p.name: ["inbox"] for p in files}
+    assert not list((state / "uploads").glob("*.jsonl"))
+
+    # Downloads: 4 shards into one folder; shard 1 killed after its first file is final.
+    archived = sandbox.archive()
+    assert archived.returncode == 0, archived.stdout + archived.stderr
+    out = tmp_path / "out"
+    out.mkdir()
+    down_env = {
+        **env,
+        "GHGA_CONNECTOR_MAX_PARALLEL_FILES": "1",
+        "GHGA_CONNECTOR_PART_SIZE": str(MiB),
+    }
+    args = ["--output-dir", str(out), "--decrypt"]
+    listing = subprocess.run(
+        [*command(sandbox, "ls")], env=down_env, cwd=sandbox.state_dir,
+        capture_output=True, text=True, timeout=RUN_TIMEOUT,
+    )  # fmt: skip
+    assert listing.returncode == 0, listing.stderr
+    names = sorted(json.loads(line)["file"] for line in listing.stdout.splitlines())
+    share_1 = names[0::SHARDS]  # by count: sorted accessions dealt out in turn
+    set_latency(sandbox, 150)
+    downloads = run_shards(
+        sandbox, "download", args, down_env,
+        kill=(1, lambda: any((out / name).exists() for name in share_1)),
+    )  # fmt: skip
+    set_latency(sandbox, 0)
+    for k in range(2, SHARDS + 1):
+        code, records, err = downloads[k]
+        assert code == 0, err
+        assert {r["outcome"] for r in records} == {"done"}
+    left = [name for name in share_1 if not (out / name).exists()]
+    assert left, "shard 1 was killed after it had finished"
+    code, records, err = finish(
+        start(command(sandbox, "download", *args, "--shard", f"1/{SHARDS}"), down_env, sandbox.state_dir)
+    )  # fmt: skip
+    assert code == 0, err
+    assert sorted(r["file"] for r in records if r["outcome"] == "done") == left
+    again = run_shards(sandbox, "download", args, down_env)
+    for code, records, err in again.values():
+        assert code == 0, err
+        assert {r["outcome"] for r in records} == {"skipped"}
+    figures.update(download_kills=1, files_left_by_killed_download=len(left))
+
+    # every file exactly once, byte-identical; nothing else left in the folder
+    by_hash = {sha256(p): p.name for p in files}
+    assert sorted(sha256(p) for p in out.iterdir()) == sorted(by_hash)
+    assert len(list(out.iterdir())) == len(files)
+    print(json.dumps(figures))
