@@ -23,6 +23,7 @@ import json
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -54,10 +55,10 @@ def env_for(state: Path, **settings: str) -> dict[str, str]:
     return env
 
 
-def command(sandbox: SandboxProcess, verb: str, *args: str) -> list[str]:
+def command(sandbox: SandboxProcess, verb: str, *args: str, json: bool = True) -> list[str]:
     wpat = sandbox.upload_wpat_file if verb == "upload" else sandbox.download_wpat_file
     return [
-        sys.executable, "-m", "ghga_connector", "--json", verb,
+        sys.executable, "-m", "ghga_connector", *(["--json"] if json else []), verb,
         "--wpat-file", str(wpat),
         "--my-public-key-path", str(sandbox.user_pub),
         "--my-private-key-path", str(sandbox.user_sec),
@@ -357,3 +358,65 @@ def test_four_shards_upload_and_download_with_a_kill_and_a_second_pass(
     assert sorted(sha256(p) for p in out.iterdir()) == sorted(by_hash)
     assert len(list(out.iterdir())) == len(files)
     print(json.dumps(figures))
+
+
+# --- issue 14 item 5: stream to a pipeline ------------------------------------------------------
+
+READER = (
+    "import hashlib, sys\n"
+    "h = hashlib.sha256(); n = 0\n"
+    "for block in iter(lambda: sys.stdin.buffer.read(1 << 16), b''):\n"
+    "    h.update(block); n += len(block)\n"
+    "print(h.hexdigest(), n)\n"
+)
+
+
+def stream_into_reader(
+    sandbox: SandboxProcess, accession: str, env: dict[str, str], cwd: Path
+) -> tuple[int, str, str]:
+    """``download --file ACC --decrypt --output - | python READER``: (exit, err, reader out)."""
+    connector = subprocess.Popen(
+        command(sandbox, "download", "--file", accession, "--decrypt", "--output", "-", json=False),
+        env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER], stdin=connector.stdout, stdout=subprocess.PIPE, cwd=cwd
+    )
+    assert connector.stdout is not None and connector.stderr is not None
+    connector.stdout.close()  # the reader owns the pipe now
+    err = connector.stderr.read().decode()
+    connector.wait(timeout=RUN_TIMEOUT)
+    out, _ = reader.communicate(timeout=RUN_TIMEOUT)
+    return connector.returncode, err, out.decode()
+
+
+def test_stream_a_real_bam_to_a_reader_and_refuse_a_wrong_checksum(
+    fast_sandbox, tmp_path: Path
+) -> None:
+    sandbox = fast_sandbox
+    bam = EXAMPLES / "human_mouse_smaller.bam"
+    env = env_for(tmp_path / "state", part_size=str(MiB), max_concurrent_downloads="3")
+    code, _, err = finish(start(command(sandbox, "upload", str(bam)), env, sandbox.state_dir))
+    assert code == 0, err
+    assert sandbox.archive().returncode == 0
+    accession = sandbox.status()["drs_objects"][0]["accession"]
+    work = tmp_path / "work"
+    work.mkdir()
+    elsewhere = {**env, "GHGA_CONNECTOR_WKVS_API_URL": sandbox.wkvs_api_url}
+
+    code, err, out = stream_into_reader(sandbox, accession, elsewhere, work)
+    assert code == 0, err
+    assert out.split() == [sha256(bam), str(bam.stat().st_size)]
+    assert "done" in err  # progress and the summary go to standard error
+    assert not list(work.iterdir()), "something was written to disk"
+
+    # The archive's checksum no longer matches: the data is streamed, then declared invalid.
+    with sqlite3.connect(sandbox.state_dir / "state.sqlite3") as db:
+        db.execute(
+            "UPDATE drs_objects SET doc = json_set(doc, '$.decrypted_sha256', ?) WHERE accession = ?",
+            ("0" * 64, accession),
+        )
+    code, err, out = stream_into_reader(sandbox, accession, elsewhere, work)
+    assert code == 1, err
+    assert "the streamed data is invalid" in " ".join(err.split())
+    assert out.split()[1] == str(bam.stat().st_size)
