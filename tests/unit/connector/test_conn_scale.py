@@ -332,9 +332,7 @@ class BusyUcs:
     async def create_upload(self, box_id: str, token: object, **kwargs: object) -> tuple[str, str]:
         self.creates += 1
         if self.creates <= self.busy:
-            raise UploadRejectedError(
-                "full", exception_id="tooManyOpenUploads", status_code=429
-            )
+            raise UploadRejectedError("full", exception_id="tooManyOpenUploads", status_code=429)
         raise UploadRejectedError("stop here", exception_id="boxStateError", status_code=409)
 
 
@@ -391,18 +389,35 @@ def _encrypt(plain: bytes, secret: bytes) -> bytes:
     return bytes(body)
 
 
+class CountingSink(io.BytesIO):
+    """Standard output stand-in that counts its writes (one per range)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, data: object) -> int:  # type: ignore[override]
+        self.writes += 1
+        return super().write(data)  # type: ignore[arg-type]
+
+
 class BodyStorage:
     """Duck-typed ObjectStorageClient serving ``body``; later ranges answer sooner."""
 
-    def __init__(self, body: bytes, window: int) -> None:
+    def __init__(self, body: bytes, sink: CountingSink) -> None:
         self.body = body
         self.in_flight = 0
         self.max_in_flight = 0
-        self.window = window
+        self.started = 0
+        self.sink = sink
+        self.max_ahead = 0
 
     async def get_range(self, url: str, start: int, stop: int, into: memoryview) -> None:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        self.started += 1
+        # ranges fetched or waiting in the reorder buffer, not yet written
+        self.max_ahead = max(self.max_ahead, self.started - self.sink.writes)
         try:
             # out of order: each range waits fewer loop turns the later it is
             for _ in range(max(0, 50 - start // (1024 * 1024) * 10)):
@@ -412,12 +427,6 @@ class BodyStorage:
             self.in_flight -= 1
 
 
-class RecordingSink(io.BytesIO):
-    def __init__(self, storage: BodyStorage) -> None:
-        super().__init__()
-        self.storage = storage
-
-
 @pytest.mark.parametrize("tamper", [False, True])
 async def test_stream_writes_in_order_within_the_window_and_checks_the_sha256(
     user_keys: KeyPair, tamper: bool
@@ -425,7 +434,8 @@ async def test_stream_writes_in_order_within_the_window_and_checks_the_sha256(
     plain = random.Random(3).randbytes(5 * 1024 * 1024 + 777)
     secret = new_data_secret()
     body = _encrypt(plain, secret)
-    storage = BodyStorage(body, window=3)
+    sink = CountingSink()
+    storage = BodyStorage(body, sink)
 
     class Dcs:
         async def get_envelope(self, accession: str, token: object) -> bytes:
@@ -433,7 +443,7 @@ async def test_stream_writes_in_order_within_the_window_and_checks_the_sha256(
 
     checksum = hashlib.sha256(plain + (b"!" if tamper else b"")).hexdigest()
     drs = DrsObject(accession="GHGAF001", download_url="http://s3/x", size=len(body), sha256=checksum)  # fmt: skip
-    sink, reporter = io.BytesIO(), FakeReporter()
+    reporter = FakeReporter()
     with ThreadPoolExecutor(max_workers=2) as executor:
         streamer = StreamDownloader(
             accessor=FakeAccessor(DOWNLOAD_PACKAGE),
@@ -449,6 +459,7 @@ async def test_stream_writes_in_order_within_the_window_and_checks_the_sha256(
         outcome = await streamer.stream("GHGAF001", drs, sink)
     assert sink.getvalue() == plain  # in order, whatever order the ranges arrived in
     assert storage.max_in_flight <= 3
+    assert storage.max_ahead <= 3  # the reorder buffer stays within the window
     ranges = -(-len(body) // (16 * CIPHER_SEGMENT_SIZE))
     assert ranges == 6
     if tamper:
