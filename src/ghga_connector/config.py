@@ -122,8 +122,9 @@ class Config(BaseSettings):
     )
     state_dir: Path = Field(
         default_factory=lambda: Path.home() / ".ghga_connector",
-        description="Folder for the journals of unfinished uploads (created readable by "
-        "you only). Default: .ghga_connector in your home folder.",
+        description="Folder for the journals of unfinished uploads and their locks "
+        "(created readable by you only). Default: .ghga_connector in your home folder. "
+        "Jobs on several hosts should share it (see docs/hpc.md).",
     )
     ca_bundle: Path | None = Field(
         default=None,

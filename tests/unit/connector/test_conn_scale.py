@@ -36,7 +36,7 @@ from ghga_connector.core.handler import TransferHandler
 from ghga_connector.core.journal import JournalStore
 from ghga_connector.core.locks import TransferLock, TransferLockBusy, download_lock_path
 from ghga_connector.core.planning import CIPHER_SEGMENT_SIZE, SEGMENT_SIZE
-from ghga_connector.core.ports import DownloadJob, UploadJob
+from ghga_connector.core.ports import UploadJob
 from ghga_connector.core.stream import StreamDownloader
 from ghga_connector.core.upload import Uploader
 from ghga_connector.errors import UploadRejectedError
