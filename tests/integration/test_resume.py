@@ -213,7 +213,7 @@ def test_changed_file_is_not_resumed_without_restart(sandbox, tmp_path: Path) ->
         command, env=env, cwd=sandbox.state_dir, capture_output=True, text=True, timeout=300
     )
     assert refused.returncode == 1
-    assert "changed since its upload was interrupted" in refused.stdout  # the --json record
+    assert "has changed since the interrupted upload; run again with --restart" in refused.stdout  # the --json record
     assert "--restart" in refused.stdout
     restarted = subprocess.run(
         [*command, "--restart"],
