@@ -420,3 +420,24 @@ def test_stream_a_real_bam_to_a_reader_and_refuse_a_wrong_checksum(
     assert code == 1, err
     assert "the streamed data is invalid" in " ".join(err.split())
     assert out.split()[1] == str(bam.stat().st_size)
+
+
+def test_stream_into_a_reader_that_stops_early(fast_sandbox, tmp_path: Path) -> None:
+    sandbox = fast_sandbox
+    bam = EXAMPLES / "N701_small.bam"
+    env = env_for(tmp_path / "state", part_size=str(MiB))
+    code, _, err = finish(start(command(sandbox, "upload", str(bam)), env, sandbox.state_dir))
+    assert code == 0, err
+    assert sandbox.archive().returncode == 0
+    accession = sandbox.status()["drs_objects"][0]["accession"]
+    connector = subprocess.Popen(
+        command(sandbox, "download", "--file", accession, "--decrypt", "--output", "-", json=False),
+        env=env, cwd=sandbox.state_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert connector.stdout is not None and connector.stderr is not None
+    assert connector.stdout.read(1000) == bam.read_bytes()[:1000]
+    connector.stdout.close()  # like `| head -c 1000`
+    err = connector.stderr.read().decode()
+    assert connector.wait(timeout=RUN_TIMEOUT) == 1, err
+    assert "closed the pipe before the end" in " ".join(err.split())
+    assert "Traceback" not in err and "Exception ignored" not in err, err
