@@ -338,8 +338,12 @@ class TransferHandler:
             if len(planned) > self._in_flight:
                 await run_bounded(planned, STAGING_REQUESTS_IN_FLIGHT, self._request_staging)
 
+            # Targets there already are planned only to be replaced (--overwrite, or
+            # --verify found them damaged); others may appear meanwhile from another process.
+            present = {job.target for job in planned if job.target.exists()}
+
             async def download_one(job: DownloadJob) -> FileOutcome:
-                return await self._download_locked(job, overwrite=overwrite)
+                return await self._download_locked(job, replacing=job.target in present)
 
             results = await run_bounded(planned, self._in_flight, download_one)
             outcomes.update({o.path: o for o in results if o.path is not None})
@@ -380,8 +384,13 @@ class TransferHandler:
         with contextlib.suppress(ConnectorError):
             await self._stager.probe(job.accession)
 
-    async def _download_locked(self, job: DownloadJob, *, overwrite: bool) -> FileOutcome:
-        """Download ``job`` holding the lock of its target; skip it if another process does."""
+    async def _download_locked(self, job: DownloadJob, *, replacing: bool) -> FileOutcome:
+        """Download ``job`` holding the lock of its target; skip it if another process does.
+
+        ``replacing``: the target existed when the batch was planned and is to be replaced;
+        otherwise a target that exists once the lock is held was written meanwhile by
+        another process and is skipped.
+        """
         if not self._lock_downloads:
             return await self._download_one(job)
         lock = TransferLock(download_lock_path(job.target))
@@ -401,7 +410,7 @@ class TransferHandler:
                 job, f"Cannot lock {job.target.name} in the output folder: {error.strerror}."
             )
         try:
-            if job.target.exists() and not overwrite:
+            if job.target.exists() and not replacing:
                 return self._skipped(
                     job.target.name,
                     job.target.stat().st_size,
