@@ -96,8 +96,19 @@ class WorkPackageAccessor(WorkPackageAccessorBase):
 
     def _open(self, sealed: str) -> str:
         try:
+            base64.b64decode(sealed, validate=True)
+        except (binascii.Error, ValueError):
+            # A malformed answer concerns this one token (one file), not the user's key.
+            raise ServerResponseError(
+                "The work package service sent a malformed work order token."
+            ) from None
+        try:
             jws = open_sealed_b64(sealed, self._keys.secret).decode("ascii")
-        except (SealedBoxError, UnicodeDecodeError):
+        except UnicodeDecodeError:
+            raise ServerResponseError(
+                "The work package service sent a malformed work order token."
+            ) from None
+        except SealedBoxError:
             raise KeyFileError(
                 "A work order token could not be opened with your private key.",
                 hint="Use the key pair whose public key you registered with GHGA.",
