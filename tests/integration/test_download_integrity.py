@@ -27,6 +27,7 @@ BIG = EXAMPLES / "human_mouse_smaller.bam"  # 17 MB: several 5 MiB ranges
 SMALL = EXAMPLES / "N701_small.bam"  # 4.2 MB: 65 Crypt4GH segments
 ALIASES = ("big.bam", "nochecksum.bam", "wrongsum.bam", "swapped.bam", "twopackets.bam", "links.bam", "cut.bam")  # fmt: skip
 SEGMENT = 65_564
+HOSTILE = "run[/2].bin"  # Rich markup if printed carelessly
 
 
 def _env(work: Path, sandbox: Any) -> dict[str, str]:
@@ -70,8 +71,10 @@ def records(result: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def archived(sandbox_module: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """alias -> accession of the files uploaded and archived for this module."""
+def uploaded(
+    sandbox_module: Any, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[subprocess.CompletedProcess[str], dict[str, str]]:
+    """The upload run and alias -> accession of the files archived for this module."""
     work = tmp_path_factory.mktemp("upload")
     manifest = work / "files.tsv"
     lines = []
@@ -79,6 +82,8 @@ def archived(sandbox_module: Any, tmp_path_factory: pytest.TempPathFactory) -> d
         copy = work / alias
         shutil.copy(BIG if alias == "big.bam" else SMALL, copy)
         lines.append(f"{copy}\t{alias}\n")
+    shutil.copy(SMALL, work / "hostile.bin")
+    lines.append(f"{work / 'hostile.bin'}\t{HOSTILE}\n")
     manifest.write_text("".join(lines))
     up = run_cli(
         sandbox_module, work, "upload", "--wpat-file", str(sandbox_module.upload_wpat_file),
@@ -89,7 +94,24 @@ def archived(sandbox_module: Any, tmp_path_factory: pytest.TempPathFactory) -> d
     status = sandbox_module.status()
     file_ids = {u["alias"]: u["id"] for u in status["uploads"]}
     accessions = {o["file_id"]: o["accession"] for o in status["drs_objects"]}
-    return {alias: accessions[file_ids[alias]] for alias in ALIASES}
+    return up, {alias: accessions[file_ids[alias]] for alias in (*ALIASES, HOSTILE)}
+
+
+@pytest.fixture(scope="module")
+def archived(
+    uploaded: tuple[subprocess.CompletedProcess[str], dict[str, str]],
+) -> dict[str, str]:
+    """alias -> accession of the files uploaded and archived for this module."""
+    return uploaded[1]
+
+
+def test_markup_in_an_alias_is_printed_literally(
+    uploaded: tuple[subprocess.CompletedProcess[str], dict[str, str]],
+) -> None:
+    result, _ = uploaded
+    assert result.returncode == 0, result.stderr
+    assert f"{HOSTILE}: done" in result.stderr
+    assert "Traceback" not in result.stderr and "MarkupError" not in result.stderr
 
 
 def test_drs_object_without_checksum_is_unverified(sandbox_module: Any, archived: dict[str, str], tmp_path: Path) -> None:  # fmt: skip
