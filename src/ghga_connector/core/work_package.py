@@ -96,7 +96,9 @@ class WorkPackageAccessor(WorkPackageAccessorBase):
 
     def _open(self, sealed: str) -> str:
         try:
-            base64.b64decode(sealed, validate=True)
+            # a sealed box is at least an ephemeral key (32 bytes) and a MAC (16 bytes)
+            if len(base64.b64decode(sealed, validate=True)) < 48:
+                raise ValueError
         except (binascii.Error, ValueError):
             # A malformed answer concerns this one token (one file), not the user's key.
             raise ServerResponseError(

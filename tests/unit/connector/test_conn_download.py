@@ -360,3 +360,39 @@ def test_interrupted_download_says_how_to_continue(tmp_path: Path, user_keys: Ke
         "GHGAF001.bam.c4gh: download paused; run the same command again to continue.",
     ) in reporter.messages
     assert (tmp_path / "GHGAF001.bam.c4gh.part").exists()
+
+
+def test_everything_is_fsynced_before_it_gets_its_final_name(
+    tmp_path: Path, user_keys: KeyPair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ghga_connector.core import files as files_module
+
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, files_module.replace_file
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", Path(os.readlink(f"/proc/self/fd/{fd}")).name))
+        real_fsync(fd)
+
+    def replace(source: Path, target: Path) -> None:
+        events.append(("rename", f"{source.name} -> {target.name}"))
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(files_module, "replace_file", replace)
+    monkeypatch.setattr(download_module, "replace_file", replace)
+    outcome, _, _, _ = run_download(Archive(user_keys), user_keys, tmp_path / "GHGAF001.bam.c4gh")
+    assert outcome is Outcome.DONE
+    renames = [what for kind, what in events if kind == "rename"]
+    journal_temp, sidecar_temp = renames[0].split(" -> ")[0], renames[1].split(" -> ")[0]
+    assert renames == [
+        f"{journal_temp} -> GHGAF001.bam.c4gh.part.json",
+        f"{sidecar_temp} -> GHGAF001.bam.sha256",
+        "GHGAF001.bam.c4gh.part -> GHGAF001.bam.c4gh",
+    ]
+    for temp, final in ((journal_temp, renames[0]), (sidecar_temp, renames[1])):
+        assert events.index(("fsync", temp)) < events.index(("rename", final))
+    assert events.index(("fsync", "GHGAF001.bam.c4gh.part")) < events.index(
+        ("rename", renames[2])
+    )
+    assert events.index(("rename", renames[1])) < events.index(("rename", renames[2]))
