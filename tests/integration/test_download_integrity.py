@@ -240,7 +240,9 @@ def test_decrypt_of_a_cut_file(sandbox_module: Any, archived: dict[str, str], tm
     old.mkdir()
     shutil.copy(encrypted, old / encrypted.name)
     shutil.copy(sidecar, old / f"{encrypted.name}.sha256")
-    verified = run_cli(sandbox_module, tmp_path, "decrypt", "--input-dir", str(old), json_output=True)
+    verified = run_cli(
+        sandbox_module, tmp_path, "decrypt", "--input-dir", str(old), json_output=True
+    )
     assert verified.returncode == 0, verified.stderr
     assert (old / f"{accession}.bam").read_bytes() == SMALL.read_bytes()
     assert ((old / f"{accession}.bam").stat().st_mode & 0o777) == 0o600

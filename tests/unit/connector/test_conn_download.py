@@ -392,7 +392,5 @@ def test_everything_is_fsynced_before_it_gets_its_final_name(
     ]
     for temp, final in ((journal_temp, renames[0]), (sidecar_temp, renames[1])):
         assert events.index(("fsync", temp)) < events.index(("rename", final))
-    assert events.index(("fsync", "GHGAF001.bam.c4gh.part")) < events.index(
-        ("rename", renames[2])
-    )
+    assert events.index(("fsync", "GHGAF001.bam.c4gh.part")) < events.index(("rename", renames[2]))
     assert events.index(("rename", renames[1])) < events.index(("rename", renames[2]))
