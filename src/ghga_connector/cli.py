@@ -51,6 +51,7 @@ from ghga_connector.reporting.console import (
     PlainReporter,
     QuietReporter,
     RichReporter,
+    clean_text,
     plain,
 )
 
@@ -734,7 +735,7 @@ def delete(
                     if not sys.stdin.isatty():
                         raise UserInputError("Refusing to delete without confirmation; pass --yes.")
                     if not typer.confirm(
-                        f"Remove {item.alias} ({item.state.value}) from the upload box?"
+                        f"Remove {clean_text(item.alias)} ({item.state.value}) from the upload box?"
                     ):
                         return "kept"
                 await session.handler.delete_upload(item.id)

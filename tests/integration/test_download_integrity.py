@@ -13,8 +13,10 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ pytestmark = pytest.mark.integration
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 BIG = EXAMPLES / "human_mouse_smaller.bam"  # 17 MB: several 5 MiB ranges
 SMALL = EXAMPLES / "N701_small.bam"  # 4.2 MB: 65 Crypt4GH segments
-ALIASES = ("big.bam", "nochecksum.bam", "wrongsum.bam", "swapped.bam", "twopackets.bam", "links.bam", "cut.bam")  # fmt: skip
+ALIASES = ("big.bam", "nochecksum.bam", "wrongsum.bam", "swapped.bam", "twopackets.bam", "links.bam", "cut.bam", "paused.bam")  # fmt: skip
 SEGMENT = 65_564
 HOSTILE = "run[/2].bin"  # Rich markup if printed carelessly
 
@@ -196,12 +198,13 @@ def test_planted_symlink_is_refused(sandbox_module: Any, archived: dict[str, str
     out.mkdir()
     link = out / planted.format(x=accession)
     link.symlink_to(victim)
-    result = download(sandbox_module, tmp_path, accession, out, "--overwrite")
-    assert result.returncode == 1, result.stderr
-    assert "is a symbolic link; refusing to write through it" in result.stderr
-    assert "Traceback" not in result.stderr
-    assert victim.read_text() == "precious"
-    assert link.is_symlink()
+    for extra in ((), ("--overwrite",), ("--verify",)):
+        result = download(sandbox_module, tmp_path, accession, out, *extra)
+        assert result.returncode == 1, result.stderr
+        assert "is a symbolic link; refusing to write through it" in result.stderr
+        assert "Traceback" not in result.stderr
+        assert victim.read_text() == "precious"
+        assert link.is_symlink()
 
 
 def test_decrypt_of_a_cut_file(sandbox_module: Any, archived: dict[str, str], tmp_path: Path) -> None:  # fmt: skip
@@ -246,3 +249,39 @@ def test_decrypt_of_a_cut_file(sandbox_module: Any, archived: dict[str, str], tm
     assert verified.returncode == 0, verified.stderr
     assert (old / f"{accession}.bam").read_bytes() == SMALL.read_bytes()
     assert ((old / f"{accession}.bam").stat().st_mode & 0o777) == 0o600
+
+
+def test_ctrl_c_says_how_to_continue_the_download(sandbox_module: Any, archived: dict[str, str], tmp_path: Path) -> None:  # fmt: skip
+    accession = archived["paused.bam"]
+    out = tmp_path / "out"
+    out.mkdir()
+    # the one range GET is answered 503 with a long Retry-After: the download is certainly
+    # still running when Ctrl-C arrives (no timing assumption about the transfer itself)
+    before = fired(sandbox_module).get("status:s3:503", 0)
+    arm(sandbox_module, status_rules=[{"service": "s3", "status": 503, "count": 1, "retry_after": 120}])  # fmt: skip
+    command = [
+        sys.executable, "-m", "ghga_connector", "download",
+        "--my-private-key-path", str(sandbox_module.user_sec),
+        "--my-public-key-path", str(sandbox_module.user_pub),
+        "--wpat-file", str(sandbox_module.download_wpat_file),
+        "--output-dir", str(out), "--file", accession, "--decrypt",
+    ]  # fmt: skip
+    env = _env(tmp_path, sandbox_module)
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while fired(sandbox_module).get("status:s3:503", 0) <= before:
+            assert time.monotonic() < deadline, "the range request never arrived"
+            time.sleep(0.1)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, stderr
+    assert "download paused; run the same command again to continue" in stderr
+    assert "Traceback" not in stderr
+    assert (out / f"{accession}.bam.part").exists()
+    resumed = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert (out / f"{accession}.bam").read_bytes() == SMALL.read_bytes()
