@@ -394,3 +394,70 @@ def test_everything_is_fsynced_before_it_gets_its_final_name(
         assert events.index(("fsync", temp)) < events.index(("rename", final))
     assert events.index(("fsync", "GHGAF001.bam.c4gh.part")) < events.index(("rename", renames[2]))
     assert events.index(("rename", renames[1])) < events.index(("rename", renames[2]))
+
+
+_SIGNED = "https://s3.example/outbox/x?X-Amz-Signature=topsecret"
+
+
+@pytest.mark.parametrize(
+    ("field", "change"),
+    [
+        ("size", {"size": _SIGNED}),
+        ("checksum", {"checksums": [{"type": "sha-256", "checksum": 12345}]}),
+        ("url", {"access_methods": [{"type": "s3", "access_url": {"url": 42}}]}),
+    ],
+)
+def test_one_malformed_drs_object_fails_only_that_file(
+    tmp_path: Path, field: str, change: dict[str, object]
+) -> None:
+    import httpx
+    from tests.unit.connector.test_conn_handler import FakeDownloader, FakeUploader
+
+    from ghga_connector.adapters.services import DcsClient
+    from ghga_connector.core.download import FileStager
+    from ghga_connector.core.handler import TransferHandler
+
+    url = _SIGNED
+
+    def dcs(request: httpx.Request) -> httpx.Response:
+        accession = request.url.path.rsplit("/", 1)[-1]
+        body = {
+            "access_methods": [{"type": "s3", "access_url": {"url": url}}],
+            "checksums": [{"type": "sha-256", "checksum": "ab" * 32}],
+            "size": 29,
+        }
+        if accession == "GHGAF002":
+            body.update(change)  # one malformed field, possibly holding a presigned URL
+        return httpx.Response(200, json=body)
+
+    async def go() -> list[tuple[str, Outcome, str]]:
+        reporter = FakeReporter()
+        async with httpx.AsyncClient(transport=httpx.MockTransport(dcs)) as client:
+            accessor = FakeAccessor(DOWNLOAD_PACKAGE)
+            stager = FileStager(
+                accessor=accessor,
+                dcs=DcsClient(client, "https://dcs.example"),
+                reporter=reporter,
+                max_wait_time=10,
+            )
+            handler = TransferHandler(
+                accessor=accessor,
+                stager=stager,
+                uploader=FakeUploader(),
+                downloader=FakeDownloader(),
+                reporter=reporter,
+                max_parallel_files=2,
+            )
+            jobs = await handler.download_plan(tmp_path, accessions=None, decrypt=True)
+            outcomes = await handler.download(jobs)
+        return [(o.name, o.outcome, o.message) for o in outcomes]
+
+    results = asyncio.run(go())
+    assert [(name, outcome) for name, outcome, _ in results] == [
+        ("GHGAF001.bam", Outcome.DONE),
+        ("GHGAF002.vcf.gz", Outcome.FAILED),
+        ("GHGAF003", Outcome.DONE),
+    ]
+    message = results[1][2]
+    assert "GHGAF002" in message and field in message
+    assert "topsecret" not in message and "s3.example" not in message
