@@ -828,7 +828,7 @@ def show_config(ctx: typer.Context) -> None:
         for column in ("setting", "value", "source"):
             table.add_column(column)
         for row in rows:
-            table.add_row(row["setting"], row["value"], row["source"])
+            table.add_row(plain(row["setting"]), plain(row["value"]), plain(row["source"]))
         Console().print(table)
         return EXIT_OK
 
