@@ -461,3 +461,36 @@ def test_one_malformed_drs_object_fails_only_that_file(
     message = results[1][2]
     assert "GHGAF002" in message and field in message
     assert "topsecret" not in message and "s3.example" not in message
+
+
+@pytest.mark.parametrize("sidecar", ["GHGAF001.bam.sha256", "GHGAF001.bam.c4gh.sha256"])
+def test_verify_existing_reads_new_and_old_sidecar_names(
+    tmp_path: Path, user_keys: KeyPair, sidecar: str
+) -> None:
+    archive = Archive(user_keys)
+    target = tmp_path / "GHGAF001.bam.c4gh"
+    assert run_download(archive, user_keys, target)[0] is Outcome.DONE
+    written = (tmp_path / "GHGAF001.bam.sha256").read_text()
+    (tmp_path / "GHGAF001.bam.sha256").unlink()
+    (tmp_path / sidecar).write_text(written)
+
+    async def verify() -> bool:
+        with ThreadPoolExecutor(max_workers=1) as executor:
+            downloader = Downloader(
+                accessor=FakeAccessor(DOWNLOAD_PACKAGE),
+                dcs=FakeDcs(archive),  # type: ignore[arg-type]
+                storage=FakeStorage(archive),  # type: ignore[arg-type]
+                stager=ArchiveStager(archive),
+                keys=user_keys,
+                reporter=FakeReporter(),
+                executor=executor,
+                part_size=2 * CSEG,
+                concurrency=1,
+            )
+            return await downloader.verify_existing(DownloadJob("GHGAF001", ".bam", target, False))
+
+    assert asyncio.run(verify()) is True
+    (tmp_path / sidecar).write_text("0" * 64 + "  GHGAF001.bam\n")
+    assert asyncio.run(verify()) is False
+    (tmp_path / sidecar).unlink()
+    assert asyncio.run(verify()) is False  # nothing to verify against: fetched again
