@@ -506,7 +506,7 @@ def _check_content_range(response: httpx.Response, start: int, stop: int, url: s
         got = f"bytes {match[1]}-{match[2]}" if match else "no valid Content-Range"
         raise ServiceUnreachableError(
             f"The object storage at {url_host(url)} answered a request for bytes "
-            f"{start}-{stop - 1} with {got}; the range is fetched again.",
+            f"{start}-{stop - 1} with {got}.",
             hint="Run the same command again; if it keeps happening, contact the GHGA helpdesk.",
         )
 
