@@ -1,4 +1,4 @@
-"""Suite-wide rules: in CI a skipped test is a failed test.
+"""Suite-wide rules: deterministic property tests, and in CI a skipped test is a failed test.
 
 When the ``CI`` environment variable is set, every test that needs a real part (the
 released 4.0.1 from PyPI, SeaweedFS, root for a small tmpfs, ...) must run: a skip is
@@ -15,6 +15,12 @@ import sys
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
+
+# Deterministic property tests: a fixed seed, and no per-example deadline (a loaded
+# machine, coverage or mutation tracing must not turn a slow example into a failure).
+settings.register_profile("ghga", deadline=None, derandomize=True)
+settings.load_profile("ghga")
 
 
 def _in_ci() -> bool:

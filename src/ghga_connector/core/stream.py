@@ -100,7 +100,8 @@ class StreamDownloader:
         """Stream ``accession`` to ``sink``; a ``FAILED`` outcome if anything went wrong.
 
         ``sink`` receives exactly the plaintext bytes in order (``plaintext_size(drs.size)``
-        of them when the outcome is ``DONE``). Failures after the first byte cannot take
+        of them when the outcome is ``DONE``). Without a checksum in the DRS object the
+        outcome is ``UNVERIFIED``. Failures after the first byte cannot take
         back what was written; the outcome's message says the streamed data is invalid.
         """
         started = time.monotonic()
@@ -109,14 +110,10 @@ class StreamDownloader:
         except ValueError:
             plain = 0
         self._reporter.file_started(accession, plain)
+        verified = drs.sha256 is not None
         try:
-            if not drs.sha256:
-                raise IntegrityError(
-                    f"The archive lists no SHA-256 checksum for {accession}: "
-                    "the streamed data could not be verified."
-                )
             sha256, written = await self._stream(accession, drs, sink)
-            if sha256 != drs.sha256.lower() or written != plain:
+            if written != plain or (drs.sha256 is not None and sha256 != drs.sha256.lower()):
                 raise IntegrityError(
                     f"The SHA-256 of {accession} does not match the archive's checksum: "
                     "the streamed data is invalid; discard what the reading program produced."
@@ -132,12 +129,24 @@ class StreamDownloader:
             )
             self._reporter.file_finished(outcome)
             return outcome
+        if not verified:
+            self._reporter.message(
+                f"Warning: GHGA sent no checksum for {accession}: the streamed data could "
+                "not be verified.",
+                level="warning",
+            )
         outcome = FileOutcome(
             name=accession,
-            outcome=Outcome.DONE,
+            outcome=Outcome.DONE if verified else Outcome.UNVERIFIED,
             size=plain,
             seconds=time.monotonic() - started,
-            details={"accession": accession, "sha256": sha256, "decrypted": True},
+            message="" if verified else "not verified: the archive sent no checksum",
+            details={
+                "accession": accession,
+                "sha256": sha256,
+                "decrypted": True,
+                "verified": verified,
+            },
         )
         self._reporter.file_finished(outcome)
         return outcome

@@ -431,10 +431,11 @@ class BodyStorage:
             self.in_flight -= 1
 
 
-@pytest.mark.parametrize("tamper", [False, True])
+@pytest.mark.parametrize("tamper", [False, True, None])
 async def test_stream_writes_in_order_within_the_window_and_checks_the_sha256(
-    user_keys: KeyPair, tamper: bool
+    user_keys: KeyPair, tamper: bool | None
 ) -> None:
+    """``tamper``: the archive's checksum is wrong (True), right (False), absent (None)."""
     plain = random.Random(3).randbytes(5 * 1024 * 1024 + 777)
     secret = new_data_secret()
     body = _encrypt(plain, secret)
@@ -446,7 +447,7 @@ async def test_stream_writes_in_order_within_the_window_and_checks_the_sha256(
             return make_envelope(secret, user_keys.secret, user_keys.public)
 
     checksum = hashlib.sha256(plain + (b"!" if tamper else b"")).hexdigest()
-    drs = DrsObject(accession="GHGAF001", download_url="http://s3/x", size=len(body), sha256=checksum)  # fmt: skip
+    drs = DrsObject(accession="GHGAF001", download_url="http://s3/x", size=len(body), sha256=None if tamper is None else checksum)  # fmt: skip
     reporter = FakeReporter()
     with ThreadPoolExecutor(max_workers=2) as executor:
         streamer = StreamDownloader(
@@ -469,6 +470,9 @@ async def test_stream_writes_in_order_within_the_window_and_checks_the_sha256(
     if tamper:
         assert outcome.outcome is Outcome.FAILED
         assert "the streamed data is invalid" in outcome.message
+    elif tamper is None:
+        assert outcome.outcome is Outcome.UNVERIFIED
+        assert outcome.details["verified"] is False
     else:
         assert outcome.outcome is Outcome.DONE
         assert outcome.details["sha256"] == checksum
