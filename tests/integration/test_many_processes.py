@@ -355,8 +355,9 @@ def test_four_shards_upload_and_download_with_a_kill_and_a_second_pass(
 
     # every file exactly once, byte-identical; nothing else left in the folder
     by_hash = {sha256(p): p.name for p in files}
+    names = sorted(p.name for p in out.iterdir())
+    assert len(names) == len(files), names
     assert sorted(sha256(p) for p in out.iterdir()) == sorted(by_hash)
-    assert len(list(out.iterdir())) == len(files)
     print(json.dumps(figures))
 
 

@@ -69,6 +69,17 @@ def safe_file_name(accession: str, extension: str) -> str:
     return f"{accession}{extension or ''}"
 
 
+def _clear_stale_lock(target: Path) -> None:
+    """Remove the lock a killed process left beside a finished download, if it is free."""
+    path = download_lock_path(target)
+    if not path.exists():
+        return
+    lock = TransferLock(path)
+    with contextlib.suppress(TransferLockBusy, OSError):
+        lock.acquire()
+        lock.release()
+
+
 class TransferHandler:
     """Runs upload and download batches over the injected components.
 
@@ -324,6 +335,8 @@ class TransferHandler:
                     details={"accession": job.accession},
                 )
                 self._reporter.file_finished(outcomes[job.target])
+                if self._lock_downloads and not dry_run:
+                    _clear_stale_lock(job.target)
             else:
                 planned.append(job)
         if dry_run:

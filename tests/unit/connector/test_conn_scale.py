@@ -276,6 +276,34 @@ async def test_download_target_locked_by_another_process_is_skipped(tmp_path: Pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["GHGAF002.vcf.gz", "GHGAF003"]
 
 
+@POSIX_ONLY
+async def test_lock_left_beside_a_finished_download_by_a_killed_process_is_removed(
+    tmp_path: Path,
+) -> None:
+    handler = TransferHandler(
+        accessor=FakeAccessor(DOWNLOAD_PACKAGE),
+        stager=FakeStager(),
+        uploader=FakeUploader(),
+        downloader=FakeDownloader(),
+        reporter=FakeReporter(),
+        max_parallel_files=1,
+        lock_downloads=True,
+    )
+    (job,) = await handler.download_plan(tmp_path, accessions=["GHGAF001"], decrypt=True)
+    job.target.write_bytes(b"data")
+    holder = _hold(download_lock_path(job.target))  # killed after the rename, before release
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(timeout=30)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".GHGAF001.bam.lock",
+        ".GHGAF001.bam.lock.owner",
+        "GHGAF001.bam",
+    ]
+    (outcome,) = await handler.download([job])
+    assert outcome.outcome is Outcome.SKIPPED
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["GHGAF001.bam"]
+
+
 async def test_download_finished_by_another_process_meanwhile_is_skipped(tmp_path: Path) -> None:
     downloader = FakeDownloader()
     handler = TransferHandler(
