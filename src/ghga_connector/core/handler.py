@@ -30,6 +30,7 @@ from ghga_connector.core.ports import (
     UploaderBase,
     UploadJob,
     WorkPackageAccessorBase,
+    unique_temp_path,
 )
 from ghga_connector.core.stream import StreamDownloader
 from ghga_connector.core.tasks import run_bounded
@@ -69,15 +70,27 @@ def safe_file_name(accession: str, extension: str) -> str:
     return f"{accession}{extension or ''}"
 
 
-def _clear_stale_lock(target: Path) -> None:
-    """Remove the lock a killed process left beside a finished download, if it is free."""
-    path = download_lock_path(target)
-    if not path.exists():
+def _clear_leftovers(target: Path) -> None:
+    """Remove what a process killed right after finishing ``target`` left beside it.
+
+    That is its lock (and owner file), and the downloader's range journal
+    (``<name>.part.json``) if no ``.part`` file belongs to it any more. Only done while
+    holding the lock, so never under a process that is still writing.
+    """
+    lock_path = download_lock_path(target)
+    temp = unique_temp_path(target)
+    journal = temp.with_name(temp.name + ".json")
+    orphan = journal.exists() and not temp.exists()
+    if not lock_path.exists() and not orphan:
         return
-    lock = TransferLock(path)
+    lock = TransferLock(lock_path)
     with contextlib.suppress(TransferLockBusy, OSError):
         lock.acquire()
-        lock.release()
+        try:
+            if journal.exists() and not temp.exists():
+                journal.unlink()
+        finally:
+            lock.release()
 
 
 class TransferHandler:
@@ -336,7 +349,7 @@ class TransferHandler:
                 )
                 self._reporter.file_finished(outcomes[job.target])
                 if self._lock_downloads and not dry_run:
-                    _clear_stale_lock(job.target)
+                    _clear_leftovers(job.target)
             else:
                 planned.append(job)
         if dry_run:

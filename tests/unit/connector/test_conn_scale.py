@@ -277,7 +277,7 @@ async def test_download_target_locked_by_another_process_is_skipped(tmp_path: Pa
 
 
 @POSIX_ONLY
-async def test_lock_left_beside_a_finished_download_by_a_killed_process_is_removed(
+async def test_leftovers_beside_a_finished_download_of_a_killed_process_are_removed(
     tmp_path: Path,
 ) -> None:
     handler = TransferHandler(
@@ -291,13 +291,15 @@ async def test_lock_left_beside_a_finished_download_by_a_killed_process_is_remov
     )
     (job,) = await handler.download_plan(tmp_path, accessions=["GHGAF001"], decrypt=True)
     job.target.write_bytes(b"data")
-    holder = _hold(download_lock_path(job.target))  # killed after the rename, before release
+    (tmp_path / "GHGAF001.bam.part.json").write_text("{}\n1\n")  # its range journal
+    holder = _hold(download_lock_path(job.target))  # killed after the rename, before cleanup
     holder.send_signal(signal.SIGKILL)
     holder.wait(timeout=30)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         ".GHGAF001.bam.lock",
         ".GHGAF001.bam.lock.owner",
         "GHGAF001.bam",
+        "GHGAF001.bam.part.json",
     ]
     (outcome,) = await handler.download([job])
     assert outcome.outcome is Outcome.SKIPPED
