@@ -110,6 +110,15 @@ class AdminClient:
         """The sandbox's storage aliases (e.g. ``HD01``), from its Data Hub keys."""
         return list(self._call("GET", "/keys")["datahub_public_keys"])
 
+    def archived_sha256(self, accessions: list[str]) -> dict[str, str]:
+        """``{accession: SHA-256 of the decrypted content}`` of archived files (from status)."""
+        wanted = set(accessions)
+        return {
+            str(o["accession"]): str(o["decrypted_sha256"])
+            for o in self.status().get("drs_objects", [])
+            if o.get("accession") in wanted
+        }
+
     def status(self) -> dict[str, Any]:
         """The sandbox's status document."""
         return dict(self._call("GET", "/status"))
