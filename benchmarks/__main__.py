@@ -51,7 +51,8 @@ boto3 from the medians, plus the crypto floor (CPU-s per GiB on one core for Cry
 encryption/decryption and the digests the protocol needs). Every upload is checked by
 SHA-256 of its decrypted content, every output by SHA-256; a wrong answer is ok=false.
 
-Results: benchmarks/results/latest.json, latest.md, latest.png (the PNG needs matplotlib).
+Results: benchmarks/results/latest.json, latest.md, latest.png (the PNG needs matplotlib);
+--quick: benchmarks/results/quick/.
 Scratch data, the 4.0.1 venv and the SeaweedFS binary live under benchmarks/work/.
 """
 
@@ -166,8 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--results-dir",
         type=Path,
-        default=BENCH_DIR / "results",
-        help="where latest.json/.md/.png are written (default benchmarks/results)",
+        help="where latest.json/.md/.png are written (default benchmarks/results, "
+        "--quick: benchmarks/results/quick, so a quick run keeps the full run's files)",
     )
     parser.add_argument(
         "--work-dir",
@@ -221,7 +222,9 @@ def main(argv: list[str] | None = None) -> int:
             "reps": reps,
         }
     )
-    out = args.results_dir
+    out = args.results_dir or (
+        BENCH_DIR / "results" / "quick" if args.quick else BENCH_DIR / "results"
+    )
     out.mkdir(parents=True, exist_ok=True)
     rows, floors = results.rows, results.floors
     write_json(out / "latest.json", rows, floors, machine, results.skipped)
