@@ -30,7 +30,7 @@ ghga-sandbox backed by SeaweedFS, in one run.
 
 Cases (each uploaded and downloaded by every tool; download = fetch + decrypt to
 plaintext, boto3: plain download):
-  large          one 1 GiB file made by repeating a real BAM   (--quick: 256 MiB)
+  large          one 1 GiB file made by repeating a real BAM   (not in --quick; 256 MiB)
   xlarge         one 4 GiB random file                         (--quick: 1 GiB)
   xxlarge        one 16 GiB random file, ours and boto3 only; skipped with a printed
                  reason if the disk has too little room       (not in --quick)
@@ -39,7 +39,7 @@ plaintext, boto3: plain download):
                  --latency-ms to every API call (switched on at run time); boto3 never calls
                  the API, so its rows here are copied from `small` (marked reused_from)
   multi          one client with one 1 GiB random file, then 4 client processes at once,
-                 each with its own file and box/work package (--quick: 128 MiB files);
+                 each with its own file and box/work package (--quick: 64 MiB files);
                  ours and boto3 only: aggregate MB/s and per-client fairness
 
 Every case runs --reps times (default 3, --quick 1), the tool order rotated by one per
@@ -90,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help=f"smaller sizes (256 MiB, 1 GiB, {QUICK_SMALL_COUNT} x 8 MiB)",
+        help=f"smaller sizes and fewer cases (1 GiB, {QUICK_SMALL_COUNT} x 8 MiB, "
+        "4 clients x 64 MiB), 1 repetition",
     )
     parser.add_argument(
         "--cases",
@@ -141,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--multi-mib",
         type=int,
         metavar="MIB",
-        help="size of each client's file in the multi case (default 1024, --quick 128)",
+        help="size of each client's file in the multi case (default 1024, --quick 64)",
     )
     parser.add_argument(
         "--latency-ms",

@@ -296,7 +296,7 @@ class Summary:
     every repetition passed. Ratios use medians: ``ratio_vs_401`` / ``ratio_vs_boto3``
     are throughput ratios in the same case and direction, ``cpu_vs_floor`` divides the
     median CPU-s/GiB by the crypto floor of the direction, ``transport_cpu_s_per_gib``
-    subtracts it, ``vs_one_client`` divides a multi-client case's median aggregate MB/s
+    subtracts it (not for boto3, which does no crypto), ``vs_one_client`` divides a multi-client case's median aggregate MB/s
     by the same tool's median MB/s with one client on the same files.
     """
 
@@ -418,7 +418,8 @@ def summarize(rows: Sequence[Row], floors: Sequence[FloorRow] = ()) -> list[Summ
         cpu = s.median("cpu_s_per_gib")
         if s.direction in floor and cpu is not None:
             s.cpu_vs_floor = cpu / floor[s.direction]
-            s.transport_cpu_s_per_gib = cpu - floor[s.direction]
+            if s.tool != BOTO3:  # boto3 does no crypto: all its CPU is transport
+                s.transport_cpu_s_per_gib = cpu - floor[s.direction]
     _fill_vs_one_client(summaries)
     return summaries
 

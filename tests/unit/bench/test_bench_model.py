@@ -166,7 +166,7 @@ def test_case_names_and_the_shared_files_of_the_multi_client_cases() -> None:
     assert cases["small-latency"][0].name == "10x8MiB+50ms"
     assert cases["small-latency"][0].data_name == cases["small"][0].data_name
     one, four = cases["multi"]
-    assert (one.name, four.name) == ("1x128MiB/1client", "4x128MiB/4clients")
+    assert (one.name, four.name) == ("1x64MiB/1client", "4x64MiB/4clients")
     assert one.data_name == four.data_name  # the one client uses one of the four files
     assert one.runs(OURS) and one.runs(BOTO3) and not one.runs(V401)
     full = make_cases(quick=False, small_count=None, latency_ms=50)
