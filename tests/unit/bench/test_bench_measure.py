@@ -12,7 +12,7 @@ from benchmarks.measure import ProcResult, ServerUse, combine, run_measured, tre
 
 MIB = 1 << 20
 
-pytestmark = pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")
+pytestmark = pytest.mark.linux_only  # /proc, /bin/true
 
 
 @pytest.fixture
