@@ -197,6 +197,8 @@ def render(sizes: list[int], m: Measured) -> str:
 def from_results(path: Path) -> Measured:
     """Ours' medians from the largest one-client case that passed in a ``latest.json``."""
     data = json.loads(path.read_text())
+    if not isinstance(data, dict) or "results" not in data:
+        raise ValueError(f"{path}: not written by this harness (no 'results'); give the costs")
     found: dict[str, dict[str, object]] = {}
     for r in data["results"]:
         if r["tool"] != "ghga-connector" or not r["ok"] or r["files"] != 1 or r["clients"] != 1:
@@ -231,7 +233,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.results:
-        measured = from_results(args.results)
+        try:
+            measured = from_results(args.results)
+        except (OSError, ValueError, KeyError) as exc:
+            parser.exit(2, f"python -m benchmarks.paper: {exc}\n")
     else:
         given = (args.upload_cpu, args.download_cpu, args.upload_rss_mib, args.download_rss_mib)
         if None in given:

@@ -62,6 +62,9 @@ def machine_info(extra: dict[str, Any] | None = None) -> dict[str, Any]:
         "memory_gib": round(mem / (1 << 30), 1),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
+        "load_average": [round(x, 2) for x in os.getloadavg()]
+        if hasattr(os, "getloadavg")
+        else None,
     }
     info.update(extra or {})
     return info
