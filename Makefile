@@ -41,7 +41,7 @@ demo: install  ## upload, archive, download and decrypt the example files on a l
 bench: install  ## the full benchmark, 3 repetitions (over an hour on 2 cores; --reps 1: ~25 min)
 	$(BIN)/python -m benchmarks --reps 3
 
-bench-quick: install  ## a short benchmark, 1 repetition (under 4 minutes)
+bench-quick: install  ## a short benchmark, 1 repetition (about 3 minutes on 2 idle cores)
 	$(BIN)/python -m benchmarks --quick --reps 1
 
 clean:

@@ -58,7 +58,7 @@ Scratch data, the 4.0.1 venv and the SeaweedFS binary live under benchmarks/work
 
 EPILOG = """\
 examples:
-  python -m benchmarks --quick                  # under 4 minutes on 2 cores
+  python -m benchmarks --quick                  # about 3 minutes on 2 idle cores
   python -m benchmarks                          # the full run, 3 repetitions: over an hour
   python -m benchmarks --reps 1 --cases large,xlarge
   python -m benchmarks --quick --cases small --tools ghga-connector,boto3

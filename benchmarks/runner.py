@@ -63,6 +63,7 @@ __all__ = [
     "disk_needed",
     "make_cases",
     "run_benchmark",
+    "select_cases",
     "split",
 ]
 
@@ -127,6 +128,26 @@ def make_cases(
 def disk_needed(case: Case) -> int:
     """Free bytes a case needs on the work folder's disk (only the 16 GiB case is checked)."""
     return int(case.total_bytes * DISK_FACTOR_XXLARGE)
+
+
+def select_cases(
+    cases: Sequence[Case], free_bytes: int, work_dir: Path
+) -> tuple[list[Case], list[str]]:
+    """The cases that fit on the disk, and a printed reason for each one that does not.
+
+    Only the 16 GiB case is checked (the others need a few GiB at most).
+    """
+    kept: list[Case] = []
+    skipped: list[str] = []
+    for case in cases:
+        if case.key == "xxlarge" and free_bytes < disk_needed(case):
+            skipped.append(
+                f"{case.name} skipped: needs about {disk_needed(case) / GIB:.0f} GiB of free "
+                f"disk under {work_dir}, {free_bytes / GIB:.0f} GiB free"
+            )
+        else:
+            kept.append(case)
+    return kept, skipped
 
 
 @dataclass
@@ -509,18 +530,11 @@ def run_benchmark(opts: Options) -> Results:
     start = time.perf_counter()
     results = Results(floors=floor_rows(opts.floor_bytes, opts.log))
     tools = make_tools(opts.tools)
-    cases = []
-    for case in opts.cases:
-        free = shutil.disk_usage(opts.work_dir).free
-        if case.key == "xxlarge" and free < disk_needed(case):
-            reason = (
-                f"{case.name} skipped: needs about {disk_needed(case) / GIB:.0f} GiB of free "
-                f"disk under {opts.work_dir}, {free / GIB:.0f} GiB free"
-            )
-            opts.log(reason)
-            results.skipped.append(reason)
-        else:
-            cases.append(case)
+    cases, results.skipped = select_cases(
+        opts.cases, shutil.disk_usage(opts.work_dir).free, opts.work_dir
+    )
+    for reason in results.skipped:
+        opts.log(reason)
     try:
         with configuration(opts, fresh_volumes) as env:
             _run_cases(env, cases, tools, results.rows)

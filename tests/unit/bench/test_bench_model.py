@@ -177,3 +177,17 @@ def test_split_deals_files_to_clients() -> None:
     assert split([1, 2, 3, 4, 5], 4) == [[1, 5], [2], [3], [4]]
     assert split([1], 4) == [[1]]
     assert split([1, 2], 1) == [[1, 2]]
+
+
+def test_the_16_gib_case_is_skipped_with_a_reason_when_the_disk_is_too_small() -> None:
+    from pathlib import Path
+
+    from benchmarks.runner import select_cases
+
+    cases = make_cases(quick=False, small_count=None, latency_ms=50)
+    wanted = [*cases["xlarge"], *cases["xxlarge"]]
+    kept, skipped = select_cases(wanted, 77 * GIB, Path("/w"))
+    assert kept == cases["xlarge"]
+    assert skipped == ["1x16GiB skipped: needs about 120 GiB of free disk under /w, 77 GiB free"]
+    kept, skipped = select_cases(wanted, 200 * GIB, Path("/w"))
+    assert kept == wanted and skipped == []
