@@ -78,7 +78,8 @@ class Tool(Protocol):
     uploads: bool
     """False: the tool only downloads (our two-step download)."""
     calls_ghga_api: bool
-    """False: its rows in a case with API latency are copies of the case without."""
+    """False (boto3): it downloads what it uploaded itself, not the archived GHGA files, and
+    its rows in a case with API latency are copies of the case without."""
 
     def upload(self, env: Env, case: Case, inputs: Sequence[InputFile], tag: str) -> Uploaded:
         """Upload ``inputs`` (measured); ``tag`` makes folders and keys unique."""
