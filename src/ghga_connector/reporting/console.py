@@ -27,11 +27,19 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
+from rich.table import Table
 
 from ghga_connector.core.ports import ProgressReporter
 from ghga_connector.models import FileOutcome, Outcome
 
-__all__ = ["JsonReporter", "PlainReporter", "QuietReporter", "RichReporter", "outcome_json"]
+__all__ = [
+    "JsonReporter",
+    "PlainReporter",
+    "QuietReporter",
+    "RichReporter",
+    "outcome_json",
+    "print_table",
+]
 
 _STYLE = {"info": "", "warning": "yellow", "error": "bold red"}
 
@@ -207,3 +215,24 @@ class JsonReporter(QuietReporter):
         """Warnings and errors on standard error."""
         if level != "info":
             self.console.print(text, highlight=False, markup=False)
+
+
+#: Width used when the output is not a terminal: wide enough that no value is broken.
+PIPED_WIDTH = 4096
+
+
+def print_table(table: Table, *, stderr: bool = False, console: Console | None = None) -> None:
+    """Print ``table`` without cutting any value a user may copy (ids, accessions, URLs).
+
+    On a terminal, values that do not fit are folded onto further lines of their cell
+    (never shortened with "…"); when the output is piped or redirected, every row stays
+    on one line, however long.
+    """
+    for column in table.columns:
+        column.overflow = "fold"
+        column.no_wrap = False
+    if console is None:
+        console = Console(stderr=stderr, highlight=False)
+        if not console.is_terminal:
+            console = Console(stderr=stderr, highlight=False, width=PIPED_WIDTH)
+    console.print(table)
