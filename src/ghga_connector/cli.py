@@ -46,8 +46,8 @@ from ghga_connector.errors import (
     UserInputError,
 )
 from ghga_connector.inject import Session, open_session
-from ghga_connector.manifest import parse_manifest, plan_uploads
-from ghga_connector.models import FileOutcome, Outcome
+from ghga_connector.manifest import load_manifest, plan_uploads
+from ghga_connector.models import FileOutcome, FileUploadState, Outcome
 from ghga_connector.prompts import (
     passphrase_source,
     prompts_interactively,
@@ -427,14 +427,24 @@ def upload(
     ctx: typer.Context,
     files: Annotated[
         list[Path] | None,
-        typer.Argument(help="Files to upload; each keeps its file name as alias."),
+        typer.Argument(
+            metavar="FILE...", help="Files to upload; each keeps its file name as alias."
+        ),
     ] = None,
     manifest: Annotated[
         Path | None,
-        typer.Option("--manifest", "--tsv", help="TSV file of 'path<TAB>alias' lines."),
+        typer.Option(
+            "--manifest",
+            "--tsv",
+            metavar="TSV",
+            help="TSV file of 'path<TAB>alias' lines (a 'path<TAB>alias' header line is skipped).",
+        ),
     ] = None,
     alias: Annotated[
-        str | None, typer.Option("--alias", help="Alias for a single FILE (default: its name).")
+        str | None,
+        typer.Option(
+            "--alias", metavar="ALIAS", help="Alias for a single FILE (default: its name)."
+        ),
     ] = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace files already in the upload box.")
@@ -469,7 +479,7 @@ def upload(
         if manifest is not None and files:
             raise UserInputError("Give either FILE arguments or --manifest, not both.")
         if manifest is not None:
-            return parse_manifest(manifest)
+            return load_manifest(manifest)
         if not files:
             raise UserInputError(
                 "No files given.", hint="Name files to upload, or a --manifest TSV file."
@@ -508,7 +518,7 @@ def batch_upload(
 ) -> None:
     """Upload the files listed in a TSV file."""
     options = _options(ctx, debug)
-    listed = _execute(options, lambda: parse_manifest(tsv))
+    listed = _execute(options, lambda: load_manifest(tsv))
     credentials = Credentials(wpat_file, wpat, my_public_key_path, my_private_key_path)
     _upload(options, listed, credentials, overwrite=overwrite, dry_run=dry_run)
 
@@ -527,7 +537,12 @@ def download(
     ],
     file: Annotated[
         list[str] | None,
-        typer.Option("--file", help="Download only this accession (repeatable)."),
+        typer.Option(
+            "--file",
+            metavar="ACCESSION",
+            help="Download only this file: its accession (GHGAF…) as listed by "
+            "'ghga-connector ls' with the download token (repeatable).",
+        ),
     ] = None,
     decrypt: Annotated[
         bool,
@@ -656,6 +671,10 @@ def decrypt(
 @app.command("ls", epilog="Example:\n\n  ghga-connector ls --wpat-file upload.wpat")
 def list_files(
     ctx: typer.Context,
+    show_all: Annotated[
+        bool,
+        typer.Option("--all", help="Also list removed (cancelled) uploads of the upload box."),
+    ] = False,
     wpat_file: WpatFileOpt = None,
     wpat: WpatOpt = None,
     my_public_key_path: PublicKeyOpt = None,
@@ -685,6 +704,7 @@ def list_files(
                         for item in sorted(
                             await session.handler.list_uploads(), key=lambda i: i.alias
                         )
+                        if show_all or item.state is not FileUploadState.CANCELLED
                     ]
                 return await session.handler.download_listing()
 
