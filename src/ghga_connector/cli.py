@@ -276,6 +276,20 @@ def _load_keys(public: Path, private: Path, reporter: ProgressReporter) -> KeyPa
     return keys
 
 
+class _WarningsReporter(QuietReporter):
+    """Errors and warnings only: for commands that transfer nothing (ls, delete)."""
+
+    def message(self, text: str, *, level: str = "info") -> None:
+        """Warnings and errors on standard error."""
+        if level != "info":
+            self.console.print(text, highlight=False, markup=False)
+
+
+def _listing_reporter(options: GlobalOptions) -> ProgressReporter:
+    console = _err_console()
+    return QuietReporter(console) if options.quiet else _WarningsReporter(console)
+
+
 def _ignore(_: str) -> None:
     """Discard a message (used where the CLI already said it)."""
 
@@ -340,7 +354,7 @@ def _config(options: GlobalOptions) -> Config:
     config, path = load_config(options.config_file)
     options.config_origin = _config_origin(config, path)
     if options.debug:
-        logging.getLogger("ghga_connector.cli").debug("configuration: %s", options.config_origin)
+        _err_console().print(f"Configuration: {options.config_origin}", markup=False)
     return config
 
 
@@ -686,7 +700,7 @@ def list_files(
 
     def work() -> int:
         config = _config(options)
-        reporter = QuietReporter(_err_console())
+        reporter = _listing_reporter(options)
         credentials = Credentials(wpat_file, wpat, my_public_key_path, my_private_key_path)
         keys, token = credentials.load(reporter, config)
 
@@ -758,7 +772,7 @@ def delete(
         if (alias is None) == (file_id is None):
             raise UserInputError("Give exactly one of --alias or --file-id.")
         config = _config(options)
-        reporter = QuietReporter(_err_console())
+        reporter = _listing_reporter(options)
         credentials = Credentials(wpat_file, wpat, my_public_key_path, my_private_key_path)
         keys, token = credentials.load(reporter, config)
 

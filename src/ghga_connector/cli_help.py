@@ -46,6 +46,22 @@ def _tidy(command: Any) -> Any:
     for param in command.params:
         if _is_option(param) and param.is_flag and param.metavar is None:
             param.metavar = ""  # typer would show "<bool>"
+        elif (
+            getattr(param, "param_type_name", "") == "argument"
+            and param.metavar
+            and hasattr(param, "display_type_rich")
+        ):
+            # the metavar (e.g. FILE...) says it all; typer would add "<list[Path]>"
+            param.display_type_rich = lambda ctx: None
+    original = command.get_help_option
+
+    def get_help_option(ctx: Any) -> Any:
+        option = original(ctx)
+        if option is not None and option.metavar is None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = get_help_option
     command._ghga_tidy = True
     return command
 
