@@ -59,6 +59,7 @@ from ghga_connector.reporting.console import (
     PlainReporter,
     QuietReporter,
     RichReporter,
+    outcome_json,
     print_table,
 )
 
@@ -309,6 +310,11 @@ def _summary(
 ) -> int:
     """Print the final table; return the exit code (1 if any file failed)."""
     failed = [o for o in outcomes if o.outcome is Outcome.FAILED]
+    if options.json:
+        # a dry run's plan: its rows were not reported as finished files
+        for o in outcomes:
+            if o.outcome is Outcome.PLANNED:
+                sys.stdout.write(json.dumps(outcome_json(o)) + "\n")
     if not options.json and not options.quiet:
         table = Table(title=f"{verb} summary", title_justify="left")
         for column in ("file", "result", "size (bytes)", "MB/s", "note"):
