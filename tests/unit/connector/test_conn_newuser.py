@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import uuid
 from pathlib import Path
 
@@ -407,25 +406,45 @@ def test_swapped_private_key_in_decrypt(runner: CliRunner) -> None:
     assert "swap" in result.stderr
 
 
-def test_crypt4gh_log_lines_are_not_printed(runner: CliRunner) -> None:
-    import io
+_OPEN_FOREIGN_ENVELOPE = """
+import os, sys
+if sys.argv[1] == "cli":
+    import ghga_connector.cli
+from nacl.public import PrivateKey
+from ghga_connector.c4gh.envelope import EnvelopeError, make_envelope, open_envelope
+mine, other = PrivateKey.generate(), PrivateKey.generate()
+envelope = make_envelope(os.urandom(32), bytes(mine), bytes(other.public_key))
+try:
+    open_envelope(envelope, bytes(mine))
+except EnvelopeError:
+    print("refused")
+"""
 
-    from crypt4gh import lib as c4gh_lib
-    from crypt4gh.keys import get_private_key
 
-    _keys(Path("."))
-    other_public, other_private = _keys(Path("other"))
-    secret = get_private_key(str(other_private), lambda: "")
-    out = io.BytesIO()
-    c4gh_lib.encrypt(
-        [(0, secret, get_public_key(str(other_public)))], io.BytesIO(os.urandom(1000)), out
+@pytest.mark.parametrize("with_cli", [True, False])
+def test_crypt4gh_log_lines_are_not_printed(tmp_path: Path, with_cli: bool) -> None:
+    """A download envelope for another key: the connector's error only, no crypt4gh log.
+
+    In a subprocess, as the command runs (pytest's own log handlers would hide the
+    difference); without the CLI's logging set-up crypt4gh's line does appear.
+    """
+    import subprocess
+    import sys
+
+    script = tmp_path / "open.py"
+    script.write_text(_OPEN_FOREIGN_ENVELOPE)
+    done = subprocess.run(
+        [sys.executable, str(script), "cli" if with_cli else "library"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
-    Path("data").mkdir()
-    Path("data/GHGAF1.bam.c4gh").write_bytes(out.getvalue())
-    result = runner.invoke(app, ["decrypt", "--input-dir", "data"])
-    assert result.exit_code == 1
-    assert "X25519" not in result.output
-    assert "Packet Decryption failed" not in result.output
+    assert done.stdout.strip() == "refused"
+    if with_cli:
+        assert done.stderr == ""
+    else:
+        assert "X25519 Packet Decryption failed" in done.stderr
 
 
 def test_folder_argument_hints_at_manifest_or_glob(runner: CliRunner) -> None:
