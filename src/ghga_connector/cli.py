@@ -82,7 +82,8 @@ app = typer.Typer(
         "after download.\n\n"
         "Typical use:\n\n"
         "  ghga-connector upload --wpat-file upload.wpat sample1.bam sample2.bam\n\n"
-        "  ghga-connector download --wpat-file download.wpat --output-dir data --decrypt"
+        "  ghga-connector download --wpat-file download.wpat --output-dir data --decrypt\n\n"
+        "--json, --quiet, --debug and --config may also follow the command (ghga-connector ls --json)."
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
