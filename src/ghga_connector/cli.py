@@ -668,6 +668,7 @@ def decrypt(
             raise InputFileError(f"There are no .c4gh files in {str(input_dir)!r}.")
         config = _config(options)
         reporter = _reporter(options)
+        # only the private key is needed ("-" stands in for the public one)
         _, private = _key_paths(config, Path("-"), my_private_key_path)
         secret = load_private_key(private, passphrase_source(private))
         outcomes = []
