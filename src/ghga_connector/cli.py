@@ -690,6 +690,16 @@ def decrypt(
     raise typer.Exit(_execute(options, work))
 
 
+def _ls_cell(row: dict[str, Any], key: str) -> str:
+    """One cell of the ``ls`` table (``--json`` keeps the raw values)."""
+    value = row[key]
+    if key == "staged" and isinstance(value, bool):
+        return "yes" if value else "no (being staged)"
+    if value is None:
+        return "known once staged" if key == "size" and row.get("staged") is False else ""
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
 @app.command("ls", epilog="Example:\n\n  ghga-connector ls --wpat-file upload.wpat")
 def list_files(
     ctx: typer.Context,
@@ -740,12 +750,7 @@ def list_files(
             for column in rows[0]:
                 table.add_column(column)
             for row in rows:
-                table.add_row(
-                    *(
-                        "" if v is None else f"{v:,}" if isinstance(v, int) else str(v)
-                        for v in row.values()
-                    )
-                )
+                table.add_row(*(_ls_cell(row, key) for key in row))
             print_table(table)
         else:
             Console().print("No files.")

@@ -127,6 +127,12 @@ def test_dry_runs_after_archival(sandbox: Any) -> None:
     assert late.returncode == 1, late.stdout + late.stderr
     assert "archived" in late.stderr
 
+    # not staged yet: ls says so instead of an empty size (asking starts staging)
+    listing = connector("ls", "--wpat-file", "download.wpat", cwd=cwd)
+    assert listing.returncode == 0, listing.stderr
+    assert "no (being staged)" in listing.stdout
+    assert "known once staged" in listing.stdout
+
     [accession] = [o["accession"] for o in sandbox.status()["drs_objects"]]
     assert sandbox.admin("POST", f"/objects/{accession}/stage").status_code < 300
     plan = connector(
