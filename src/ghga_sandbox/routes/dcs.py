@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from ghga_sandbox.c4gh import make_envelope
+from ghga_sandbox.c4gh import make_envelope, make_envelope_two_packets
 from ghga_sandbox.errors import DomainError, domain_error_handler
 from ghga_sandbox.routes.auth import work_order_dependency
 from ghga_sandbox.runtime import Runtime
@@ -97,8 +97,16 @@ def create_dcs_app(runtime: Runtime) -> FastAPI:
         url = runtime.storage.presign_get(
             bucket_name(obj.storage_alias, "outbox"), obj.object_id, expiry
         )
+        body = drs_object_body(runtime, obj, url)
+        if runtime.faults.take("drs_no_checksum"):
+            body["checksums"] = []
+        elif runtime.faults.take("drs_wrong_checksum"):
+            real = obj.decrypted_sha256
+            body["checksums"] = [
+                {"checksum": real[:-1] + ("0" if real[-1] != "0" else "1"), "type": "sha-256"}
+            ]
         return JSONResponse(
-            drs_object_body(runtime, obj, url),
+            body,
             headers={"Cache-Control": f"max-age={runtime.settings.download_url_expiry}, private"},
         )
 
@@ -109,11 +117,13 @@ def create_dcs_app(runtime: Runtime) -> FastAPI:
         secret = runtime.state.get_secret(obj.secret_id)
         if secret is None:
             raise DomainError(500, "internalServerError", "The file secret could not be retrieved.")
-        envelope = make_envelope(
-            secret,
-            runtime.state.central_key().secret,
-            decode_public_key(work_order.user_public_crypt4gh_key),
-        )
+        user_key = decode_public_key(work_order.user_public_crypt4gh_key)
+        if runtime.faults.take("envelope_two_packets"):
+            envelope = make_envelope_two_packets(
+                secret, runtime.state.central_key().secret, user_key
+            )
+        else:
+            envelope = make_envelope(secret, runtime.state.central_key().secret, user_key)
         return JSONResponse(
             base64.b64encode(envelope).decode("ascii"), headers={"Cache-Control": "no-store"}
         )
