@@ -51,10 +51,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def http_json(method: str, url: str, body: Any = None, timeout: float = 60.0) -> tuple[int, Any]:
+def http_json(
+    method: str,
+    url: str,
+    body: Any = None,
+    timeout: float = 60.0,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, Any]:
     """One HTTP request with an optional JSON body; returns (status, decoded JSON or text)."""
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method)
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     if data is not None:
         req.add_header("Content-Type", "application/json")
     try:
@@ -215,6 +221,8 @@ class Sandbox:
     s3: str = "moto"
     api_latency_ms: int = 0
     staging_delay: float = 0.0
+    log_level: str = "warning"
+    """``info`` makes uvicorn write one access-log line per request (counted as API calls)."""
     proc: subprocess.Popen[bytes] | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -264,6 +272,8 @@ class Sandbox:
             str(self.api_latency_ms),
             "--staging-delay",
             str(self.staging_delay),
+            "--log-level",
+            self.log_level,
         ]
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
