@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 from dotenv import dotenv_values
@@ -125,11 +126,27 @@ class Config(BaseSettings):
         description="Folder for the journals of unfinished uploads (created readable by "
         "you only). Default: .ghga_connector in your home folder.",
     )
+    proxy: str | None = Field(
+        default=None,
+        description="Proxy URL (http:// or https://, optionally with user:password@) for "
+        "every request, to GHGA and to the object storage. Without it HTTPS_PROXY, "
+        "HTTP_PROXY and ALL_PROXY are used; NO_PROXY always names hosts reached directly.",
+    )
     ca_bundle: Path | None = Field(
         default=None,
         description="A PEM file of extra certificate authorities to trust (TLS is always "
         "verified; SSL_CERT_FILE is also honoured).",
     )
+
+    @field_validator("proxy")
+    @classmethod
+    def _check_proxy(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host name")
+        return value
 
     @field_validator("client_retry_status_codes")
     @classmethod

@@ -29,6 +29,7 @@ from ghga_connector.adapters.responses import (
     server_error,
     url_host,
 )
+from ghga_connector.adapters.retry import staging_wait
 from ghga_connector.errors import (
     FileNotDownloadableError,
     ServerResponseError,
@@ -44,6 +45,7 @@ from ghga_connector.models import (
 )
 
 __all__ = [
+    "BodyBrokenError",
     "DcsClient",
     "ObjectStorageClient",
     "PresignedUrlExpired",
@@ -356,11 +358,7 @@ class DcsClient:
                 timeout=httpx.Timeout(310.0, connect=10.0),
             )
         if response.status_code == 202:
-            try:
-                retry_after = float(int(response.headers["Retry-After"]))
-            except (KeyError, ValueError):
-                retry_after = 5.0
-            return Staging(retry_after)
+            return Staging(staging_wait(response.headers.get("Retry-After")))
         if response.status_code != 200:
             raise server_error(
                 response, f"Requesting {accession}", error_class=FileNotDownloadableError
@@ -448,6 +446,10 @@ class PresignedUrlExpired(Exception):
     """S3 answered 403 to a presigned URL: it expired; get a new one."""
 
 
+class BodyBrokenError(ServiceUnreachableError):
+    """An object body broke off after its headers arrived (retried per range, with backoff)."""
+
+
 class ObjectStorageClient:
     """S3 through presigned URLs (contract §3.5). URLs are never logged or shown."""
 
@@ -483,8 +485,9 @@ class ObjectStorageClient:
 
         Raises:
             PresignedUrlExpired: 403.
-            ServiceUnreachableError: network failure or stalled body.
-            ServerResponseError: another status, or a body of the wrong length.
+            ServiceUnreachableError: no answer after the transport's retries.
+            BodyBrokenError: the body broke off or was short (retry the range).
+            ServerResponseError: another status, or too many bytes.
         """
         expected = stop - start
         target = f"the object storage at {url_host(url)}"
@@ -505,19 +508,25 @@ class ObjectStorageClient:
                 if response.status_code == 200 and start != 0:
                     raise ServerResponseError("The object storage ignored the byte range.")
                 received = 0
-                async for chunk in response.aiter_raw():
-                    end = received + len(chunk)
-                    if end > expected:
-                        if response.status_code == 200:
-                            chunk = chunk[: expected - received]
-                            end = expected
-                        else:
-                            raise ServerResponseError("The object storage sent too many bytes.")
-                    into[received:end] = chunk
-                    received = end
-                    if received == expected and response.status_code == 200:
-                        break
+                try:
+                    async for chunk in response.aiter_raw():
+                        end = received + len(chunk)
+                        if end > expected:
+                            if response.status_code == 200:
+                                chunk = chunk[: expected - received]
+                                end = expected
+                            else:
+                                raise ServerResponseError("The object storage sent too many bytes.")
+                        into[received:end] = chunk
+                        received = end
+                        if received == expected and response.status_code == 200:
+                            break
+                except httpx.TransportError as error:
+                    raise BodyBrokenError(
+                        f"The download from {url_host(url)} broke off after {received} of "
+                        f"{expected} bytes ({type(error).__name__})."
+                    ) from None
         if received != expected:
-            raise ServiceUnreachableError(
+            raise BodyBrokenError(
                 f"The download from {url_host(url)} broke off after {received} of {expected} bytes."
             )
