@@ -122,11 +122,14 @@ class FileStager(FileStagerBase):
             result = await self._dcs.get_drs_object(accession, token)
             if isinstance(result, DrsObject):
                 return result
-            wait = max(result.retry_after, 0.5)
-            if self._clock() + wait > deadline:
+            # The Retry-After is clamped (adapters/retry.py); the last wait ends at the
+            # deadline, where one more check is made.
+            left = deadline - self._clock()
+            if left <= 0:
                 raise StagingTimeoutError(
                     f"{accession} was not ready for download within {self._max_wait:.0f} seconds."
                 )
+            wait = min(max(result.retry_after, 0.5), left)
             # A visible countdown, one update per second.
             remaining = wait
             while remaining > 0:

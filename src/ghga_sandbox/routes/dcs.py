@@ -85,13 +85,16 @@ def create_dcs_app(runtime: Runtime) -> FastAPI:
     def get_drs_object(object_id: str, work_order: Download, request: Request) -> Response:
         """202 + ``Retry-After`` until staged, then 200 DRS object with a fresh URL."""
         obj = lookup(object_id, work_order)
+        staged = runtime.stager.poll(obj.accession)  # starts staging, forced 202 or not
         forced = runtime.faults.take("dcs_force_202")
-        if forced or not runtime.stager.poll(obj.accession):
-            retry_after = retry_after_seconds(obj.decrypted_size, runtime.settings.retry_after)
+        if forced or not staged:
+            retry_after = runtime.faults.take_dcs_retry_after() or str(
+                retry_after_seconds(obj.decrypted_size, runtime.settings.retry_after)
+            )
             return JSONResponse(
                 None,
                 status_code=202,
-                headers={"Retry-After": str(retry_after), "Cache-Control": "no-store"},
+                headers={"Retry-After": retry_after, "Cache-Control": "no-store"},
             )
         expiry = runtime.faults.url_expiry("download", runtime.settings.download_url_expiry)
         url = runtime.storage.presign_get(

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import pytest
 from tests.unit.connector.test_conn_handler import (
     DOWNLOAD_PACKAGE,
     FakeAccessor,
@@ -21,11 +22,13 @@ from tests.unit.connector.test_conn_handler import (
 from tests.unit.connector.test_conn_pipeline import EnvelopeDcs
 
 from ghga_connector.adapters.http import make_http_client, retry_policy
-from ghga_connector.adapters.services import ObjectStorageClient
+from ghga_connector.adapters.retry import staging_wait
+from ghga_connector.adapters.services import ObjectStorageClient, Staging
 from ghga_connector.c4gh.keys import KeyPair
 from ghga_connector.config import Config
-from ghga_connector.core.download import RANGE_ATTEMPTS, Downloader
+from ghga_connector.core.download import RANGE_ATTEMPTS, Downloader, FileStager
 from ghga_connector.core.ports import DownloadJob
+from ghga_connector.errors import StagingTimeoutError
 from ghga_connector.models import DrsObject, Outcome
 
 S3_URL = "http://s3.test/bucket/object?X-Amz-Signature=secret"
@@ -114,3 +117,57 @@ async def test_body_broken_mid_way_is_retried_with_backoff(
     assert len(sleeps) == RANGE_ATTEMPTS - 1
     assert all(wait >= 1.0 for wait in sleeps)
     assert sleeps == sorted(sleeps)
+
+
+class StagingDcs:
+    """Duck-typed DcsClient: 202 answers (``Staging``) from a script, then the object."""
+
+    def __init__(self, waits: list[float]) -> None:
+        self.waits = list(waits)
+        self.calls = 0
+
+    async def get_drs_object(self, accession: str, token: object) -> DrsObject | Staging:
+        self.calls += 1
+        if self.waits:
+            return Staging(self.waits.pop(0))
+        return DrsObject(accession=accession, download_url=S3_URL, size=SIZE)
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def _stager(dcs: StagingDcs, fake: FakeTime, max_wait: float) -> FileStager:
+    return FileStager(
+        accessor=FakeAccessor(DOWNLOAD_PACKAGE),
+        dcs=dcs,  # type: ignore[arg-type]
+        reporter=FakeReporter(),
+        max_wait_time=max_wait,
+        clock=fake.clock,
+        sleep=fake.sleep,
+    )
+
+
+async def test_a_huge_staging_wait_ends_at_the_deadline_with_one_more_check() -> None:
+    """A 202 with ``Retry-After: 1e12`` (clamped to 300 s) does not end the wait at once:
+    the stager waits until ``max_wait_time`` and asks once more."""
+    dcs, fake = StagingDcs([staging_wait("1e12")]), FakeTime()
+    drs = await _stager(dcs, fake, max_wait=20).staged_object("GHGAF001")
+    assert drs.accession == "GHGAF001"
+    assert (dcs.calls, sum(fake.slept)) == (2, 20.0)
+
+
+async def test_staging_gives_up_at_max_wait_time() -> None:
+    dcs, fake = StagingDcs([staging_wait("nan")] * 100), FakeTime()
+    with pytest.raises(StagingTimeoutError, match="within 12 seconds"):
+        await _stager(dcs, fake, max_wait=12).staged_object("GHGAF001")
+    assert sum(fake.slept) == 12.0  # 5 s (nan → default), 5 s, then the last 2 s
