@@ -35,6 +35,7 @@ from benchmarks.data import InputFile, make_bam_repeat, make_random, verify_outp
 from benchmarks.measure import ProcResult, combine, run_measured
 from benchmarks.sandbox_admin import AdminClient, ArchivedFile, raw_public_key
 from benchmarks.servers import S3_ACCESS_KEY, S3_SECRET_KEY, Sandbox, SeaweedFS, ensure_venv
+from ghga_sandbox.bootstrap import read_admin_token
 
 __all__ = [
     "BOTO3",
@@ -325,7 +326,11 @@ def configuration(opts: Options) -> Iterator[Env]:
             staging_delay=0.0,
         )
         sandbox.start()
-        admin = AdminClient(sandbox.url, raw_public_key(sandbox.state_dir / "user.pub"))
+        admin = AdminClient(
+            sandbox.url,
+            raw_public_key(sandbox.state_dir / "user.pub"),
+            read_admin_token(sandbox.state_dir),
+        )
         env = Env(opts, sandbox, admin, label, weed=weed)
         env.part_size, env.concurrency = _our_transfer_settings(env)
         if weed is not None:  # as after every case: no upload waits for volume growth

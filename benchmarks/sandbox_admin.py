@@ -43,13 +43,16 @@ class AdminError(RuntimeError):
 
 @dataclass
 class AdminClient:
-    """Calls ``{sandbox_url}/admin/...`` for one user key."""
+    """Calls ``{sandbox_url}/admin/...`` for one user key, with the sandbox's admin token
+    (``admin.token`` in its state directory)."""
 
     base_url: str
     user_public_key: str
+    admin_token: str
 
     def _call(self, method: str, path: str, body: Any = None, timeout: float = 60.0) -> Any:
-        status, data = http_json(method, f"{self.base_url}/admin{path}", body, timeout)
+        headers = {"Authorization": f"Bearer {self.admin_token}"}
+        status, data = http_json(method, f"{self.base_url}/admin{path}", body, timeout, headers)
         if status >= 300:
             raise AdminError(f"{method} /admin{path} -> {status}: {str(data)[:300]}")
         return data

@@ -51,10 +51,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def http_json(method: str, url: str, body: Any = None, timeout: float = 60.0) -> tuple[int, Any]:
+def http_json(
+    method: str,
+    url: str,
+    body: Any = None,
+    timeout: float = 60.0,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, Any]:
     """One HTTP request with an optional JSON body; returns (status, decoded JSON or text)."""
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method)
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     if data is not None:
         req.add_header("Content-Type", "application/json")
     try:

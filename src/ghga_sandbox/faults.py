@@ -18,6 +18,8 @@ Switches:
 * ``url_expiry``: the next ``count`` presigned URLs (``upload``, ``download`` or
   ``any``) expire after ``seconds`` instead of the configured lifetime.
 * ``access_check_error``: the next N WPS access checks fail ("Failed to check …").
+* ``dcs_missing_secret``: the next N DCS envelope requests find no file secret (500
+  ``internalServerError`` "Internal Server Error.", as the real DCS answers).
 * ``drop_connections``: the next ``count`` presigned object GETs/PUTs (optionally only
   one method) are cut after ``after_bytes`` bytes of the body: a GET response declares
   its full ``Content-Length`` and the connection is closed after ``after_bytes``; a PUT
@@ -119,6 +121,7 @@ class FaultSettings(BaseModel):
     size_mismatch: int = Field(default=0, ge=0)
     url_expiry: UrlExpiryRule | None = None
     access_check_error: int = Field(default=0, ge=0)
+    dcs_missing_secret: int = Field(default=0, ge=0)
     drop_connections: DropRule | None = None
     api_latency_ms: int | None = Field(
         default=None,
@@ -138,6 +141,7 @@ class FaultPlan:
         self._url_expiry: UrlExpiryRule | None = None
         self._drops: list[DropRule] = []
         self._dcs_retry_after: RetryAfterRule | None = None
+        self._fault_request_ids: list[str] = []
         self._api_latency_ms: int | None = None
         self.injected: Counter[str] = Counter()
 
@@ -145,7 +149,13 @@ class FaultPlan:
         """Add the given switches to the plan."""
         with self._lock:
             self._rules.extend(rule.model_copy() for rule in settings.status_rules)
-            for name in ("dcs_force_202", "etag_mismatch", "size_mismatch", "access_check_error"):
+            for name in (
+                "dcs_force_202",
+                "etag_mismatch",
+                "size_mismatch",
+                "access_check_error",
+                "dcs_missing_secret",
+            ):
                 self._counts[name] += getattr(settings, name)
             if settings.url_expiry is not None:
                 self._url_expiry = settings.url_expiry.model_copy()
@@ -187,6 +197,11 @@ class FaultPlan:
                 self.injected[f"status:{service}:{rule.status}"] += 1
                 return rule
         return None
+
+    def record_request_id(self, request_id: str) -> None:
+        """Remember the ``X-Request-Id`` of an injected status answer (the last 100)."""
+        with self._lock:
+            self._fault_request_ids = [*self._fault_request_ids[-99:], request_id]
 
     def take_s3_fault(self, method: str) -> tuple[int, int | None] | None:
         """:class:`~ghga_sandbox.storage.PresignGuard` hook for ``service="s3"`` rules."""
@@ -240,7 +255,10 @@ class FaultPlan:
             return rule.seconds
 
     def snapshot(self) -> dict[str, object]:
-        """Armed switches and fired counters, for ``/admin/status`` and ``/admin/faults``."""
+        """Armed switches, fired counters and the injected answers' request ids.
+
+        For ``/admin/status`` and ``/admin/faults``; request ids oldest first.
+        """
         with self._lock:
             armed: dict[str, object] = {
                 "status_rules": [rule.model_dump() for rule in self._rules],
@@ -252,4 +270,8 @@ class FaultPlan:
                 armed["dcs_retry_after"] = self._dcs_retry_after.model_dump()
             if self._api_latency_ms is not None:  # only while it replaces --api-latency-ms
                 armed["api_latency_ms"] = self._api_latency_ms
-            return {"armed": armed, "injected": dict(self.injected)}
+            return {
+                "armed": armed,
+                "injected": dict(self.injected),
+                "request_ids": list(self._fault_request_ids),
+            }

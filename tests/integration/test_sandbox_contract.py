@@ -320,6 +320,22 @@ def test_request_id_is_echoed(api: Api) -> None:
     assert response.headers["X-Request-Id"] == request_id
 
 
+@pytest.mark.parametrize("sent", [None, "", "abc", "not-a-uuid-" + "x" * 30])
+def test_every_answer_has_a_request_id(api: Api, sent: str | None) -> None:
+    """Issue 15 (1): like ghga-service-commons, a missing or invalid X-Request-Id is
+    replaced by a new UUID4, on every service and on errors too."""
+    headers = {} if sent is None else {"X-Request-Id": sent}
+    for url in (
+        f"{api.sb.wkvs_api_url}/values",
+        f"{api.sb.wps_api_url}/health",
+        f"{api.sb.ucs_api_url}/boxes/{uuid.uuid4()}/uploads",  # 401
+        f"{api.sb.dcs_api_url}/objects/GHGAF1",  # 401
+    ):
+        answered = httpx.get(url, headers=headers).headers["X-Request-Id"]
+        assert UUID4.match(answered), url
+        assert answered != sent
+
+
 # --- 3-7: WPAT, WPS and WOTs ----------------------------------------------------------------
 
 
@@ -484,12 +500,18 @@ def test_ucs_and_dcs_authentication(api: Api) -> None:
             response = httpx.get(url, headers=headers)
             assert response.status_code == 401
             assert response.json() == {"detail": "Not authenticated"}
-            assert response.headers["WWW-Authenticate"] == "Bearer"
+            # issue 15 (2): UCS uses HTTPBearer(auto_error=False) and its own 401
+            if url.startswith(api.sb.ucs_api_url):
+                assert "WWW-Authenticate" not in response.headers
+            else:
+                assert response.headers["WWW-Authenticate"] == "Bearer"
+    wps = api.wps("GET", f"/work-packages/{pkg.id}", None)
+    assert (wps.status_code, wps.headers["WWW-Authenticate"]) == (401, "Bearer")
     view = api.wot(pkg, "view")
     assert api.ucs("GET", path, view).status_code == 200
     invalid = {"detail": "Invalid authentication credentials"}
     tampered = view[:-4] + ("AAAA" if not view.endswith("AAAA") else "BBBB")
-    expired = api.mint({"work_type": "view", "box_id": pkg.fub_id}, lifetime=-5)
+    expired = api.mint({"work_type": "view", "box_id": pkg.fub_id}, lifetime=-65)
     wrong_type = api.wot(pkg, "create", alias="x")
     non_uuid4 = api.mint({"work_type": "view", "box_id": str(uuid.uuid1())})
     bad_key = api.mint(
@@ -511,7 +533,7 @@ def test_ucs_and_dcs_authentication(api: Api) -> None:
     dcs_claims = {"work_type": "download", "file_id": str(uuid.uuid4()), "accession": "GHGAF1"}
     for token in (
         view,
-        api.mint(dcs_claims, lifetime=-5),
+        api.mint(dcs_claims, lifetime=-65),
         api.mint({**dcs_claims, "file_id": str(uuid.uuid1())}),
     ):
         response = api.dcs("/objects/GHGAF1", token)
@@ -564,8 +586,13 @@ def test_listing_pages_and_sorts_by_alias(api: Api) -> None:
     assert set(item) == expected
     descending = api.listing(pkg, sort="-alias").json()
     assert [i["alias"] for i in descending["items"]] == ["c.bam", "b.bam", "a.bam"]
-    assert_domain_error(api.listing(pkg, limit=1001), 422, "paginationError")
-    assert_domain_error(api.listing(pkg, skip=-1), 422, "paginationError")
+    # issue 15 (5): bad paging parameters are FastAPI's own 422, not paginationError
+    for params in ({"limit": 1001}, {"limit": -1}, {"skip": -1}, {"skip": "x"},
+                   {"sort": "nope"}, {"sort": "alias,"}, {"sort": "--alias"}):  # fmt: skip
+        bad = api.listing(pkg, **params)
+        assert bad.status_code == 422, params
+        assert isinstance(bad.json()["detail"], list), params
+    assert api.listing(pkg, sort="-state,alias").status_code == 200
     unknown_box = api.ucs(
         "GET",
         f"/boxes/{(box := str(uuid.uuid4()))}/uploads",

@@ -29,7 +29,7 @@ import httpx
 from ghga_connector.adapters.network import pooled_transport
 from ghga_connector.adapters.retry import RetryPolicy, RetryStats, RetryTransport, Sleep
 from ghga_connector.config import Config
-from ghga_connector.errors import ConfigurationError, ServerResponseError
+from ghga_connector.errors import ConfigurationError, ServerResponseError, request_id_note
 
 __all__ = [
     "MAX_API_BODY",
@@ -108,6 +108,12 @@ class BoundedResponseTransport(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
+def _shown_request_id(response: httpx.Response, request: httpx.Request) -> str:
+    """The server's ``X-Request-Id`` (else the one sent), if it is safe to print."""
+    request_id = response.headers.get("X-Request-Id") or request.headers.get("X-Request-Id")
+    return request_id if request_id_note(request_id) else "-"
+
+
 class LoggingTransport(httpx.AsyncBaseTransport):
     """Logs each attempt at DEBUG level (``--debug``): method, host and path, status, time.
 
@@ -140,7 +146,7 @@ class LoggingTransport(httpx.AsyncBaseTransport):
             where,
             response.status_code,
             time() - started,
-            request.headers.get("X-Request-Id", "-"),
+            _shown_request_id(response, request),
         )
         return response
 

@@ -6,6 +6,7 @@ object is looked up by the WOT's ``file_id``.
 """
 
 import base64
+import json
 import logging
 from typing import Annotated, Any
 
@@ -53,7 +54,7 @@ def drs_object_body(runtime: Runtime, obj: DrsObject, url: str) -> dict[str, Any
     return {
         "access_methods": [{"access_url": {"url": url}, "type": "s3"}],
         "checksums": [{"checksum": obj.decrypted_sha256, "type": "sha-256"}],
-        "created_time": obj.creation_date.isoformat().replace("+00:00", "Z"),
+        "created_time": obj.creation_date.isoformat(),  # "+00:00", as pydantic writes it
         "id": obj.accession,
         "self_uri": f"{runtime.settings.drs_server_uri}{obj.accession}",
         "size": obj.encrypted_size,
@@ -100,8 +101,9 @@ def create_dcs_app(runtime: Runtime) -> FastAPI:
         url = runtime.storage.presign_get(
             bucket_name(obj.storage_alias, "outbox"), obj.object_id, expiry
         )
-        return JSONResponse(
-            drs_object_body(runtime, obj, url),
+        # like DCS 10.1.2: a plain Response of the JSON text, so no Content-Type header
+        return Response(
+            content=json.dumps(drs_object_body(runtime, obj, url)),
             headers={"Cache-Control": f"max-age={runtime.settings.download_url_expiry}, private"},
         )
 
@@ -110,8 +112,10 @@ def create_dcs_app(runtime: Runtime) -> FastAPI:
         """Bare JSON string: base64 124-byte header for the WOT's user key."""
         obj = lookup(object_id, work_order)
         secret = runtime.state.get_secret(obj.secret_id)
+        if runtime.faults.take("dcs_missing_secret"):
+            secret = None
         if secret is None:
-            raise DomainError(500, "internalServerError", "The file secret could not be retrieved.")
+            raise DomainError(500, "internalServerError", "Internal Server Error.")
         envelope = make_envelope(
             secret,
             runtime.state.central_key().secret,
