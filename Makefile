@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test unit integration lint demo bench bench-quick docs clean
+.PHONY: install test unit integration lint mutation demo bench bench-quick docs clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -27,6 +27,11 @@ lint: install  ## ruff, formatting and mypy
 	$(BIN)/ruff format --check src tests benchmarks examples
 	$(BIN)/mypy src/ghga_connector
 
+mutation: install  ## mutation testing of core/, c4gh/ and adapters/ against the unit tests (mutmut; long)
+	rm -rf mutants
+	$(BIN)/mutmut run
+	$(BIN)/mutmut results
+
 docs: install  ## regenerate docs/configuration.md from the settings model
 	$(BIN)/python -m ghga_connector.docs_gen > docs/configuration.md
 
@@ -40,4 +45,4 @@ bench-quick: install  ## a short benchmark (about 3 minutes)
 	$(BIN)/python -m benchmarks --quick
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache mutants

@@ -145,8 +145,17 @@ class FileOutcome:
     message: str = ""
     path: Path | None = None
     details: dict[str, str | int | float | None] = field(default_factory=dict)
+    #: Plaintext bytes moved over the network in this run (``None``: all of ``size``);
+    #: less than ``size`` when a resumed transfer skipped what was already stored.
+    transferred: int | None = None
 
     @property
     def throughput(self) -> float:
-        """Bytes per second of plaintext, 0 if not measured."""
-        return self.size / self.seconds if self.seconds > 0 else 0.0
+        """Bytes per second of plaintext moved in this run; 0 unless the file is ``done``.
+
+        A failed or skipped file, and a resumed one that moved nothing, have no speed.
+        """
+        moved = self.size if self.transferred is None else self.transferred
+        if self.outcome is not Outcome.DONE or self.seconds <= 0 or moved <= 0:
+            return 0.0
+        return moved / self.seconds

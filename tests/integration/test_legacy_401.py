@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pty
 import re
 import select
 import subprocess
@@ -24,7 +23,7 @@ import pytest
 
 from ghga_sandbox.bootstrap import read_user_public_key
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.posix_only]  # a pseudo-terminal
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
@@ -113,6 +112,8 @@ class PtySession:
 
     def __init__(self, argv: list[str], cwd: Path, timeout: float = 60.0) -> None:
         self.timeout = timeout
+        import pty  # POSIX only (the module is marked posix_only)
+
         self.master, slave = pty.openpty()
         env = {k: v for k, v in os.environ.items() if not k.startswith("GHGA_CONNECTOR_")}
         env.update({"TERM": "xterm", "COLUMNS": "200", "LINES": "50"})

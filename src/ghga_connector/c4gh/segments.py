@@ -5,11 +5,22 @@ A Crypt4GH body is a sequence of segments: 65,536 plaintext bytes become
 segment is shorter. Segments are independent, so any part of the stream can be built
 or checked on its own, in parallel threads (the AEAD and hashlib release the GIL).
 
-Nonces: each segment's 12-byte nonce is ``BLAKE2b(key=data secret, segment index)``.
-They are pseudo-random and unique within a file (the data secret is fresh per file), as
-the Crypt4GH specification requires, and deterministic: a part rebuilt after a retry or
-on resume is byte-identical, so its checksums and ETag stay valid. Readers need nothing
-special: the nonce is stored in front of each segment as usual.
+Nonces: each segment's 12-byte nonce is
+``BLAKE2b(key=K, segment index ‖ SHA-256(segment plaintext))`` with ``K`` a key derived
+from the file's data secret (a synthetic nonce, as in SIV modes). Consequences:
+
+* a segment rebuilt from the same bytes (a retried part, a resumed upload) is
+  byte-identical, so its checksums and ETag stay valid;
+* different plaintext at the same index gets a different nonce, so a file that changed
+  between an interrupted upload and its resume can never make a ChaCha20-Poly1305 key
+  and nonce encrypt two different plaintexts (which would leak their XOR);
+* nonces are unique within a file (the index is hashed in), as the Crypt4GH
+  specification requires. Readers need nothing special: the nonce is stored in front of
+  each segment as usual.
+
+The per-segment SHA-256 also yields a *plaintext fingerprint* per upload part
+(:func:`part_fingerprint`), which the resume journal keeps so that a resumed upload
+can prove the stored parts still match the file.
 """
 
 from __future__ import annotations
@@ -39,10 +50,12 @@ __all__ = [
     "ThreadBuffers",
     "build_upload_part",
     "hash_part_plaintext",
+    "part_fingerprint",
 ]
 
 _NONCE_SIZE = 12
 _NONCE_PERSON = b"ghga-c4gh-nonce"
+_NONCE_KEY_PERSON = b"ghga-c4gh-nkey"
 
 
 class SegmentAuthenticationError(ValueError):
@@ -50,7 +63,7 @@ class SegmentAuthenticationError(ValueError):
 
 
 class SourceChangedError(ValueError):
-    """The file being uploaded became shorter while it was read."""
+    """The file being uploaded changed while it was read (it became shorter)."""
 
 
 class DigestAborted(RuntimeError):
@@ -63,23 +76,37 @@ class SegmentCipher:
     def __init__(self, secret: bytes) -> None:
         if len(secret) != 32:
             raise ValueError("the Crypt4GH data secret is 32 bytes")
-        self._secret = secret
         self._aead = ChaCha20Poly1305(secret)
+        # A separate key for nonce derivation, so the data secret is used by one
+        # primitive only.
+        self._nonce_key = hashlib.blake2b(
+            b"segment nonces", key=secret, digest_size=32, person=_NONCE_KEY_PERSON
+        ).digest()
 
-    def nonce(self, index: int) -> bytes:
-        """The 12-byte nonce of segment ``index`` (0-based)."""
+    def nonce(self, index: int, plaintext_sha256: bytes) -> bytes:
+        """The 12-byte nonce of segment ``index`` (0-based) whose plaintext has this digest.
+
+        Args:
+            index: the segment's position in the file, 0-based.
+            plaintext_sha256: the 32-byte SHA-256 of the segment's plaintext.
+        """
         return hashlib.blake2b(
-            index.to_bytes(8, "little"),
-            key=self._secret,
+            index.to_bytes(8, "little") + plaintext_sha256,
+            key=self._nonce_key,
             digest_size=_NONCE_SIZE,
             person=_NONCE_PERSON,
         ).digest()
 
-    def encrypt_segment_into(self, index: int, plaintext: memoryview, out: memoryview) -> None:
-        """Encrypt one segment into ``out``, which must be ``len(plaintext) + 28`` bytes."""
-        nonce = self.nonce(index)
+    def encrypt_segment_into(self, index: int, plaintext: memoryview, out: memoryview) -> bytes:
+        """Encrypt one segment into ``out``, which must be ``len(plaintext) + 28`` bytes.
+
+        Returns the 32-byte SHA-256 of the plaintext (the nonce is derived from it).
+        """
+        digest = hashlib.sha256(plaintext).digest()
+        nonce = self.nonce(index, digest)
         out[:_NONCE_SIZE] = nonce
         self._aead.encrypt_into(nonce, plaintext, None, out[_NONCE_SIZE:])
+        return digest
 
     def decrypt_into(self, ciphertext: memoryview, out: memoryview) -> int:
         """Decrypt whole consecutive segments of ``ciphertext`` into ``out``.
@@ -169,6 +196,19 @@ class EncryptedPart:
     data: memoryview
     md5: str
     sha256: str
+    #: :func:`part_fingerprint` of the plaintext segments that begin in this part.
+    plaintext_fingerprint: str = ""
+
+
+def part_fingerprint(segment_digests: list[bytes]) -> str:
+    """A part's plaintext fingerprint: SHA-256 (hex) over its segments' plaintext SHA-256s.
+
+    ``segment_digests`` are the 32-byte SHA-256 digests of the plaintext segments that
+    begin in the part (see :func:`~ghga_connector.core.planning.plaintext_span`), in
+    order. Equal fingerprints mean equal plaintext; the resume journal stores one per
+    stored part.
+    """
+    return hashlib.sha256(b"".join(segment_digests)).hexdigest()
 
 
 class ThreadBuffers:
@@ -238,21 +278,26 @@ def build_upload_part(
                 raise SourceChangedError("the file is shorter than when the upload started")
         plaintext_digest.update(part.part_no, pview[(first_owned - first_seg) * SEGMENT_SIZE :])
         scratch: memoryview | None = None
+        owned: list[bytes] = []
         for seg in range(first_seg, end_seg):
             seg_plain = pview[(seg - first_seg) * SEGMENT_SIZE :][:SEGMENT_SIZE]
             seg_start = seg * CIPHER_SEGMENT_SIZE
             seg_stop = seg_start + len(seg_plain) + CIPHER_DIFF
             dest = header_len + seg_start - body_start
             if seg_start >= body_start and seg_stop <= body_stop:
-                cipher.encrypt_segment_into(
-                    seg, seg_plain, view[dest : dest + seg_stop - seg_start]
+                owned.append(
+                    cipher.encrypt_segment_into(
+                        seg, seg_plain, view[dest : dest + seg_stop - seg_start]
+                    )
                 )
                 continue
             # A segment that straddles the part boundary: encrypt it whole, copy our slice.
             if scratch is None:
                 scratch = memoryview(bytearray(CIPHER_SEGMENT_SIZE))
             seg_view = scratch[: seg_stop - seg_start]
-            cipher.encrypt_segment_into(seg, seg_plain, seg_view)
+            seg_digest = cipher.encrypt_segment_into(seg, seg_plain, seg_view)
+            if seg >= first_owned:
+                owned.append(seg_digest)
             lo = max(body_start, seg_start)
             hi = min(body_stop, seg_stop)
             view[header_len + lo - body_start : header_len + hi - body_start] = seg_view[
@@ -260,12 +305,14 @@ def build_upload_part(
             ]
         pview.release()
     else:
+        owned = []
         plaintext_digest.update(part.part_no, b"")
     return EncryptedPart(
         part_no=part.part_no,
         data=view,
         md5=hashlib.md5(view, usedforsecurity=False).hexdigest(),
         sha256=hashlib.sha256(view).hexdigest(),
+        plaintext_fingerprint=part_fingerprint(owned),
     )
 
 
@@ -273,10 +320,13 @@ def hash_part_plaintext(
     path: str,
     plain_size: int,
     part: ByteRange,
-    plaintext_digest: OrderedDigest,
+    plaintext_digest: OrderedDigest | None,
     buffers: ThreadBuffers | None = None,
-) -> None:
-    """Feed the plaintext of an already uploaded part to the ordered digest (on resume).
+) -> str:
+    """Read the plaintext of an already uploaded part again (on resume).
+
+    Feeds it to ``plaintext_digest`` (if given, in part order) and returns the part's
+    :func:`part_fingerprint`, which the caller compares with the one in the journal.
 
     Raises:
         OSError, ValueError, DigestAborted: as :func:`build_upload_part`.
@@ -291,5 +341,13 @@ def hash_part_plaintext(
         handle.seek(start)
         if handle.readinto(view) != stop - start:
             raise SourceChangedError("the file is shorter than when the upload started")
-    plaintext_digest.update(part.part_no, view)
+    if plaintext_digest is not None:
+        plaintext_digest.update(part.part_no, view)
+    fingerprint = part_fingerprint(
+        [
+            hashlib.sha256(view[offset : offset + SEGMENT_SIZE]).digest()
+            for offset in range(0, len(view), SEGMENT_SIZE)
+        ]
+    )
     view.release()
+    return fingerprint

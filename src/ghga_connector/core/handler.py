@@ -115,7 +115,9 @@ class TransferHandler:
         """Upload ``jobs`` into the file upload box.
 
         An alias already uploaded (any state but ``init``, ``failed``, ``cancelled``) is
-        skipped unless the job says ``overwrite``. An upload left in ``init`` by an
+        skipped if the box holds a file of the same size, and fails if it holds a
+        different one (a pipeline must never take another file for its own); either
+        way ``overwrite`` replaces it. An upload left in ``init`` by an
         interrupted run is replaced.
 
         Raises:
@@ -132,14 +134,7 @@ class TransferHandler:
             found = existing.get(job.alias)
             if found is not None and found.state.is_complete and not job.overwrite:
                 self._uploader.forget(job.alias)
-                outcomes[job.alias] = FileOutcome(
-                    name=job.alias,
-                    outcome=Outcome.SKIPPED,
-                    size=job.size,
-                    path=job.path,
-                    message=f"already in the upload box ({found.state.value}); "
-                    "use --overwrite to replace it",
-                )
+                outcomes[job.alias] = _already_in_box(job, found)
                 self._reporter.file_finished(outcomes[job.alias])
                 continue
             if found is not None and found.state is FileUploadState.INIT:
@@ -294,3 +289,35 @@ class TransferHandler:
                 }
             )
         return rows
+
+
+def _already_in_box(job: UploadJob, found: UploadListItem) -> FileOutcome:
+    """The outcome of a job whose alias the box already holds (no ``--overwrite``).
+
+    Same plaintext size: ``skipped``. A different size: ``failed``, since the file in
+    the box is another file than the one the user meant to upload.
+    """
+    details: dict[str, str | int | float | None] = {
+        "file_id": found.id,
+        "state": found.state.value,
+        "encrypted_size": found.encrypted_size,
+    }
+    if found.decrypted_size is not None and found.decrypted_size != job.size:
+        return FileOutcome(
+            name=job.alias,
+            outcome=Outcome.FAILED,
+            size=job.size,
+            path=job.path,
+            message=f"a different file named {job.alias} is already in the upload box "
+            f"({found.decrypted_size} bytes, this one {job.size}); use --overwrite to "
+            "replace it",
+            details=details,
+        )
+    return FileOutcome(
+        name=job.alias,
+        outcome=Outcome.SKIPPED,
+        size=job.size,
+        path=job.path,
+        message=f"already in the upload box ({found.state.value}); use --overwrite to replace it",
+        details=details,
+    )

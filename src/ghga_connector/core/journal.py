@@ -6,10 +6,13 @@ the cost constant however many parts a file has; a torn last line (power loss) i
 ignored on reading.
 
 The header holds the upload's ``file_id``, the file's identity (absolute path, size,
-modification time), the part size, the Crypt4GH envelope (encrypted for the Data Hub,
+modification and status-change times in nanoseconds, inode), the part size, the Crypt4GH envelope (encrypted for the Data Hub,
 not secret) and the file's data secret **sealed to the user's own public key**
-(libsodium sealed box): the journal never holds a secret in the clear. Files are
-created readable by the user only.
+(libsodium sealed box): the journal never holds a secret in the clear. Each part line
+holds the part's MD5 and SHA-256 (of the encrypted bytes S3 stored) and its plaintext
+fingerprint (:func:`~ghga_connector.c4gh.segments.part_fingerprint`), which a resume
+compares with the file before it sends anything. Files are created readable by the
+user only.
 """
 
 from __future__ import annotations
@@ -28,18 +31,50 @@ from nacl.public import PublicKey, SealedBox
 from ghga_connector.c4gh.keys import KeyPair
 from ghga_connector.c4gh.sealed import open_sealed_b64
 
-__all__ = ["JOURNAL_VERSION", "JournalStore", "PartRecord", "UploadJournal", "seal_secret"]
+__all__ = [
+    "JOURNAL_VERSION",
+    "FileIdentity",
+    "JournalStore",
+    "PartRecord",
+    "UploadJournal",
+    "seal_secret",
+]
 
-JOURNAL_VERSION = 1
+JOURNAL_VERSION = 2
 
 
 @dataclass(frozen=True)
 class PartRecord:
-    """A part S3 accepted: its number and checksums (hex)."""
+    """A part S3 accepted: its number, checksums of the stored bytes and plaintext fingerprint (hex)."""
 
     part_no: int
     md5: str
     sha256: str
+    plaintext: str
+
+
+@dataclass(frozen=True)
+class FileIdentity:
+    """What identifies a local file's content without reading it (from ``os.stat``).
+
+    ``ctime_ns`` cannot be set by ``touch -r``, ``cp -p`` or ``rsync -a``, so a file
+    rewritten with its modification time preserved still gets a new identity.
+    """
+
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    inode: int
+
+    @classmethod
+    def of(cls, path: Path) -> FileIdentity:
+        """The identity of ``path`` now.
+
+        Raises:
+            OSError: the file cannot be examined.
+        """
+        stat = path.stat()
+        return cls(stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
 
 
 @dataclass
@@ -51,24 +86,24 @@ class UploadJournal:
     file_id: str
     storage_alias: str
     path: str
-    size: int
-    mtime_ns: int
+    identity: FileIdentity
     part_size: int
     envelope: bytes
     sealed_secret: str
     parts: dict[int, PartRecord] = field(default_factory=dict)
 
+    @property
+    def size(self) -> int:
+        """The plaintext size in bytes of the file being uploaded."""
+        return self.identity.size
+
     def matches_file(self, path: Path) -> bool:
-        """Whether ``path`` is still the same file (path, size and modification time)."""
+        """Whether ``path`` is still the same file (path, size, mtime, ctime and inode)."""
         try:
-            stat = path.stat()
+            identity = FileIdentity.of(path)
         except OSError:
             return False
-        return (
-            str(path.resolve()) == self.path
-            and stat.st_size == self.size
-            and stat.st_mtime_ns == self.mtime_ns
-        )
+        return str(path.resolve()) == self.path and identity == self.identity
 
     def secret(self, keys: KeyPair) -> bytes:
         """The file's data secret, opened with the user's secret key.
@@ -87,8 +122,10 @@ class UploadJournal:
             "file_id": self.file_id,
             "storage_alias": self.storage_alias,
             "path": self.path,
-            "size": self.size,
-            "mtime_ns": self.mtime_ns,
+            "size": self.identity.size,
+            "mtime_ns": self.identity.mtime_ns,
+            "ctime_ns": self.identity.ctime_ns,
+            "inode": self.identity.inode,
             "part_size": self.part_size,
             "envelope": base64.b64encode(self.envelope).decode("ascii"),
             "sealed_secret": self.sealed_secret,
@@ -132,7 +169,14 @@ class JournalStore:
         path = self._path(journal.box_id, journal.alias)
         with path.open("a", encoding="utf-8") as handle:
             handle.write(
-                json.dumps({"part": record.part_no, "md5": record.md5, "sha256": record.sha256})
+                json.dumps(
+                    {
+                        "part": record.part_no,
+                        "md5": record.md5,
+                        "sha256": record.sha256,
+                        "plaintext": record.plaintext,
+                    }
+                )
                 + "\n"
             )
 
@@ -170,8 +214,12 @@ class JournalStore:
                 file_id=head["file_id"],
                 storage_alias=head["storage_alias"],
                 path=head["path"],
-                size=int(head["size"]),
-                mtime_ns=int(head["mtime_ns"]),
+                identity=FileIdentity(
+                    size=int(head["size"]),
+                    mtime_ns=int(head["mtime_ns"]),
+                    ctime_ns=int(head["ctime_ns"]),
+                    inode=int(head["inode"]),
+                ),
                 part_size=int(head["part_size"]),
                 envelope=base64.b64decode(head["envelope"]),
                 sealed_secret=head["sealed_secret"],
@@ -181,7 +229,12 @@ class JournalStore:
         for line in lines[1:]:
             try:
                 entry = json.loads(line)
-                record = PartRecord(int(entry["part"]), str(entry["md5"]), str(entry["sha256"]))
+                record = PartRecord(
+                    int(entry["part"]),
+                    str(entry["md5"]),
+                    str(entry["sha256"]),
+                    str(entry["plaintext"]),
+                )
             except (ValueError, KeyError, TypeError):
                 continue  # a torn last line
             journal.parts[record.part_no] = record

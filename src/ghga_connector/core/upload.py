@@ -9,10 +9,12 @@ ETag check → complete with all checksums. Parts run in an ``asyncio.TaskGroup`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from ghga_connector.adapters.services import (
     ObjectStorageClient,
@@ -31,8 +33,15 @@ from ghga_connector.c4gh.segments import (
     build_upload_part,
     hash_part_plaintext,
 )
-from ghga_connector.core.journal import JournalStore, PartRecord, UploadJournal, seal_secret
+from ghga_connector.core.journal import (
+    FileIdentity,
+    JournalStore,
+    PartRecord,
+    UploadJournal,
+    seal_secret,
+)
 from ghga_connector.core.planning import (
+    ByteRange,
     byte_ranges,
     encrypted_size,
     plaintext_span,
@@ -44,7 +53,7 @@ from ghga_connector.core.ports import (
     UploadJob,
     WorkPackageAccessorBase,
 )
-from ghga_connector.core.tasks import BufferPool, first_cause
+from ghga_connector.core.tasks import BufferPool, first_cause, run_bounded
 from ghga_connector.errors import (
     ConnectorError,
     InputFileError,
@@ -79,7 +88,10 @@ class _UploadSession:
     secret: bytes = field(repr=False)
     envelope: bytes
     journal: UploadJournal | None = None
+    #: Stored parts skipped in this run (resume).
     resumed_parts: int = 0
+    #: Plaintext bytes whose parts were sent in this run.
+    sent_bytes: int = 0
 
 
 def multipart_etag(parts_md5: list[str]) -> str:
@@ -233,11 +245,22 @@ class Uploader(UploaderBase):
         started = time.monotonic()
         self._reporter.file_started(job.alias, job.size)
         try:
-            session = await self._start(job)
+            # The file's identity before the first read; compared again after the last.
+            before = FileIdentity.of(job.path)
+        except OSError as error:
+            return self._failed(
+                job, started, InputFileError(f"Reading {str(job.path)!r} failed: {error.strerror}.")
+            )
+        if before.size != job.size:
+            return self._failed(job, started, _changed_during_upload(job))
+        try:
+            session = await self._start(job, before)
         except ConnectorError as error:
             return self._failed(job, started, error)
         try:
             checksums = await self._send_parts(job, session)
+            if _identity_or_none(job.path) != before:
+                raise SourceChangedError("the file changed while it was read")
             self._reporter.file_status(job.alias, "finalising")
             await self._ucs.complete_upload(
                 self._accessor.file_upload_box_id,
@@ -246,7 +269,7 @@ class Uploader(UploaderBase):
                 self._token("close", file_id=session.file_id),
             )
         except BaseException as error:
-            return self._after_failure(job, session, started, error)
+            return await self._after_failure(job, session, started, error)
         self._forget(session)
         outcome = FileOutcome(
             name=job.alias,
@@ -254,21 +277,30 @@ class Uploader(UploaderBase):
             size=job.size,
             seconds=time.monotonic() - started,
             path=job.path,
+            transferred=session.sent_bytes,
             details={
                 "file_id": session.file_id,
                 "storage_alias": session.storage_alias,
                 "decrypted_sha256": checksums.decrypted_sha256,
+                "encrypted_size": session.enc_size,
                 "encrypted_md5": checksums.encrypted_md5,
                 "part_size": session.part_size,
                 "parts": len(checksums.encrypted_parts_md5),
                 "parts_resumed": session.resumed_parts,
+                "bytes_sent": session.sent_bytes,
             },
         )
         self._reporter.file_finished(outcome)
         return outcome
 
-    async def _start(self, job: UploadJob) -> _UploadSession:
-        """Resume the journaled upload of this alias, or create a new upload."""
+    async def _start(self, job: UploadJob, identity: FileIdentity) -> _UploadSession:
+        """Resume the journaled upload of this alias, or create a new upload.
+
+        Raises:
+            InputFileError: the file differs from the one whose upload was interrupted.
+            KeyFileError: the interrupted upload was started with another key pair.
+            UploadRejectedError, ServerResponseError, ServiceUnreachableError: from UCS.
+        """
         box_id = self._accessor.file_upload_box_id
         journal = self._journals.load(box_id, job.alias) if self._journals else None
         if journal is not None and journal.file_id != job.unfinished_file_id:
@@ -276,11 +308,8 @@ class Uploader(UploaderBase):
             self._journals.remove(box_id, job.alias)  # type: ignore[union-attr]
             journal = None
         if journal is not None and not job.restart and not job.overwrite:
-            if not journal.matches_file(job.path):
-                raise InputFileError(
-                    f"{str(job.path)!r} changed since its upload was interrupted.",
-                    hint="Run the command again with --restart to upload it from the start.",
-                )
+            if not journal.matches_file(job.path) or journal.identity != identity:
+                raise _changed_since_interrupted(job)
             try:
                 secret = journal.secret(self._keys)
             except SealedBoxError:
@@ -297,10 +326,9 @@ class Uploader(UploaderBase):
                 envelope=journal.envelope,
                 journal=journal,
             )
-            session.resumed_parts = len(journal.parts)
+            parts = len(byte_ranges(session.enc_size, session.part_size))
             self._reporter.message(
-                f"{job.alias}: resuming an interrupted upload "
-                f"({len(journal.parts)} part(s) already stored)."
+                f"{job.alias}: resuming: {len(journal.parts)} of {parts} parts already stored."
             )
             return session
         if job.unfinished_file_id and not job.overwrite:
@@ -335,15 +363,13 @@ class Uploader(UploaderBase):
             envelope=envelope,
         )
         if self._journals is not None:
-            stat = job.path.stat()
             session.journal = UploadJournal(
                 box_id=box_id,
                 alias=job.alias,
                 file_id=file_id,
                 storage_alias=storage_alias,
                 path=str(job.path.resolve()),
-                size=job.size,
-                mtime_ns=stat.st_mtime_ns,
+                identity=identity,
                 part_size=part_size,
                 envelope=envelope,
                 sealed_secret=seal_secret(secret, self._keys),
@@ -355,19 +381,24 @@ class Uploader(UploaderBase):
         if self._journals is not None and session.journal is not None:
             self._journals.remove(session.journal.box_id, session.journal.alias)
 
-    def _after_failure(
+    async def _after_failure(
         self, job: UploadJob, session: _UploadSession, started: float, error: BaseException
     ) -> FileOutcome:
-        """Keep the upload resumable unless the server rejected its content."""
+        """Keep the upload resumable unless the server rejected its content.
+
+        A file that changed while it was read is never completed: its upload is
+        cancelled on the server (``DELETE``) and its journal removed. A file that
+        differs from the one of an interrupted upload keeps its journal (the user
+        decides: the original file back, or ``--restart``).
+        """
         if isinstance(error, UploadRejectedError) and error.exception_id in _FATAL_AT_COMPLETION:
             self._forget(session)
             return self._failed(job, started, error)
         if isinstance(error, SourceChangedError):
             self._forget(session)
-            error = InputFileError(
-                f"{str(job.path)!r} changed while it was being uploaded.",
-                hint="Upload it again once it no longer changes.",
-            )
+            with contextlib.suppress(ConnectorError):
+                await self._delete(session.file_id)
+            return self._failed(job, started, _changed_during_upload(job))
         if isinstance(error, ConnectorError | OSError):
             if isinstance(error, OSError):
                 error = InputFileError(f"Reading {str(job.path)!r} failed: {error.strerror}.")
@@ -396,13 +427,70 @@ class Uploader(UploaderBase):
         self._reporter.file_finished(outcome)
         return outcome
 
+    async def _verify_stored_parts(
+        self,
+        job: UploadJob,
+        session: _UploadSession,
+        ranges: list[ByteRange],
+        digest: OrderedDigest,
+    ) -> set[int]:
+        """Check every part the journal says is stored against the file, before sending.
+
+        Each stored part's plaintext is read again and its fingerprint compared with the
+        journal's. The stored parts ``1..k`` without a gap are fed to ``digest`` on the
+        way (they need not be read again); their numbers are returned.
+
+        Raises:
+            InputFileError: a stored part no longer matches the file (nothing was sent).
+            OSError, SourceChangedError: the file cannot be read or became shorter.
+        """
+        assert session.journal is not None
+        stored = session.journal.parts
+        prefix: set[int] = set()
+        while len(prefix) + 1 in stored:
+            prefix.add(len(prefix) + 1)
+        loop = asyncio.get_running_loop()
+        path = str(job.path)
+
+        async def check(part_range: ByteRange) -> None:
+            fingerprint = await loop.run_in_executor(
+                self._executor,
+                hash_part_plaintext,
+                path,
+                job.size,
+                part_range,
+                digest if part_range.part_no in prefix else None,
+                self._thread_buffers,
+            )
+            if fingerprint != stored[part_range.part_no].plaintext:
+                raise _changed_since_interrupted(job)
+
+        self._reporter.file_status(job.alias, "checking the stored parts against the file")
+        await run_bounded([r for r in ranges if r.part_no in stored], self._concurrency, check)
+        return prefix
+
     async def _send_parts(self, job: UploadJob, session: _UploadSession) -> UploadChecksums:
+        """Build and PUT every part not stored yet; return the completion checksums.
+
+        Raises:
+            InputFileError: on resume, a stored part no longer matches the file.
+            SourceChangedError: the file became shorter while it was read.
+            IntegrityError: a part could not be stored intact (ETag mismatch).
+            ServerResponseError, ServiceUnreachableError: from UCS or S3.
+        """
         cipher = SegmentCipher(session.secret)
         digest = OrderedDigest()
         ranges = byte_ranges(session.enc_size, session.part_size)
         done = session.journal.parts if session.journal is not None else {}
         parts_md5 = [""] * len(ranges)
         parts_sha256 = [""] * len(ranges)
+        try:
+            verified = (
+                await self._verify_stored_parts(job, session, ranges, digest) if done else set()
+            )
+        except BaseException:
+            digest.abort()
+            raise
         pending = iter(ranges)
         loop = asyncio.get_running_loop()
         path = str(job.path)
@@ -420,17 +508,21 @@ class Uploader(UploaderBase):
                     lo, hi = plaintext_span(part_range, job.size)
                     record = done.get(part_range.part_no)
                     if record is not None:
-                        await loop.run_in_executor(
-                            self._executor,
-                            hash_part_plaintext,
-                            path,
-                            job.size,
-                            part_range,
-                            digest,
-                            self._thread_buffers,
-                        )
+                        if part_range.part_no not in verified:
+                            fingerprint = await loop.run_in_executor(
+                                self._executor,
+                                hash_part_plaintext,
+                                path,
+                                job.size,
+                                part_range,
+                                digest,
+                                self._thread_buffers,
+                            )
+                            if fingerprint != record.plaintext:
+                                raise SourceChangedError("a stored part no longer matches")
                         parts_md5[record.part_no - 1] = record.md5
                         parts_sha256[record.part_no - 1] = record.sha256
+                        session.resumed_parts += 1
                         self._reporter.advance(job.alias, hi - lo)
                         continue
                     # The part is built in a thread while its URL is requested.
@@ -457,9 +549,11 @@ class Uploader(UploaderBase):
                     await self._put_part(file_id, part, url)
                 parts_md5[part.part_no - 1] = part.md5
                 parts_sha256[part.part_no - 1] = part.sha256
+                session.sent_bytes += hi - lo
                 if self._journals is not None and session.journal is not None:
                     self._journals.add_part(
-                        session.journal, PartRecord(part.part_no, part.md5, part.sha256)
+                        session.journal,
+                        PartRecord(part.part_no, part.md5, part.sha256, part.plaintext_fingerprint),
                     )
                 self._reporter.advance(job.alias, hi - lo)
 
@@ -478,3 +572,22 @@ class Uploader(UploaderBase):
             encrypted_parts_md5=parts_md5,
             encrypted_parts_sha256=parts_sha256,
         )
+
+
+def _changed_during_upload(job: UploadJob) -> InputFileError:
+    return InputFileError(
+        f"{job.path} changed while it was being uploaded; upload it again when it is complete."
+    )
+
+
+def _changed_since_interrupted(job: UploadJob) -> InputFileError:
+    return InputFileError(
+        f"{job.path} has changed since the interrupted upload; run again with --restart."
+    )
+
+
+def _identity_or_none(path: Path) -> FileIdentity | None:
+    try:
+        return FileIdentity.of(path)
+    except OSError:
+        return None

@@ -448,3 +448,24 @@ async def test_download_listing_reports_size_and_staging() -> None:
         {"accession": "GHGAF1", "file": "GHGAF1.bam", "size": 1, "staged": True},
         {"accession": "GHGAF2", "file": "GHGAF2.vcf.gz", "size": None, "staged": False},
     ]
+
+
+async def test_same_alias_with_a_different_size_fails_instead_of_skipping() -> None:
+    """A pipeline must never take the box's file for its own: only an identical size skips."""
+    in_box = UploadListItem(
+        id="id-a", alias="a.bam", state=FileUploadState.INBOX, decrypted_size=4_230_802
+    )
+    same = UploadListItem(id="id-b", alias="b.bam", state=FileUploadState.INBOX, decrypted_size=10)
+    uploader = FakeUploader()
+    handler = _handler(FakeAccessor(UPLOAD_PACKAGE, [in_box, same]), uploader=uploader)
+    a = UploadJob(path=Path("/data/a.bam"), alias="a.bam", size=1_000_000)
+    outcomes = await handler.upload([a, _job("b.bam")])
+    assert [o.outcome for o in outcomes] == [Outcome.FAILED, Outcome.SKIPPED]
+    assert outcomes[0].message.startswith(
+        "a different file named a.bam is already in the upload box"
+    )
+    assert "use --overwrite to replace it" in outcomes[0].message
+    assert outcomes[1].size == 10 and outcomes[1].details["file_id"] == "id-b"
+    assert uploader.jobs == []
+    replaced = await handler.upload([UploadJob(Path("/data/a.bam"), "a.bam", 1_000_000, True)])
+    assert replaced[0].outcome is Outcome.DONE

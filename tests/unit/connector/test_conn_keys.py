@@ -107,7 +107,7 @@ def test_public_key_given_as_private_key(tmp_path: Path) -> None:
         load_key_pair(pubkey, pubkey, _no_passphrase)
 
 
-@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+@pytest.mark.posix_only
 def test_private_key_is_exposed(tmp_path: Path) -> None:
     _, seckey = _generate(tmp_path, "k")
     seckey.chmod(0o600)

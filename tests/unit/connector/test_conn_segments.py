@@ -242,11 +242,69 @@ def test_secret_must_be_32_bytes() -> None:
 def test_nonces_are_distinct_and_deterministic() -> None:
     secret = os.urandom(32)
     a, b = SegmentCipher(secret), SegmentCipher(secret)
-    nonces = [a.nonce(i) for i in range(1000)]
+    same = hashlib.sha256(b"x").digest()
+    nonces = [a.nonce(i, same) for i in range(1000)]
     assert len(set(nonces)) == 1000
     assert all(len(n) == 12 for n in nonces)
-    assert nonces == [b.nonce(i) for i in range(1000)]
-    assert SegmentCipher(os.urandom(32)).nonce(0) != nonces[0]
+    assert nonces == [b.nonce(i, same) for i in range(1000)]
+    assert SegmentCipher(os.urandom(32)).nonce(0, same) != nonces[0]
+
+
+def _segment(cipher: SegmentCipher, index: int, plain: bytes) -> bytes:
+    out = bytearray(len(plain) + 28)
+    cipher.encrypt_segment_into(index, memoryview(plain), memoryview(out))
+    return bytes(out)
+
+
+def test_different_plaintext_at_the_same_index_gets_a_different_nonce() -> None:
+    """A file changed between an interrupted upload and its resume (same data secret)
+    must never have two plaintexts encrypted under one key and nonce."""
+    cipher = SegmentCipher(os.urandom(32))
+    old, new = os.urandom(SEGMENT_SIZE), os.urandom(SEGMENT_SIZE)
+    c_old, c_new = _segment(cipher, 7, old), _segment(cipher, 7, new)
+    assert c_old[:12] != c_new[:12]
+    # The keystream is not shared: XOR of the ciphertexts is not XOR of the plaintexts.
+    xor_c = bytes(x ^ y for x, y in zip(c_old[12:64], c_new[12:64], strict=True))
+    xor_p = bytes(x ^ y for x, y in zip(old[:52], new[:52], strict=True))
+    assert xor_c != xor_p
+    # One byte of difference is enough.
+    tweaked = bytearray(old)
+    tweaked[-1] ^= 1
+    assert _segment(cipher, 7, bytes(tweaked))[:12] != c_old[:12]
+
+
+def test_a_retried_segment_is_byte_identical() -> None:
+    secret = os.urandom(32)
+    plain = os.urandom(SEGMENT_SIZE - 3)
+    first = _segment(SegmentCipher(secret), 3, plain)
+    assert _segment(SegmentCipher(secret), 3, plain) == first
+    assert SegmentCipher(secret).decrypt_into(
+        memoryview(bytearray(first)), memoryview(bytearray(len(plain)))
+    ) == len(plain)
+
+
+def test_equal_segments_at_different_indexes_get_different_nonces() -> None:
+    cipher = SegmentCipher(os.urandom(32))
+    plain = bytes(SEGMENT_SIZE)
+    assert _segment(cipher, 0, plain)[:12] != _segment(cipher, 1, plain)[:12]
+
+
+def test_part_fingerprints_match_between_build_and_resume_read(tmp_path: Path) -> None:
+    size = 700_001
+    path, data = _write(tmp_path, size)
+    cipher = SegmentCipher(os.urandom(32))
+    envelope = bytes(ENVELOPE_SIZE)
+    ranges = byte_ranges(encrypted_size(size), 200_000)
+    parts, _ = _build_all(path, size, ranges, envelope, cipher)
+    reread = [hash_part_plaintext(str(path), size, r, None) for r in ranges]
+    assert [p.plaintext_fingerprint for p in parts] == reread
+    assert len(set(reread)) == len(reread)
+    # One changed byte changes exactly the fingerprint of the part that owns it.
+    changed = bytearray(data)
+    changed[450_000] ^= 0xFF
+    path.write_bytes(bytes(changed))
+    after = [hash_part_plaintext(str(path), size, r, None) for r in ranges]
+    assert sum(a != b for a, b in zip(after, reread, strict=True)) == 1
 
 
 # --- OrderedDigest ---------------------------------------------------------------------

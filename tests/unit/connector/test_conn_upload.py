@@ -1,0 +1,352 @@
+"""core/upload.py: the uploader's integrity checks against an in-memory UCS and S3.
+
+Each test provokes one failure the uploader must catch (a wrong ETag, a file that
+changes while it is read or between an interrupted upload and its resume) and asserts
+that the file is never reported ``done`` with data that differs from the file, that a
+resume sends only the missing parts, and what the user is told.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import io
+import os
+import random
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from crypt4gh import lib as c4gh_lib
+from nacl.public import PrivateKey
+from tests.unit.connector.test_conn_handler import UPLOAD_PACKAGE, FakeAccessor, FakeReporter
+
+from ghga_connector.c4gh.keys import KeyPair
+from ghga_connector.core.journal import FileIdentity, JournalStore
+from ghga_connector.core.ports import UploadJob
+from ghga_connector.core.upload import Uploader, multipart_etag
+from ghga_connector.errors import ServiceUnreachableError
+from ghga_connector.models import FileOutcome, Outcome, UploadChecksums, WellKnownValues
+
+PART = 5 * 65_564 * 16  # 5.0 MiB, segment-aligned (the smallest part UCS accepts)
+SIZE = 3 * PART + 12_345  # four parts
+
+
+class MemoryGhga:
+    """UCS and S3 in memory: parts stored by number, real MD5 ETags, failure switches.
+
+    Duck-types the ``UcsClient`` and ``ObjectStorageClient`` methods the uploader calls.
+    """
+
+    def __init__(self) -> None:
+        self.hub = PrivateKey.generate()
+        self.parts: dict[int, bytes] = {}
+        self.puts: list[int] = []
+        self.completed: list[UploadChecksums] = []
+        self.deleted: list[str] = []
+        self.wrong_etags = 0
+        self.fail_put_of_part: int | None = None
+        self.fail_complete = 0
+        self.on_put: Callable[[int], None] | None = None
+        self.file_id = "11111111-2222-4333-8444-555555555555"
+
+    @property
+    def values(self) -> WellKnownValues:
+        key = base64.b64encode(bytes(self.hub.public_key)).decode()
+        return WellKnownValues(
+            crypt4gh_public_keys={"hub": key}, wps_api_url="w", ucs_api_url="u", dcs_api_url="d"
+        )
+
+    async def create_upload(self, box_id: str, token: object, **kwargs: object) -> tuple[str, str]:
+        return self.file_id, "hub"
+
+    async def get_part_url(self, box_id: str, file_id: str, part_no: int, token: object) -> str:
+        return f"http://s3/{part_no}"
+
+    async def put_part(self, url: str, data: memoryview | bytes) -> str | None:
+        part_no = int(url.rsplit("/", 1)[1])
+        if part_no == self.fail_put_of_part:
+            self.fail_put_of_part = None
+            raise ServiceUnreachableError("connection reset")
+        self.puts.append(part_no)
+        self.parts[part_no] = bytes(data)
+        if self.on_put is not None:
+            self.on_put(part_no)
+        if self.wrong_etags:
+            self.wrong_etags -= 1
+            return "0" * 32
+        return hashlib.md5(bytes(data)).hexdigest()
+
+    async def complete_upload(
+        self, box_id: str, file_id: str, checksums: UploadChecksums, token: object
+    ) -> None:
+        if self.fail_complete:
+            self.fail_complete -= 1
+            raise ServiceUnreachableError("connection reset")
+        self.completed.append(checksums)
+
+    async def delete_upload(self, box_id: str, file_id: str, token: object) -> None:
+        self.deleted.append(file_id)
+        self.parts.clear()
+
+    def plaintext(self) -> bytes:
+        """The stored object decrypted with the Data Hub's key (reference library)."""
+        stream = b"".join(self.parts[n] for n in sorted(self.parts))
+        out = io.BytesIO()
+        c4gh_lib.decrypt([(0, bytes(self.hub), None)], io.BytesIO(stream), out)
+        return out.getvalue()
+
+
+@pytest.fixture
+def ghga() -> MemoryGhga:
+    return MemoryGhga()
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    path = tmp_path / "sample.bam"
+    path.write_bytes(random.Random(11).randbytes(SIZE))
+    return path
+
+
+async def _upload(
+    ghga: MemoryGhga,
+    keys: KeyPair,
+    path: Path,
+    state: Path,
+    *,
+    unfinished: str | None = None,
+    restart: bool = False,
+    concurrency: int = 2,
+) -> tuple[FileOutcome, FakeReporter]:
+    reporter = FakeReporter()
+    with ThreadPoolExecutor(max_workers=2) as executor:
+        uploader = Uploader(
+            accessor=FakeAccessor(UPLOAD_PACKAGE),
+            ucs=ghga,  # type: ignore[arg-type]
+            storage=ghga,  # type: ignore[arg-type]
+            values=ghga.values,
+            keys=keys,
+            reporter=reporter,
+            executor=executor,
+            part_size=PART,
+            concurrency=concurrency,
+            journals=JournalStore(state),
+            sleep=lambda _s: asyncio.sleep(0),
+        )
+        job = UploadJob(
+            path=path,
+            alias=path.name,
+            size=path.stat().st_size,
+            unfinished_file_id=unfinished,
+            restart=restart,
+        )
+        outcome = await uploader.upload(job)
+    return outcome, reporter
+
+
+def _journals(state: Path) -> list[Path]:
+    return sorted((state / "uploads").glob("*.jsonl"))
+
+
+async def test_upload_stores_exactly_the_file(
+    ghga: MemoryGhga, user_keys: KeyPair, source: Path, tmp_path: Path
+) -> None:
+    outcome, _ = await _upload(ghga, user_keys, source, tmp_path / "state")
+    assert outcome.outcome is Outcome.DONE
+    assert ghga.plaintext() == source.read_bytes()
+    (sent,) = ghga.completed
+    assert sent.decrypted_sha256 == hashlib.sha256(source.read_bytes()).hexdigest()
+    md5s = [hashlib.md5(ghga.parts[n]).hexdigest() for n in sorted(ghga.parts)]
+    assert sent.encrypted_parts_md5 == md5s
+    assert sent.encrypted_md5 == multipart_etag(md5s)
+    assert outcome.details["parts_resumed"] == 0
+    assert outcome.transferred == SIZE
+    assert not _journals(tmp_path / "state")
+
+
+async def test_a_part_with_a_wrong_etag_is_sent_again(
+    ghga: MemoryGhga, user_keys: KeyPair, source: Path, tmp_path: Path
+) -> None:
+    ghga.wrong_etags = 1
+    outcome, _ = await _upload(ghga, user_keys, source, tmp_path / "state")
+    assert outcome.outcome is Outcome.DONE
+    assert len(ghga.puts) == 5  # four parts, one of them twice
+    assert ghga.plaintext() == source.read_bytes()
+
+
+async def test_a_part_s3_never_stores_intact_fails_the_file(
+    ghga: MemoryGhga, user_keys: KeyPair, source: Path, tmp_path: Path
+) -> None:
+    ghga.wrong_etags = 1000
+    outcome, _ = await _upload(ghga, user_keys, source, tmp_path / "state")
+    assert outcome.outcome is Outcome.FAILED
+    assert "could not be stored intact" in outcome.message
+    assert not ghga.completed
+
+
+def _append(path: Path) -> Callable[[int], None]:
+    def change(part_no: int) -> None:
+        if part_no == 1:
+            with path.open("ab") as handle:
+                handle.write(b"more reads from the sequencer")
+
+    return change
+
+
+def _rewrite_keeping_mtime(path: Path) -> Callable[[int], None]:
+    """Rewrite the file in place with the same size and modification time (``cp -p``)."""
+
+    def change(part_no: int) -> None:
+        if part_no == 1:
+            stat = path.stat()
+            data = bytearray(path.read_bytes())
+            data[-100] ^= 0xFF
+            path.write_bytes(bytes(data))
+            os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+    return change
+
+
+@pytest.mark.parametrize("change", [_append, _rewrite_keeping_mtime])
+async def test_a_file_that_changes_during_the_upload_is_never_completed(
+    ghga: MemoryGhga,
+    user_keys: KeyPair,
+    source: Path,
+    tmp_path: Path,
+    change: Callable[[Path], Callable[[int], None]],
+) -> None:
+    ghga.on_put = change(source)
+    outcome, _ = await _upload(ghga, user_keys, source, tmp_path / "state")
+    assert outcome.outcome is Outcome.FAILED
+    assert outcome.message == (
+        f"{source} changed while it was being uploaded; upload it again when it is complete."
+    )
+    assert outcome.throughput == 0
+    assert not ghga.completed
+    assert ghga.deleted == [ghga.file_id]  # cancelled on the server
+    assert not _journals(tmp_path / "state")
+
+
+async def _interrupted(
+    ghga: MemoryGhga, keys: KeyPair, path: Path, state: Path, at_part: int = 3
+) -> None:
+    """An upload that stops when part ``at_part`` cannot be sent; journal kept.
+
+    One part in flight, so exactly the parts before ``at_part`` are stored.
+    """
+    ghga.fail_put_of_part = at_part
+    outcome, _ = await _upload(ghga, keys, path, state, concurrency=1)
+    assert outcome.outcome is Outcome.FAILED
+    assert "Run the same command again" in outcome.message
+    assert _journals(state)
+
+
+async def test_resume_sends_only_the_missing_parts(
+    ghga: MemoryGhga, user_keys: KeyPair, source: Path, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    await _interrupted(ghga, user_keys, source, state)
+    stored = len(_journals(state)[0].read_text().splitlines()) - 1
+    assert stored == 2
+    ghga.puts.clear()
+    outcome, reporter = await _upload(ghga, user_keys, source, state, unfinished=ghga.file_id)
+    assert outcome.outcome is Outcome.DONE
+    assert len(ghga.puts) == 4 - stored
+    assert 3 in ghga.puts
+    assert outcome.details["parts_resumed"] == stored
+    assert (outcome.transferred or 0) < SIZE
+    assert ("info", f"sample.bam: resuming: {stored} of 4 parts already stored.") in (
+        reporter.messages
+    )
+    assert ghga.plaintext() == source.read_bytes()
+    assert ghga.completed[-1].decrypted_sha256 == hashlib.sha256(source.read_bytes()).hexdigest()
+
+
+async def test_a_resume_that_only_finalises_says_so_and_shows_no_speed(
+    ghga: MemoryGhga, user_keys: KeyPair, source: Path, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    ghga.fail_complete = 1
+    first, _ = await _upload(ghga, user_keys, source, state)
+    assert first.outcome is Outcome.FAILED
+    ghga.puts.clear()
+    outcome, reporter = await _upload(ghga, user_keys, source, state, unfinished=ghga.file_id)
+    assert outcome.outcome is Outcome.DONE
+    assert ghga.puts == []
+    assert outcome.details["parts_resumed"] == 4
+    assert outcome.transferred == 0
+    assert outcome.throughput == 0
+    assert ("info", "sample.bam: resuming: 4 of 4 parts already stored.") in reporter.messages
+
+
+def _flip_first_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[0] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+async def test_resume_refuses_a_file_changed_with_its_mtime_kept(
+    ghga: MemoryGhga, user_keys: KeyPair, source: Path, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    await _interrupted(ghga, user_keys, source, state)
+    before = source.stat()
+    _flip_first_byte(source)
+    os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns))  # touch -r / cp -p
+    journal = _journals(state)[0].read_bytes()
+    ghga.puts.clear()
+    outcome, _ = await _upload(ghga, user_keys, source, state, unfinished=ghga.file_id)
+    assert outcome.outcome is Outcome.FAILED
+    assert outcome.message == (
+        f"{source} has changed since the interrupted upload; run again with --restart."
+    )
+    assert ghga.puts == []
+    assert _journals(state)[0].read_bytes() == journal  # kept, unchanged
+
+
+async def test_resume_checks_stored_parts_against_the_file_before_sending(
+    ghga: MemoryGhga, user_keys: KeyPair, source: Path, tmp_path: Path
+) -> None:
+    """A file system that keeps size, times and inode (or a forged journal): the part
+    fingerprints catch the change, and nothing is sent."""
+    import json
+
+    state = tmp_path / "state"
+    await _interrupted(ghga, user_keys, source, state)
+    _flip_first_byte(source)
+    path = _journals(state)[0]
+    lines = path.read_text().splitlines()
+    head = json.loads(lines[0])
+    identity = FileIdentity.of(source)
+    head.update(
+        size=identity.size,
+        mtime_ns=identity.mtime_ns,
+        ctime_ns=identity.ctime_ns,
+        inode=identity.inode,
+    )
+    path.write_text("\n".join([json.dumps(head), *lines[1:]]) + "\n")
+    ghga.puts.clear()
+    outcome, _ = await _upload(ghga, user_keys, source, state, unfinished=ghga.file_id)
+    assert outcome.outcome is Outcome.FAILED
+    assert "has changed since the interrupted upload; run again with --restart" in outcome.message
+    assert ghga.puts == []
+    assert _journals(state)
+
+
+async def test_restart_uploads_a_changed_file_from_the_start(
+    ghga: MemoryGhga, user_keys: KeyPair, source: Path, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    await _interrupted(ghga, user_keys, source, state)
+    _flip_first_byte(source)
+    ghga.puts.clear()
+    ghga.parts.clear()
+    outcome, _ = await _upload(
+        ghga, user_keys, source, state, unfinished=ghga.file_id, restart=True
+    )
+    assert outcome.outcome is Outcome.DONE
+    assert sorted(ghga.puts) == [1, 2, 3, 4]
+    assert ghga.plaintext() == source.read_bytes()
