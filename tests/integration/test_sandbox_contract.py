@@ -24,6 +24,8 @@ from crypt4gh.keys import get_private_key, get_public_key
 from jwcrypto import jwk, jws
 from nacl.public import PrivateKey, SealedBox
 
+from conftest import start_sandbox
+
 pytestmark = pytest.mark.integration
 
 MiB = 1024 * 1024
@@ -1118,8 +1120,6 @@ def test_expired_work_order_tokens_have_a_60_second_leeway(api: Api, tmp_path: A
     claims = {"work_type": "view", "box_id": pkg.fub_id}
     assert api.ucs("GET", path, api.mint(claims, lifetime=-30)).status_code == 200
     assert api.ucs("GET", path, api.mint(claims, lifetime=-90)).status_code == 401
-
-    from conftest import start_sandbox
 
     strict = start_sandbox(tmp_path / "strict", "--wot-leeway", "0")
     try:
