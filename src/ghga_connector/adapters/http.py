@@ -9,8 +9,8 @@ itself).
 Proxies: the ``proxy`` setting, else ``HTTPS_PROXY`` / ``HTTP_PROXY`` (by the URL's
 scheme), else ``ALL_PROXY``; hosts matching ``NO_PROXY`` (comma-separated names or
 domain suffixes, ``*`` for all) are reached directly. This applies to the GHGA services
-and to the object storage's presigned URLs alike. Direct connections read in large
-chunks (:mod:`ghga_connector.adapters.network`); proxied ones use httpx's stock pool.
+and to the object storage's presigned URLs alike. Direct and proxied connections read in
+large chunks (:mod:`ghga_connector.adapters.network`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from urllib.request import getproxies_environment
 
 import httpx
 
-from ghga_connector.adapters.network import pooled_transport
+from ghga_connector.adapters.network import pooled_transport, proxied_transport
 from ghga_connector.adapters.retry import RetryPolicy, RetryStats, RetryTransport, Sleep
 from ghga_connector.config import Config
 from ghga_connector.errors import ConfigurationError, ServerResponseError, request_id_note
@@ -329,7 +329,7 @@ def make_http_client(
         tls = verify
 
         def proxied(proxy: str) -> httpx.AsyncBaseTransport:
-            return httpx.AsyncHTTPTransport(verify=tls, limits=limits, proxy=proxy, retries=0)
+            return proxied_transport(proxy, verify=tls, limits=limits)
 
         transport = ProxyRoutingTransport(
             pooled_transport(verify=verify, limits=limits), proxy_routes(config.proxy), proxied
