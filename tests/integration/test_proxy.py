@@ -149,4 +149,5 @@ def test_an_unreachable_proxy_is_reported_not_bypassed(sandbox, tmp_path: Path) 
     )  # fmt: skip
     assert up.returncode != 0
     assert "Traceback" not in up.stderr
-    assert "reach" in up.stderr
+    assert "through the proxy" in up.stderr
+    assert "HTTPS_PROXY" in up.stderr  # the hint names the proxy settings

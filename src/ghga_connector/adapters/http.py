@@ -279,8 +279,22 @@ class ProxyRoutingTransport(httpx.AsyncBaseTransport):
         return self._proxied[proxy]
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Send ``request`` through the transport for its URL."""
-        return await self.transport_for(request.url).handle_async_request(request)
+        """Send ``request`` through the transport for its URL.
+
+        Raises:
+            httpx.ProxyError: the proxy could not be reached (or refused the tunnel).
+        """
+        transport = self.transport_for(request.url)
+        if transport is self._direct:
+            return await transport.handle_async_request(request)
+        try:
+            return await transport.handle_async_request(request)
+        except httpx.ConnectError as error:
+            proxy = self._routes.proxy_for(request.url) or ""
+            raise httpx.ProxyError(
+                f"could not connect through the proxy {urlsplit(proxy).netloc.rpartition('@')[2]}",
+                request=request,
+            ) from error
 
     async def aclose(self) -> None:
         """Close the direct transport and every proxied one."""

@@ -237,6 +237,12 @@ def network_errors(target: str) -> Iterator[None]:
     """
     try:
         yield
+    except httpx.ProxyError:
+        raise ServiceUnreachableError(
+            f"Could not reach {target} through the proxy (ProxyError).",
+            hint="Check the 'proxy' setting and the HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and "
+            "NO_PROXY variables; the connector already retried.",
+        ) from None
     except httpx.TimeoutException as error:
         raise ServiceUnreachableError(
             f"{target} did not answer in time ({type(error).__name__})."

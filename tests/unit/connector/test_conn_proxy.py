@@ -124,3 +124,19 @@ async def test_routing_transport_sends_each_request_its_way() -> None:
         await client.get("http://plain.example.org/")
     assert seen == {"direct": ["s3.local", "plain.example.org"], "proxied": ["data.ghga.de"] * 2}
     assert built == ["http://proxy:3128"]  # one pooled transport per proxy
+
+
+async def test_a_proxy_that_cannot_be_reached_is_named_a_proxy_error() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    routes = ProxyRoutes(by_scheme={"https": "http://me:pw@proxy:3128"}, no_proxy="direct.org")
+    transport = ProxyRoutingTransport(
+        httpx.MockTransport(refuse), routes, lambda proxy: httpx.MockTransport(refuse)
+    )
+    async with httpx.AsyncClient(transport=transport) as client:
+        with pytest.raises(httpx.ProxyError, match="through the proxy proxy:3128") as info:
+            await client.get("https://data.ghga.de/")
+        assert "pw" not in str(info.value)
+        with pytest.raises(httpx.ConnectError):
+            await client.get("https://direct.org/")
