@@ -51,6 +51,8 @@ from ghga_connector.reporting.console import (
     PlainReporter,
     QuietReporter,
     RichReporter,
+    clean_text,
+    plain,
 )
 
 __all__ = ["app", "run"]
@@ -198,11 +200,12 @@ def _fail(options: GlobalOptions, error: BaseException, code: int) -> typer.Exit
     if options.debug:
         console.print("".join(traceback.format_exception(error)), markup=False)
     if isinstance(error, ConnectorError):
-        console.print(f"[bold red]Error:[/] {error.message}", highlight=False)
+        console.print(plain("Error: ", "bold red") + plain(error.message), highlight=False)
         if error.hint:
-            console.print(f"  {error.hint}", highlight=False)
+            console.print(plain(f"  {error.hint}"), highlight=False)
     else:
-        console.print(f"[bold red]Error:[/] {type(error).__name__}: {error}", highlight=False)
+        text = plain(f"{type(error).__name__}: {error}")
+        console.print(plain("Error: ", "bold red") + text, highlight=False)
         if not options.debug:
             console.print("  Rerun with --debug for details.", highlight=False)
     return typer.Exit(code)
@@ -267,10 +270,20 @@ def _warn_if_token_on_argv(wpat: str | None, reporter: ProgressReporter) -> None
 
 
 def _summary(
-    options: GlobalOptions, outcomes: list[FileOutcome], verb: str, session: Session | None = None
+    options: GlobalOptions,
+    outcomes: list[FileOutcome],
+    verb: str,
+    session: Session | None = None,
+    *,
+    allow_unverified: bool = False,
 ) -> int:
-    """Print the final table; return the exit code (1 if any file failed)."""
+    """Print the final table; return the exit code.
+
+    1 if any file failed, or was written ``unverified`` (no checksum to compare with)
+    and ``allow_unverified`` is not set; else 0.
+    """
     failed = [o for o in outcomes if o.outcome is Outcome.FAILED]
+    unverified = [o for o in outcomes if o.outcome is Outcome.UNVERIFIED]
     if not options.json and not options.quiet:
         console = _err_console()
         table = Table(title=f"{verb} summary", title_justify="left")
@@ -278,12 +291,14 @@ def _summary(
             table.add_column(column, overflow="fold")
         for o in outcomes:
             style = {"done": "green", "failed": "red", "skipped": "yellow"}.get(o.outcome.value, "")
+            if o.outcome is Outcome.UNVERIFIED:
+                style = "yellow"
             table.add_row(
-                o.name,
-                f"[{style}]{o.outcome.value}[/]" if style else o.outcome.value,
+                plain(o.name),
+                plain(o.outcome.value, style),
                 f"{o.size:,}",
                 f"{o.throughput / 1e6:.1f}" if o.throughput else "",
-                o.message,
+                plain(o.message),
             )
         console.print(table)
         if session is not None and session.retry_stats.total:
@@ -297,7 +312,27 @@ def _summary(
                 f"[bold red]{len(failed)} of {len(outcomes)} file(s) failed.[/]", highlight=False
             )
         return EXIT_FAILURE
+    if unverified and not allow_unverified:
+        _err_console().print(
+            plain(
+                f"{len(unverified)} of {len(outcomes)} file(s) could not be verified against a "
+                "checksum; pass --allow-unverified to accept them.",
+                "bold yellow",
+            ),
+            highlight=False,
+        )
+        return EXIT_FAILURE
     return EXIT_OK
+
+
+AllowUnverifiedOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-unverified",
+        help="Exit 0 even if a file could not be verified because no checksum was available "
+        "(it is still reported as 'unverified').",
+    ),
+]
 
 
 def _config(options: GlobalOptions) -> Config:
@@ -483,6 +518,7 @@ def download(
             "and download damaged ones again.",
         ),
     ] = False,
+    allow_unverified: AllowUnverifiedOpt = False,
     wpat_file: WpatFileOpt = None,
     wpat: WpatOpt = None,
     my_public_key_path: PublicKeyOpt = Path("key.pub"),
@@ -493,8 +529,10 @@ def download(
 
     Waits while files are staged, fetches parallel ranges, authenticates every Crypt4GH
     segment and compares the SHA-256 with GHGA's checksum before a file gets its final
-    name. Without --decrypt, files stay encrypted as <accession><ext>.c4gh with a
-    .sha256 file beside them for 'ghga-connector decrypt'.
+    name. Without --decrypt, files stay encrypted as <accession><ext>.c4gh with the
+    plaintext checksum beside them as <accession><ext>.sha256 for 'ghga-connector
+    decrypt'. A file GHGA has no checksum for is reported 'unverified' (exit 1 unless
+    --allow-unverified).
     """
     options = _options(ctx, debug)
 
@@ -520,7 +558,13 @@ def download(
                 return outcomes, session
 
         outcomes, session = _run_async(reporter, go())
-        return _summary(options, outcomes, "Dry run" if dry_run else "Download", session)
+        return _summary(
+            options,
+            outcomes,
+            "Dry run" if dry_run else "Download",
+            session,
+            allow_unverified=allow_unverified,
+        )
 
     raise typer.Exit(_execute(options, work))
 
@@ -542,12 +586,16 @@ def decrypt(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace existing outputs.")
     ] = False,
+    allow_unverified: AllowUnverifiedOpt = False,
     my_private_key_path: PrivateKeyOpt = Path("key.sec"),
     debug: DebugOpt = False,
 ) -> None:
     """Decrypt downloaded .c4gh files and verify them against GHGA's checksum.
 
-    A file whose content fails authentication or its checksum leaves no output behind.
+    The checksum is read from X.bam.sha256 (or X.bam.c4gh.sha256, from older versions)
+    beside X.bam.c4gh. A file whose content fails authentication or its checksum leaves
+    no output behind; a file without a checksum file is decrypted but reported
+    'unverified' (exit 1 unless --allow-unverified).
     """
     options = _options(ctx, debug)
 
@@ -579,7 +627,7 @@ def decrypt(
                 )
             reporter.file_finished(outcome)
             outcomes.append(outcome)
-        return _summary(options, outcomes, "Decrypt")
+        return _summary(options, outcomes, "Decrypt", allow_unverified=allow_unverified)
 
     raise typer.Exit(_execute(options, work))
 
@@ -631,7 +679,7 @@ def list_files(
             for row in rows:
                 table.add_row(
                     *(
-                        "" if v is None else f"{v:,}" if isinstance(v, int) else str(v)
+                        plain("" if v is None else f"{v:,}" if isinstance(v, int) else str(v))
                         for v in row.values()
                     )
                 )
@@ -687,7 +735,7 @@ def delete(
                     if not sys.stdin.isatty():
                         raise UserInputError("Refusing to delete without confirmation; pass --yes.")
                     if not typer.confirm(
-                        f"Remove {item.alias} ({item.state.value}) from the upload box?"
+                        f"Remove {clean_text(item.alias)} ({item.state.value}) from the upload box?"
                     ):
                         return "kept"
                 await session.handler.delete_upload(item.id)
@@ -697,7 +745,7 @@ def delete(
                 return f"removed {item.alias}"
 
         result = asyncio.run(go())
-        _err_console().print(result)
+        _err_console().print(plain(result), highlight=False)
         return EXIT_OK
 
     raise typer.Exit(_execute(options, work))
@@ -733,7 +781,7 @@ def status(ctx: typer.Context) -> None:
         for column in rows[0]:
             table.add_column(column)
         for row in rows:
-            table.add_row(*(str(v) for v in row.values()))
+            table.add_row(*(plain(str(v)) for v in row.values()))
         Console().print(table)
         return EXIT_OK
 
@@ -784,7 +832,7 @@ def show_config(ctx: typer.Context) -> None:
         for column in ("setting", "value", "source"):
             table.add_column(column)
         for row in rows:
-            table.add_row(row["setting"], row["value"], row["source"])
+            table.add_row(plain(row["setting"]), plain(row["value"]), plain(row["source"]))
         Console().print(table)
         return EXIT_OK
 

@@ -132,6 +132,8 @@ class Outcome(StrEnum):
     SKIPPED = "skipped"
     FAILED = "failed"
     PLANNED = "planned"
+    #: Written, but not compared with a GHGA checksum (none was available).
+    UNVERIFIED = "unverified"
 
 
 @dataclass

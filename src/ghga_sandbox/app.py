@@ -166,7 +166,9 @@ def create_app(
     The stager's threads are shut down when the app's lifespan ends.
     """
     plan = faults if faults is not None else FaultPlan()
-    the_stager = stager or Stager(state, storage, delay=settings.staging_delay, clock=clock)
+    the_stager = stager or Stager(
+        state, storage, delay=settings.staging_delay, clock=clock, faults=plan
+    )
     runtime = Runtime(
         settings=settings, state=state, storage=storage, faults=plan, stager=the_stager, clock=clock
     )

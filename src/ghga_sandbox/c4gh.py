@@ -28,6 +28,7 @@ __all__ = [
     "encrypted_size",
     "generate_key_pair",
     "make_envelope",
+    "make_envelope_two_packets",
     "open_envelope",
     "plain_size",
     "public_key_of",
@@ -108,6 +109,23 @@ def make_envelope(secret: bytes, writer_secret_key: bytes, recipient_public_key:
     if len(serialized) != ENVELOPE_SIZE:  # pragma: no cover - format invariant
         raise RuntimeError(f"unexpected envelope size {len(serialized)}")
     return serialized
+
+
+def make_envelope_two_packets(
+    secret: bytes, writer_secret_key: bytes, recipient_public_key: bytes
+) -> bytes:
+    """A 232-byte header with two packets: one for the recipient, one for a random key.
+
+    Valid Crypt4GH, but not the one-packet envelope GHGA sends (``envelope_two_packets``
+    fault).
+    """
+    stranger_public = public_key_of(secrets.token_bytes(32))
+    packet = header.make_packet_data_enc(0, secret)
+    packets = header.encrypt(
+        packet,
+        [(0, writer_secret_key, recipient_public_key), (0, writer_secret_key, stranger_public)],
+    )
+    return bytes(header.serialize(packets))
 
 
 def open_envelope(envelope: bytes, recipient_secret_key: bytes) -> bytes:

@@ -26,6 +26,18 @@ Switches:
   request body is read up to ``after_bytes`` and the connection is closed without an
   answer (S3 never sees the part).
 
+Download integrity switches (each counted; the connector must notice every one):
+
+* ``drs_no_checksum``: the next N DRS objects (200 answers) carry no ``sha-256``.
+* ``drs_wrong_checksum``: the next N DRS objects carry a wrong ``sha-256``.
+* ``swap_segments``: the next N stagings (copy to the outbox) store the object with its
+  first two Crypt4GH segments swapped (every segment still authenticates).
+* ``envelope_two_packets``: the next N envelopes hold two header packets (the user's
+  and one for a random key), 232 bytes instead of 124.
+* ``wrong_content_range``: the next N presigned ranged GETs are served the range one
+  Crypt4GH segment (65,564 bytes) away, as a 206 whose ``Content-Range`` names the bytes
+  actually sent, so it does not match the request.
+
 One setting is not counted: ``api_latency_ms`` replaces ``serve --api-latency-ms`` (the
 delay added to every service call except ``/health``) until it is armed again or the
 plan is reset; the benchmark uses it to switch latency on and off on a running sandbox.
@@ -51,6 +63,16 @@ __all__ = [
     "StatusRule",
     "UrlExpiryRule",
 ]
+
+_INTEGRITY_SWITCHES = (
+    "drs_no_checksum",
+    "drs_wrong_checksum",
+    "swap_segments",
+    "envelope_two_packets",
+    "wrong_content_range",
+)
+#: How far ``wrong_content_range`` moves a range: one Crypt4GH ciphertext segment.
+RANGE_SHIFT = 65_564
 
 Service = Literal["wkvs", "wps", "ucs", "dcs", "s3"]
 
@@ -122,6 +144,11 @@ class FaultSettings(BaseModel):
     url_expiry: UrlExpiryRule | None = None
     access_check_error: int = Field(default=0, ge=0)
     dcs_missing_secret: int = Field(default=0, ge=0)
+    drs_no_checksum: int = Field(default=0, ge=0)
+    drs_wrong_checksum: int = Field(default=0, ge=0)
+    swap_segments: int = Field(default=0, ge=0)
+    envelope_two_packets: int = Field(default=0, ge=0)
+    wrong_content_range: int = Field(default=0, ge=0)
     drop_connections: DropRule | None = None
     api_latency_ms: int | None = Field(
         default=None,
@@ -156,6 +183,8 @@ class FaultPlan:
                 "access_check_error",
                 "dcs_missing_secret",
             ):
+                self._counts[name] += getattr(settings, name)
+            for name in _INTEGRITY_SWITCHES:
                 self._counts[name] += getattr(settings, name)
             if settings.url_expiry is not None:
                 self._url_expiry = settings.url_expiry.model_copy()
@@ -232,6 +261,12 @@ class FaultPlan:
                 self._dcs_retry_after = None
             self.injected["dcs_retry_after"] += 1
             return rule.value
+
+    def take_s3_range_shift(self, method: str) -> int | None:
+        """Consume one ``wrong_content_range`` use for a ranged GET; return the shift."""
+        if method.upper() != "GET" or not self.take("wrong_content_range"):
+            return None
+        return RANGE_SHIFT
 
     def take(self, name: str) -> bool:
         """Consume one use of a counted switch; return whether it fired."""

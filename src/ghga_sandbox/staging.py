@@ -15,6 +15,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 
+from ghga_sandbox.c4gh import CIPHER_SEGMENT_SIZE
+from ghga_sandbox.faults import FaultPlan
 from ghga_sandbox.state import DrsObject, SandboxState
 from ghga_sandbox.storage import S3Storage, bucket_name
 
@@ -34,7 +36,9 @@ class Stager:
         delay: float,
         clock: Callable[[], float],
         max_workers: int = 2,
+        faults: FaultPlan | None = None,
     ) -> None:
+        self._faults = faults
         self._state = state
         self._storage = storage
         self._delay = delay
@@ -44,12 +48,13 @@ class Stager:
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="stager")
 
     def _copy(self, obj: DrsObject) -> None:
+        outbox = bucket_name(obj.storage_alias, "outbox")
         self._storage.copy(
-            bucket_name(obj.storage_alias, "permanent"),
-            obj.object_id,
-            bucket_name(obj.storage_alias, "outbox"),
-            obj.object_id,
+            bucket_name(obj.storage_alias, "permanent"), obj.object_id, outbox, obj.object_id
         )
+        swap = self._faults is not None and self._faults.take("swap_segments")
+        if swap and not self._storage.swap_segments(outbox, obj.object_id, CIPHER_SEGMENT_SIZE):
+            log.warning("swap_segments: %s has fewer than two segments", obj.accession)
 
     def _start(self, obj: DrsObject) -> None:
         self._copies[obj.accession] = self._executor.submit(self._copy, obj)

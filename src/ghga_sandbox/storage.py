@@ -60,6 +60,10 @@ class S3FaultSource(Protocol):
         """Return after how many body bytes to cut this request's connection, or ``None``."""
         ...
 
+    def take_s3_range_shift(self, method: str) -> int | None:
+        """Return by how many bytes to move this ranged request's range, or ``None``."""
+        ...
+
 
 def presigned_expiry(query: dict[str, list[str]]) -> float | None:
     """Expiry (epoch seconds) of a presigned request's query, or ``None`` if unsigned.
@@ -124,6 +128,23 @@ def _truncated(environ: dict[str, Any], body: Iterable[bytes], after_bytes: int)
     _cut_connection(environ)
 
 
+def _shift_range(environ: dict[str, Any], shift: int | None) -> None:
+    """Ask S3 for the same-length range ``shift`` bytes away (backwards if possible).
+
+    S3 then answers 206 with a ``Content-Range`` of the bytes it really sends, which
+    differs from what the client asked for (the ``wrong_content_range`` fault).
+    """
+    if not shift:
+        return
+    unit, _, spec = str(environ["HTTP_RANGE"]).partition("=")
+    first, _, last = spec.partition("-")
+    if unit.strip() != "bytes" or not first.isdigit() or not last.isdigit():
+        return
+    start, stop = int(first), int(last)
+    moved = -shift if start >= shift else shift
+    environ["HTTP_RANGE"] = f"bytes={start + moved}-{stop + moved}"
+
+
 class PresignGuard:
     """WSGI middleware in front of S3: presigned-URL expiry and injected S3 faults.
 
@@ -169,6 +190,8 @@ class PresignGuard:
                 start_response(f"{status} Injected", headers)
                 return [body]
         method = str(environ.get("REQUEST_METHOD", "GET")).upper()
+        if self._faults is not None and expiry is not None and environ.get("HTTP_RANGE"):
+            _shift_range(environ, self._faults.take_s3_range_shift(method))
         if self._faults is not None and expiry is not None and method in {"GET", "PUT"}:
             after_bytes = self._faults.take_s3_drop(method)
             if after_bytes is not None:
@@ -447,6 +470,20 @@ class S3Storage:
             self._client.copy_object(CopySource=source, Bucket=dst_bucket, Key=dst_key)
         else:
             self._client.copy(source, dst_bucket, dst_key)
+
+    def swap_segments(self, bucket: str, key: str, segment_size: int) -> bool:
+        """Rewrite an object with its first two ``segment_size``-byte segments swapped.
+
+        Returns False (object unchanged) if it has fewer than two whole segments.
+        """
+        body = bytes(self._client.get_object(Bucket=bucket, Key=key)["Body"].read())
+        if len(body) < 2 * segment_size:
+            return False
+        swapped = (
+            body[segment_size : 2 * segment_size] + body[:segment_size] + body[2 * segment_size :]
+        )
+        self._client.put_object(Bucket=bucket, Key=key, Body=swapped)
+        return True
 
     def presign_get(self, bucket: str, key: str, expires_in: int) -> str:
         """Presigned ``GetObject`` URL valid ``expires_in`` seconds."""

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import re
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, Literal
 
@@ -211,11 +213,12 @@ class UcsClient:
     async def list_uploads(self, box_id: str, token: TokenSource) -> list[UploadListItem]:
         """All uploads in a file upload box, paging ``skip``/``limit`` (contract §3.3(a))."""
         items: list[UploadListItem] = []
+        seen = 0
         while True:
             with network_errors(self._target):
                 response = await self._client.get(
                     f"{self._base}/boxes/{box_id}/uploads",
-                    params={"skip": len(items), "limit": 100},
+                    params={"skip": seen, "limit": 100},
                     headers=JSON_HEADERS,
                     auth=WorkOrderTokenAuth(token),
                 )
@@ -223,14 +226,21 @@ class UcsClient:
                 raise server_error(response, "Listing the upload box")
             try:
                 body = response.json()
-                page = [UploadListItem.model_validate(item) for item in body.get("items", [])]
+                raw = body.get("items", [])
                 total = int(body.get("total_count", 0))
-            except (ValueError, TypeError, AttributeError, ValidationError):
+                if not isinstance(raw, list):
+                    raise TypeError
+            except (ValueError, TypeError, AttributeError):
                 raise ServerResponseError(
                     "The upload service sent an unexpected listing."
                 ) from None
-            items.extend(page)
-            if not page or len(items) >= total:
+            seen += len(raw)
+            for item in raw:
+                # One malformed item must not hide the others: it is left out, so a
+                # file of that alias is created anew and the server refuses it alone.
+                with contextlib.suppress(ValidationError, TypeError, ValueError):
+                    items.append(UploadListItem.model_validate(item))
+            if not raw or seen >= total:
                 return items
 
     async def create_upload(
@@ -363,37 +373,7 @@ class DcsClient:
             raise server_error(
                 response, f"Requesting {accession}", error_class=FileNotDownloadableError
             )
-        try:
-            body = response.json()
-            url = next(
-                method["access_url"]["url"]
-                for method in body.get("access_methods", [])
-                if method.get("type") == "s3"
-            )
-            size = int(body["size"])
-            sha256 = next(
-                (
-                    c.get("checksum")
-                    for c in body.get("checksums", [])
-                    if c.get("type") == "sha-256"
-                ),
-                None,
-            )
-        except StopIteration:
-            raise ServerResponseError(
-                f"The download service offers no S3 access to {accession}."
-            ) from None
-        except (ValueError, KeyError, TypeError, AttributeError):
-            raise ServerResponseError(
-                f"The download service sent an unexpected description of {accession}."
-            ) from None
-        return DrsObject(
-            accession=accession,
-            download_url=url,
-            size=size,
-            sha256=sha256,
-            max_age=_max_age(response),
-        )
+        return _drs_object(accession, response)
 
     async def get_envelope(self, accession: str, token: TokenSource) -> bytes:
         """``GET /objects/{accession}/envelopes``: the 124-byte Crypt4GH envelope.
@@ -428,6 +408,71 @@ class DcsClient:
             raise ServerResponseError(f"The envelope of {accession} is not valid base64.") from None
 
 
+_SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def _drs_object(accession: str, response: httpx.Response) -> DrsObject:
+    """Read a DRS object body (contract §3.4(a)), checking every field it uses.
+
+    A missing ``sha-256`` checksum gives ``sha256=None`` (the download is then reported
+    unverified); a present but malformed one is an error, never "no checksum".
+
+    Raises:
+        ServerResponseError: naming the field, never its value (it may hold a URL).
+    """
+
+    def malformed(field: str) -> ServerResponseError:
+        return ServerResponseError(
+            f"The download service sent an unusable description of {accession} "
+            f"(field {field!r}); this file is skipped.",
+            hint="Try again later; if it keeps happening, contact the GHGA helpdesk.",
+        )
+
+    try:
+        body = response.json()
+    except ValueError:
+        raise malformed("body") from None
+    if not isinstance(body, dict):
+        raise malformed("body")
+    methods = body.get("access_methods")
+    if not isinstance(methods, list):
+        raise malformed("access_methods")
+    s3 = [m for m in methods if isinstance(m, dict) and m.get("type") == "s3"]
+    if not s3:
+        raise ServerResponseError(f"The download service offers no S3 access to {accession}.")
+    access_url = s3[0].get("access_url")
+    url = access_url.get("url") if isinstance(access_url, dict) else None
+    if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+        raise malformed("access_methods[].access_url.url")
+    size = body.get("size")
+    if isinstance(size, str) and size.isdigit():
+        size = int(size)
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise malformed("size")
+    checksums = body.get("checksums", [])
+    if not isinstance(checksums, list):
+        raise malformed("checksums")
+    sha256: str | None = None
+    for entry in checksums:
+        if not isinstance(entry, dict):
+            raise malformed("checksums[]")
+        if str(entry.get("type", "")).lower() in ("sha-256", "sha256"):
+            value = entry.get("checksum")
+            if not isinstance(value, str) or not _SHA256_HEX.fullmatch(value):
+                raise malformed("checksums[].checksum")
+            sha256 = value.lower()
+    try:
+        return DrsObject(
+            accession=accession,
+            download_url=url,
+            size=size,
+            sha256=sha256,
+            max_age=_max_age(response),
+        )
+    except ValidationError:
+        raise malformed("body") from None
+
+
 class _BufferStream(httpx.AsyncByteStream):
     """A request body sent from a buffer in 1 MiB slices, re-sendable on retry."""
 
@@ -440,6 +485,28 @@ class _BufferStream(httpx.AsyncByteStream):
         # Views, not copies: the HTTP layer copies each slice once into its send buffer.
         for start in range(0, len(self._data), self.CHUNK):
             yield self._data[start : start + self.CHUNK]  # type: ignore[misc]
+
+
+_CONTENT_RANGE = re.compile(r"\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*", re.IGNORECASE)
+
+
+def _check_content_range(response: httpx.Response, start: int, stop: int, url: str) -> None:
+    """A 206 must carry the requested range: ``Content-Range: bytes start-(stop-1)/total``.
+
+    Any other range (or none) is answered as a failed attempt, never taken as data.
+
+    Raises:
+        BodyBrokenError: the range differs; the range loop fetches it again.
+    """
+    header = response.headers.get("Content-Range", "")
+    match = _CONTENT_RANGE.fullmatch(header)
+    if match is None or (int(match[1]), int(match[2])) != (start, stop - 1):
+        got = f"bytes {match[1]}-{match[2]}" if match else "no valid Content-Range"
+        raise BodyBrokenError(
+            f"The object storage at {url_host(url)} answered a request for bytes "
+            f"{start}-{stop - 1} with {got}.",
+            hint="Run the same command again; if it keeps happening, contact the GHGA helpdesk.",
+        )
 
 
 class PresignedUrlExpired(Exception):
@@ -507,6 +574,8 @@ class ObjectStorageClient:
                     )
                 if response.status_code == 200 and start != 0:
                     raise ServerResponseError("The object storage ignored the byte range.")
+                if response.status_code == 206:
+                    _check_content_range(response, start, stop, url)
                 received = 0
                 try:
                     async for chunk in response.aiter_raw():

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +18,13 @@ from pathlib import Path
 from crypt4gh import header as c4gh_header
 
 from ghga_connector.c4gh.segments import SegmentAuthenticationError, SegmentCipher
+from ghga_connector.core.files import (
+    create_exclusive,
+    pwrite_all,
+    read_small,
+    refuse_links,
+    replace_file,
+)
 from ghga_connector.core.planning import CIPHER_SEGMENT_SIZE, SEGMENT_SIZE
 from ghga_connector.errors import IntegrityError, KeyFileError, OutputError
 from ghga_connector.models import FileOutcome, Outcome
@@ -27,11 +36,15 @@ __all__ = [
     "decrypted_chunks",
     "expected_checksum",
     "file_sha256",
+    "legacy_sidecar_path",
     "plaintext_sha256",
+    "sidecar_path",
 ]
 
 #: Suffix of the file next to a ``.c4gh`` download holding the plaintext SHA-256.
 CHECKSUM_SUFFIX = ".sha256"
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 #: Segments read and decrypted per step (16 MiB of plaintext).
 _BATCH = 256
@@ -42,14 +55,42 @@ def checksum_line(sha256: str, plaintext_name: str) -> str:
     return f"{sha256}  {plaintext_name}\n"
 
 
+def sidecar_path(encrypted: Path) -> Path:
+    """Where the plaintext SHA-256 of a download is kept: ``X.bam.sha256`` for ``X.bam.c4gh``.
+
+    The file is named for what it holds, the checksum of the plaintext ``X.bam``, so
+    ``sha256sum -c X.bam.sha256`` checks the decrypted file.
+    """
+    return encrypted.with_name(encrypted.name.removesuffix(".c4gh") + CHECKSUM_SUFFIX)
+
+
+def legacy_sidecar_path(encrypted: Path) -> Path:
+    """The sidecar name of connector versions before 5.0: ``X.bam.c4gh.sha256``."""
+    return encrypted.with_name(encrypted.name + CHECKSUM_SUFFIX)
+
+
 def expected_checksum(encrypted: Path) -> str | None:
-    """The plaintext SHA-256 stored next to a download (``<file>.sha256``), if any."""
-    sidecar = encrypted.with_name(encrypted.name + CHECKSUM_SUFFIX)
-    try:
-        first = sidecar.read_text(encoding="utf-8").split()
-    except OSError:
-        return None
-    return first[0].lower() if first else None
+    """The plaintext SHA-256 (lower-case hex) kept beside a download, or ``None``.
+
+    Reads ``X.bam.sha256`` and, if that is absent, the older ``X.bam.c4gh.sha256``
+    (first 4 KiB; lines starting with ``#`` are comments; links are not followed).
+
+    Raises:
+        IntegrityError: a sidecar exists but does not start with a SHA-256.
+    """
+    for sidecar in (sidecar_path(encrypted), legacy_sidecar_path(encrypted)):
+        text = read_small(sidecar)
+        if text is None:
+            continue
+        lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+        first = lines[0].split()[0].lower() if lines else ""
+        if not _SHA256.fullmatch(first):
+            raise IntegrityError(
+                f"{sidecar.name} does not hold a SHA-256 checksum.",
+                hint="Download the file again (with --overwrite) to get a new checksum file.",
+            )
+        return first
+    return None
 
 
 def decrypted_chunks(source: Path, secret_key: bytes) -> Iterator[memoryview]:
@@ -111,15 +152,21 @@ def decrypt_file(
 ) -> FileOutcome:
     """Decrypt ``source`` (a Crypt4GH file) to ``target``.
 
-    Returns a ``DONE`` outcome with the plaintext SHA-256 (and whether it was verified
-    against the download's checksum), or ``SKIPPED`` if ``target`` exists.
+    Returns ``DONE`` with the plaintext SHA-256 when it matched the checksum kept beside
+    the download (:func:`expected_checksum`), ``UNVERIFIED`` (written, but nothing to
+    compare with: Crypt4GH alone does not notice reordered, repeated or missing whole
+    segments) when there is no checksum file, or ``SKIPPED`` if ``target`` exists.
+    ``details["verified"]`` says which. The plaintext is written to ``target.part``
+    (created exclusively, mode 0600, links refused), fsynced, then renamed.
 
     Raises:
         KeyFileError: the file was not encrypted for this key.
         IntegrityError: a segment failed authentication or the checksum differs.
-        OutputError: the output cannot be written.
+        OutputError: the output cannot be written, or a name is a symbolic link.
     """
     started = time.monotonic()
+    temp = target.with_name(target.name + ".part")
+    refuse_links(target, temp)
     if target.exists() and not overwrite:
         return FileOutcome(
             name=source.name,
@@ -128,34 +175,45 @@ def decrypt_file(
             message=f"{target.name} exists already; use --overwrite to replace it",
         )
     expected = expected_checksum(source)
-    temp = target.with_name(target.name + ".part")
     digest = hashlib.sha256()
     size = 0
+    created = False
     try:
-        with temp.open("wb") as outfile:
+        fd = create_exclusive(temp)
+        created = True
+        try:
             for chunk in decrypted_chunks(source, secret_key):
                 digest.update(chunk)
-                outfile.write(chunk)
+                pwrite_all(fd, chunk, size)
                 size += len(chunk)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         sha256 = digest.hexdigest()
         if expected is not None and sha256 != expected:
             raise IntegrityError(
                 f"The decrypted content of {source.name} does not match the checksum of the download."
             )
-        temp.replace(target)
+        replace_file(temp, target)
     except OSError as error:
-        with contextlib.suppress(OSError):
-            temp.unlink()
+        if created:
+            with contextlib.suppress(OSError):
+                temp.unlink()
         raise OutputError(f"Decrypting {source.name} failed: {error.strerror}.") from None
     except BaseException:
-        with contextlib.suppress(OSError):
-            temp.unlink()
+        if created:
+            with contextlib.suppress(OSError):
+                temp.unlink()
         raise
+    verified = expected is not None
     return FileOutcome(
         name=source.name,
-        outcome=Outcome.DONE,
+        outcome=Outcome.DONE if verified else Outcome.UNVERIFIED,
         size=size,
         seconds=time.monotonic() - started,
         path=target,
-        details={"sha256": sha256, "verified": expected is not None},
+        message=""
+        if verified
+        else f"not verified: no {sidecar_path(source).name} beside it to check the content against",
+        details={"sha256": sha256, "verified": verified},
     )

@@ -5,8 +5,18 @@ The stager polls ``GET /objects/{accession}`` until the file is staged (202 +
 key, then the body in segment-aligned ranges by parallel ranged GETs. Every range is
 authenticated segment by segment as it arrives (Poly1305), the plaintext SHA-256 is
 compared with the DRS checksum, and only then is the temporary ``.part`` file renamed
-to its final name. Output is either the Crypt4GH file (envelope ‖ body) with a
-``.sha256`` file beside it, or with ``decrypt`` the plaintext itself.
+to its final name. Output is either the Crypt4GH file (envelope ‖ body) with the
+plaintext checksum beside it (``X.bam.sha256`` for ``X.bam.c4gh``), or with ``decrypt``
+the plaintext itself.
+
+Order on disk (so that after a crash at any point no final-named file holds content
+that was not verified): the ``.part`` file and its journal are created exclusively
+(mode 0600, symbolic links refused); the journal header is written to a temporary name,
+fsynced and renamed; once the checksum matched, the sidecar is written the same way,
+then the ``.part`` file is fsynced and renamed to its final name and the folder is
+fsynced. A DRS object without a checksum is downloaded too, but its outcome is
+``unverified`` (Crypt4GH alone does not notice reordered, repeated or missing whole
+segments), and no sidecar is written for it.
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import os
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
@@ -29,7 +40,7 @@ from ghga_connector.adapters.services import (
     ObjectStorageClient,
     PresignedUrlExpired,
 )
-from ghga_connector.c4gh.envelope import EnvelopeError, open_envelope
+from ghga_connector.c4gh.envelope import EnvelopeError, MalformedEnvelopeError, open_envelope
 from ghga_connector.c4gh.keys import KeyPair
 from ghga_connector.c4gh.segments import (
     SegmentAuthenticationError,
@@ -40,7 +51,19 @@ from ghga_connector.core.decrypt import (
     checksum_line,
     expected_checksum,
     file_sha256,
+    legacy_sidecar_path,
     plaintext_sha256,
+    sidecar_path,
+)
+from ghga_connector.core.files import (
+    append_line,
+    create_exclusive,
+    open_no_follow,
+    pread_into,
+    pwrite_all,
+    refuse_links,
+    replace_file,
+    write_atomic,
 )
 from ghga_connector.core.planning import (
     CIPHER_SEGMENT_SIZE,
@@ -65,6 +88,7 @@ from ghga_connector.errors import (
     IntegrityError,
     KeyFileError,
     OutputError,
+    ServerResponseError,
     ServiceUnreachableError,
     StagingTimeoutError,
 )
@@ -262,6 +286,7 @@ class Downloader(DownloaderBase):
         except ValueError:
             plain = 0
         try:
+            refuse_links(*_output_names(job))
             envelope, secret = await self._open_envelope(job)
         except ConnectorError as error:
             self._reporter.file_started(name, plain)
@@ -276,17 +301,19 @@ class Downloader(DownloaderBase):
         name = job.target.name
         self._reporter.file_started(name, plain)
         temp = unique_temp_path(job.target)
+        verified = drs.sha256 is not None
         try:
             sha256 = await self._fetch(job, drs, plain, temp, envelope, secret)
-            if drs.sha256 and sha256 != drs.sha256.lower():
+            if drs.sha256 is not None and sha256 != drs.sha256.lower():
                 raise IntegrityError(
                     f"The SHA-256 of {job.accession} does not match the archive's checksum."
                 )
-            temp.replace(job.target)
             if not job.decrypt:
-                plain_name = job.target.name.removesuffix(".c4gh")
-                sidecar = job.target.with_name(job.target.name + CHECKSUM_SUFFIX)
-                sidecar.write_text(checksum_line(sha256, plain_name), encoding="utf-8")
+                await asyncio.get_running_loop().run_in_executor(
+                    self._executor, _write_sidecar, job.target, sha256 if verified else None
+                )
+            replace_file(temp, job.target)
+            _RangeJournal(temp).remove()
         except IntegrityError as error:
             _discard(temp)
             return self._failed(job, plain, started, error)
@@ -298,13 +325,33 @@ class Downloader(DownloaderBase):
             return self._failed(
                 job, plain, started, OutputError(f"Writing {str(temp)!r} failed: {error.strerror}.")
             )
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            if temp.exists():
+                self._reporter.message(
+                    f"{name}: download paused; run the same command again to continue.",
+                    level="warning",
+                )
+            raise
+        details: dict[str, str | int | float | None] = {
+            "accession": job.accession,
+            "sha256": sha256,
+            "decrypted": job.decrypt,
+            "verified": verified,
+        }
+        if not verified:
+            self._reporter.message(
+                f"{name}: GHGA sent no SHA-256 checksum for {job.accession}; the file was "
+                "downloaded but its content could not be verified.",
+                level="warning",
+            )
         outcome = FileOutcome(
             name=name,
-            outcome=Outcome.DONE,
+            outcome=Outcome.DONE if verified else Outcome.UNVERIFIED,
             size=plain,
             seconds=time.monotonic() - started,
             path=job.target,
-            details={"accession": job.accession, "sha256": sha256, "decrypted": job.decrypt},
+            message="" if verified else "not verified: the archive sent no checksum",
+            details=details,
         )
         self._reporter.file_finished(outcome)
         return outcome
@@ -366,6 +413,12 @@ class Downloader(DownloaderBase):
         envelope = await self._dcs.get_envelope(job.accession, token)
         try:
             return envelope, open_envelope(envelope, self._keys.secret)
+        except MalformedEnvelopeError as error:
+            raise ServerResponseError(
+                f"The download service sent a malformed Crypt4GH envelope for {job.accession} "
+                f"({error}); nothing was downloaded.",
+                hint="Try again later; if it keeps happening, contact the GHGA helpdesk.",
+            ) from None
         except EnvelopeError:
             raise KeyFileError(
                 f"The envelope of {job.accession} cannot be opened with your private key.",
@@ -395,18 +448,40 @@ class Downloader(DownloaderBase):
         }
         done = journal.resume(header) if temp.exists() else None
         if done is None:
-            with temp.open("wb") as new_file:
-                new_file.truncate(final_size)
-            journal.start(header)
+            fd = create_exclusive(temp)
+            try:
+                os.ftruncate(fd, final_size)
+                journal.start(header)
+            except BaseException:
+                os.close(fd)
+                raise
             done = set()
         else:
+            fd = open_no_follow(temp, os.O_RDWR)
             self._reporter.message(
                 f"{job.target.name}: continuing a partial download ({len(done)} of "
                 f"{len(ranges)} ranges present; checking them)."
             )
-        if not job.decrypt:
-            with temp.open("r+b") as part_file:
-                part_file.write(envelope[:ENVELOPE_SIZE])
+        try:
+            if not job.decrypt:
+                pwrite_all(fd, envelope[:ENVELOPE_SIZE], 0)
+            await self._fetch_ranges(job, drs, fd, cipher, digest, ranges, done, journal)
+            await asyncio.get_running_loop().run_in_executor(self._executor, os.fsync, fd)
+        finally:
+            os.close(fd)
+        return digest.hexdigest()
+
+    async def _fetch_ranges(
+        self,
+        job: DownloadJob,
+        drs: DrsObject,
+        fd: int,
+        cipher: SegmentCipher,
+        digest: hashlib._Hash,
+        ranges: list[ByteRange],
+        done: set[int],
+        journal: _RangeJournal,
+    ) -> None:
         urls = _UrlHolder(drs, self._stager, self._clock)
         pending = iter(ranges)
         loop = asyncio.get_running_loop()
@@ -436,7 +511,7 @@ class Downloader(DownloaderBase):
             plain = memoryview(buffer)[self._range_size :][: _plain_len(part)]
             if part.part_no in done:
                 present = await loop.run_in_executor(
-                    self._executor, _recheck, cipher, part, view, plain, str(temp), job.decrypt
+                    self._executor, _recheck, cipher, part, view, plain, fd, job.decrypt
                 )
                 if present:
                     await hash_in_order(part, plain)
@@ -460,7 +535,7 @@ class Downloader(DownloaderBase):
                             part,
                             view,
                             plain,
-                            str(temp),
+                            fd,
                             job.decrypt,
                         )
             except PresignedUrlExpired:
@@ -482,8 +557,6 @@ class Downloader(DownloaderBase):
                     group.create_task(worker())
         except BaseExceptionGroup as error:
             raise first_cause(error) from None
-        journal.remove()
-        return digest.hexdigest()
 
 
 class _RangeJournal:
@@ -499,6 +572,8 @@ class _RangeJournal:
     def resume(self, header: dict[str, object]) -> set[int] | None:
         """The finished range numbers if the journal belongs to this download, else None."""
         try:
+            if self.path.is_symlink():
+                return None
             lines = self.path.read_text(encoding="utf-8").splitlines()
             if not lines or json.loads(lines[0]) != header:
                 return None
@@ -511,18 +586,54 @@ class _RangeJournal:
         return done
 
     def start(self, header: dict[str, object]) -> None:
-        """Begin a new journal."""
-        self.path.write_text(json.dumps(header) + "\n", encoding="utf-8")
+        """Begin a new journal: the header goes to a temporary name, fsynced, renamed.
+
+        Raises:
+            OutputError: the journal name is a symbolic link.
+        """
+        write_atomic(self.path, (json.dumps(header) + "\n").encode("utf-8"))
 
     def add(self, part_no: int) -> None:
-        """Record a written range."""
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(f"{part_no}\n")
+        """Record a written range (one appended line, links not followed).
+
+        Lines are not fsynced one by one: a line lost in a power failure only means
+        the range is fetched again, and a line whose data was lost is caught on resume
+        (encrypted ranges are authenticated again, decrypted ones by the final SHA-256).
+        """
+        append_line(self.path, f"{part_no}\n")
 
     def remove(self) -> None:
         """Forget the journal (download complete or discarded)."""
         with contextlib.suppress(OSError):
             self.path.unlink()
+
+
+def _output_names(job: DownloadJob) -> list[Path]:
+    """Every name a download writes: final, ``.part``, journal and (encrypted) sidecars."""
+    temp = unique_temp_path(job.target)
+    names = [job.target, temp, _RangeJournal(temp).path]
+    if not job.decrypt:
+        names += [sidecar_path(job.target), legacy_sidecar_path(job.target)]
+    return names
+
+
+def _write_sidecar(target: Path, sha256: str | None) -> None:
+    """Write the plaintext checksum beside an encrypted download (before it is renamed).
+
+    ``X.bam.sha256`` holds ``<hex>  X.bam``; an older ``X.bam.c4gh.sha256`` is removed.
+    With ``sha256`` None (unverified download) stale sidecars are removed instead, so
+    that no checksum file claims to vouch for content nobody verified.
+    """
+    if sha256 is not None:
+        plain_name = target.name.removesuffix(".c4gh")
+        write_atomic(sidecar_path(target), checksum_line(sha256, plain_name).encode("utf-8"))
+    stale = [legacy_sidecar_path(target)]
+    if sha256 is None:
+        stale.append(sidecar_path(target))
+    for path in stale:
+        refuse_links(path)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
 
 
 def _discard(temp: Path) -> None:
@@ -537,7 +648,7 @@ def _recheck(
     part: ByteRange,
     buffer: memoryview,
     plain: memoryview,
-    path: str,
+    fd: int,
     decrypt: bool,
 ) -> bool:
     """Re-read a range written by an earlier run into ``plain``.
@@ -546,13 +657,11 @@ def _recheck(
     short or fails. Decrypted ranges are taken as they are: the final SHA-256 check
     covers them.
     """
-    with open(path, "rb") as handle:  # noqa: PTH123 - one handle per thread
-        if decrypt:
-            handle.seek(part.start // CIPHER_SEGMENT_SIZE * SEGMENT_SIZE)
-            return handle.readinto(plain) == len(plain)
-        handle.seek(ENVELOPE_SIZE + part.start)
-        if handle.readinto(buffer) != len(buffer):
-            return False
+    if decrypt:
+        offset = part.start // CIPHER_SEGMENT_SIZE * SEGMENT_SIZE
+        return pread_into(fd, plain, offset) == len(plain)
+    if pread_into(fd, buffer, ENVELOPE_SIZE + part.start) != len(buffer):
+        return False
     try:
         cipher.decrypt_into(buffer, plain)
     except SegmentAuthenticationError:
@@ -571,7 +680,7 @@ def _check_and_write(
     part: ByteRange,
     data: memoryview,
     plain: memoryview,
-    path: str,
+    fd: int,
     decrypt: bool,
 ) -> None:
     """Authenticate and decrypt one segment-aligned range into ``plain``, then write it.
@@ -581,10 +690,7 @@ def _check_and_write(
         OSError: the write failed (e.g. the disk is full).
     """
     cipher.decrypt_into(data, plain)
-    with open(path, "r+b") as handle:  # noqa: PTH123 - one handle per thread
-        if decrypt:
-            handle.seek(part.start // CIPHER_SEGMENT_SIZE * SEGMENT_SIZE)
-            handle.write(plain)
-        else:
-            handle.seek(ENVELOPE_SIZE + part.start)
-            handle.write(data)
+    if decrypt:
+        pwrite_all(fd, plain, part.start // CIPHER_SEGMENT_SIZE * SEGMENT_SIZE)
+    else:
+        pwrite_all(fd, data, ENVELOPE_SIZE + part.start)

@@ -198,6 +198,9 @@ class TransferHandler:
         outcomes: dict[Path, FileOutcome] = {}
         planned = []
         for job in jobs:
+            if job.target.is_symlink():  # never "skipped": the downloader refuses it clearly
+                planned.append(job)
+                continue
             if (
                 job.target.exists()
                 and not overwrite

@@ -96,8 +96,21 @@ class WorkPackageAccessor(WorkPackageAccessorBase):
 
     def _open(self, sealed: str) -> str:
         try:
+            # a sealed box is at least an ephemeral key (32 bytes) and a MAC (16 bytes)
+            if len(base64.b64decode(sealed, validate=True)) < 48:
+                raise ValueError
+        except (binascii.Error, ValueError):
+            # A malformed answer concerns this one token (one file), not the user's key.
+            raise ServerResponseError(
+                "The work package service sent a malformed work order token."
+            ) from None
+        try:
             jws = open_sealed_b64(sealed, self._keys.secret).decode("ascii")
-        except (SealedBoxError, UnicodeDecodeError):
+        except UnicodeDecodeError:
+            raise ServerResponseError(
+                "The work package service sent a malformed work order token."
+            ) from None
+        except SealedBoxError:
             raise KeyFileError(
                 "A work order token could not be opened with your private key.",
                 hint="Use the key pair whose public key you registered with GHGA.",

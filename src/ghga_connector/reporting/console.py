@@ -6,6 +6,10 @@
 * :class:`JsonReporter`: one JSON object per finished file on standard output
   (``--json``), messages on standard error;
 * :class:`QuietReporter`: errors only (``--quiet``).
+
+Names and messages may come from the server or from file names anybody chose: they
+are printed through :func:`plain` (no Rich markup interpretation, control characters
+and ANSI/OSC escape sequences removed), never interpolated into markup.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import time
 from typing import IO, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -27,13 +32,43 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
+from rich.text import Text
 
 from ghga_connector.core.ports import ProgressReporter
 from ghga_connector.models import FileOutcome, Outcome
 
-__all__ = ["JsonReporter", "PlainReporter", "QuietReporter", "RichReporter", "outcome_json"]
+__all__ = [
+    "JsonReporter",
+    "PlainReporter",
+    "QuietReporter",
+    "RichReporter",
+    "clean_text",
+    "outcome_json",
+    "plain",
+]
 
 _STYLE = {"info": "", "warning": "yellow", "error": "bold red"}
+_OUTCOME_STYLE = {"done": "green", "failed": "red", "skipped": "yellow", "unverified": "yellow"}
+
+#: ANSI/ECMA-48 sequences: CSI (``ESC [ … final``), OSC/DCS/SOS/PM/APC strings (ended by
+#: BEL or ``ESC \``, or unterminated), and two-byte ``ESC x``; C1 forms as well.
+_ESCAPES = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?"
+    r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
+    r"|\x1b[ -~]?"
+)
+#: Remaining C0 controls (tab and newline become spaces), DEL and C1 controls.
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def clean_text(text: str) -> str:
+    """``text`` without terminal escape sequences and control characters (one line)."""
+    return _CONTROLS.sub(lambda m: " " if m[0] in "\t\n\r" else "", _ESCAPES.sub("", text))
+
+
+def plain(text: str, style: str = "") -> Text:
+    """A :class:`rich.text.Text` of ``text`` cleaned: printed literally, markup not parsed."""
+    return Text(clean_text(text), style=style)
 
 
 def outcome_json(outcome: FileOutcome) -> dict[str, Any]:
@@ -67,12 +102,18 @@ class QuietReporter(ProgressReporter):
     def file_finished(self, outcome: FileOutcome) -> None:
         """Only failures are shown."""
         if outcome.outcome is Outcome.FAILED:
-            self.console.print(f"[bold red]✗ {outcome.name}: {outcome.message}[/]", highlight=False)
+            self.console.print(
+                plain(f"✗ {outcome.name}: {outcome.message}", "bold red"), highlight=False
+            )
+        elif outcome.outcome is Outcome.UNVERIFIED:
+            self.console.print(
+                plain(f"! {outcome.name}: {outcome.message}", "yellow"), highlight=False
+            )
 
     def message(self, text: str, *, level: str = "info") -> None:
         """Only errors are shown."""
         if level == "error":
-            self.console.print(f"[bold red]{text}[/]", highlight=False)
+            self.console.print(plain(text, "bold red"), highlight=False)
 
 
 class PlainReporter(QuietReporter):
@@ -84,7 +125,7 @@ class PlainReporter(QuietReporter):
 
     def file_started(self, name: str, total: int) -> None:
         """Log the start."""
-        self.console.print(f"{name}: started ({total:,} bytes)", highlight=False)
+        self.console.print(plain(f"{name}: started ({total:,} bytes)"), highlight=False)
 
     def file_status(self, name: str, status: str) -> None:
         """Log the state; a countdown that only changes its numbers is not repeated."""
@@ -94,21 +135,22 @@ class PlainReporter(QuietReporter):
         if last is not None and last[0] == shape and now - last[1] < 30:
             return
         self._last_status[name] = (shape, now)
-        self.console.print(f"{name}: {status}", highlight=False)
+        self.console.print(plain(f"{name}: {status}"), highlight=False)
 
     def file_finished(self, outcome: FileOutcome) -> None:
         """Log the outcome."""
-        if outcome.outcome is Outcome.FAILED:
+        if outcome.outcome in (Outcome.FAILED, Outcome.UNVERIFIED):
             super().file_finished(outcome)
             return
         speed = f", {outcome.throughput / 1e6:.1f} MB/s" if outcome.throughput else ""
         note = f" ({outcome.message})" if outcome.message else ""
-        self.console.print(f"{outcome.name}: {outcome.outcome.value}{note}{speed}", highlight=False)
+        self.console.print(
+            plain(f"{outcome.name}: {outcome.outcome.value}{note}{speed}"), highlight=False
+        )
 
     def message(self, text: str, *, level: str = "info") -> None:
         """Log the message."""
-        style = _STYLE.get(level, "")
-        self.console.print(f"[{style}]{text}[/]" if style else text, highlight=False)
+        self.console.print(plain(text, _STYLE.get(level, "")), highlight=False)
 
 
 class RichReporter(PlainReporter):
@@ -117,7 +159,7 @@ class RichReporter(PlainReporter):
     def __init__(self, console: Console | None = None) -> None:
         super().__init__(console)
         self.progress = Progress(
-            TextColumn("{task.description}", justify="left"),
+            TextColumn("{task.description}", justify="left", markup=False),
             BarColumn(),
             DownloadColumn(),
             TransferSpeedColumn(),
@@ -146,7 +188,7 @@ class RichReporter(PlainReporter):
                 )
             task = self._tasks.get(name)
             if task is None:
-                self._tasks[name] = self.progress.add_task(name, total=total, status="")
+                self._tasks[name] = self.progress.add_task(clean_text(name), total=total, status="")
             else:
                 self.progress.reset(task, total=total, status="")
             totals = sum(t.total or 0 for t in self.progress.tasks if t.id != self._total)
@@ -168,16 +210,20 @@ class RichReporter(PlainReporter):
         task = self._tasks.get(name)
         if task is None:
             with self._lock:
-                self._tasks[name] = task = self.progress.add_task(name, total=None, status="")
-        self.progress.update(task, status=status)
+                self._tasks[name] = task = self.progress.add_task(
+                    clean_text(name), total=None, status=""
+                )
+        self.progress.update(task, status=escape(clean_text(status)))
 
     def file_finished(self, outcome: FileOutcome) -> None:
         """Complete the bar and print the outcome above the bars."""
         task = self._tasks.get(outcome.name)
         if task is not None:
-            label = {Outcome.DONE: "[green]done[/]", Outcome.FAILED: "[red]failed[/]"}.get(
-                outcome.outcome, outcome.outcome.value
-            )
+            label = {
+                Outcome.DONE: "[green]done[/]",
+                Outcome.FAILED: "[red]failed[/]",
+                Outcome.UNVERIFIED: "[yellow]unverified[/]",
+            }.get(outcome.outcome, outcome.outcome.value)
             self.progress.update(task, status=label)
             if outcome.outcome is Outcome.DONE:
                 total = self.progress.tasks[task].total or outcome.size
@@ -206,4 +252,4 @@ class JsonReporter(QuietReporter):
     def message(self, text: str, *, level: str = "info") -> None:
         """Warnings and errors on standard error."""
         if level != "info":
-            self.console.print(text, highlight=False, markup=False)
+            self.console.print(plain(text), highlight=False)

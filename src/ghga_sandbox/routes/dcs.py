@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from ghga_sandbox.c4gh import make_envelope
+from ghga_sandbox.c4gh import make_envelope, make_envelope_two_packets
 from ghga_sandbox.errors import DomainError, domain_error_handler
 from ghga_sandbox.routes.auth import work_order_dependency
 from ghga_sandbox.runtime import Runtime
@@ -101,9 +101,17 @@ def create_dcs_app(runtime: Runtime) -> FastAPI:
         url = runtime.storage.presign_get(
             bucket_name(obj.storage_alias, "outbox"), obj.object_id, expiry
         )
+        body = drs_object_body(runtime, obj, url)
+        if runtime.faults.take("drs_no_checksum"):
+            body["checksums"] = []
+        elif runtime.faults.take("drs_wrong_checksum"):
+            real = obj.decrypted_sha256
+            body["checksums"] = [
+                {"checksum": real[:-1] + ("0" if real[-1] != "0" else "1"), "type": "sha-256"}
+            ]
         # like DCS 10.1.2: a plain Response of the JSON text, so no Content-Type header
         return Response(
-            content=json.dumps(drs_object_body(runtime, obj, url)),
+            content=json.dumps(body),
             headers={"Cache-Control": f"max-age={runtime.settings.download_url_expiry}, private"},
         )
 
@@ -116,11 +124,13 @@ def create_dcs_app(runtime: Runtime) -> FastAPI:
             secret = None
         if secret is None:
             raise DomainError(500, "internalServerError", "Internal Server Error.")
-        envelope = make_envelope(
-            secret,
-            runtime.state.central_key().secret,
-            decode_public_key(work_order.user_public_crypt4gh_key),
-        )
+        user_key = decode_public_key(work_order.user_public_crypt4gh_key)
+        if runtime.faults.take("envelope_two_packets"):
+            envelope = make_envelope_two_packets(
+                secret, runtime.state.central_key().secret, user_key
+            )
+        else:
+            envelope = make_envelope(secret, runtime.state.central_key().secret, user_key)
         return JSONResponse(
             base64.b64encode(envelope).decode("ascii"), headers={"Cache-Control": "no-store"}
         )

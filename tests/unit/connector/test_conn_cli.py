@@ -170,6 +170,53 @@ def test_decrypt_roundtrip(runner: CliRunner, key_files: tuple[Path, Path]) -> N
     assert json.loads(again.stdout.splitlines()[0])["outcome"] == "skipped"
 
 
+def _encrypted_file(name: str, plain: bytes) -> Path:
+    import io
+
+    from crypt4gh import lib as c4gh_lib
+    from crypt4gh.keys import get_private_key, get_public_key
+
+    out = io.BytesIO()
+    secret, public = get_private_key("key.sec", lambda: ""), get_public_key("key.pub")
+    c4gh_lib.encrypt([(0, secret, public)], io.BytesIO(plain), out)
+    Path("data").mkdir(exist_ok=True)
+    path = Path("data") / name
+    path.write_bytes(out.getvalue())
+    return path
+
+
+def test_decrypt_without_checksum_is_unverified_exit_1(
+    runner: CliRunner, key_files: tuple[Path, Path]
+) -> None:
+    plain = os.urandom(70_000)
+    _encrypted_file("GHGAF1.bam.c4gh", plain)
+    result = runner.invoke(app, ["--json", "decrypt", "--input-dir", "data"])
+    assert result.exit_code == 1, result.output
+    record = json.loads(result.stdout.splitlines()[0])
+    assert record["outcome"] == "unverified"
+    assert record["verified"] is False
+    assert "--allow-unverified" in result.output
+    assert Path("data/GHGAF1.bam").read_bytes() == plain  # written, but not vouched for
+    accepted = runner.invoke(
+        app, ["decrypt", "--input-dir", "data", "--overwrite", "--allow-unverified"]
+    )
+    assert accepted.exit_code == 0, accepted.output
+    assert "unverified" in accepted.output
+
+
+def test_decrypt_reads_the_plaintext_named_sidecar(
+    runner: CliRunner, key_files: tuple[Path, Path]
+) -> None:
+    import hashlib
+
+    plain = os.urandom(70_000)
+    _encrypted_file("GHGAF1.bam.c4gh", plain)
+    Path("data/GHGAF1.bam.sha256").write_text(f"{hashlib.sha256(plain).hexdigest()}  GHGAF1.bam\n")
+    result = runner.invoke(app, ["--json", "decrypt", "--input-dir", "data"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.splitlines()[0])["verified"] is True
+
+
 def test_decrypt_bad_file_exits_1(runner: CliRunner, key_files: tuple[Path, Path]) -> None:
     Path("data").mkdir()
     Path("data/x.c4gh").write_bytes(b"not crypt4gh")

@@ -11,9 +11,14 @@ import pytest
 from crypt4gh import lib as c4gh_lib
 
 from ghga_connector.c4gh.keys import KeyPair
-from ghga_connector.core.decrypt import decrypt_file, expected_checksum
-from ghga_connector.core.download import CHECKSUM_SUFFIX, checksum_line
-from ghga_connector.errors import IntegrityError, KeyFileError
+from ghga_connector.core.decrypt import (
+    decrypt_file,
+    expected_checksum,
+    legacy_sidecar_path,
+    sidecar_path,
+)
+from ghga_connector.core.download import checksum_line
+from ghga_connector.errors import IntegrityError, KeyFileError, OutputError
 from ghga_connector.models import Outcome
 
 PLAIN_SIZE = 3 * 65536 + 1234
@@ -32,8 +37,8 @@ def _encrypt(folder: Path, plain: bytes, keys: KeyPair, name: str = "GHGAF001.ba
     return source
 
 
-def _sidecar(source: Path, sha256: str) -> Path:
-    sidecar = source.with_name(source.name + CHECKSUM_SUFFIX)
+def _sidecar(source: Path, sha256: str, *, legacy: bool = False) -> Path:
+    sidecar = legacy_sidecar_path(source) if legacy else sidecar_path(source)
     sidecar.write_text(checksum_line(sha256, source.name.removesuffix(".c4gh")))
     return sidecar
 
@@ -60,7 +65,108 @@ def test_decrypt_without_sidecar(tmp_path: Path, user_keys: KeyPair, plaintext: 
     target = tmp_path / "out.bam"
     outcome = decrypt_file(source, target, user_keys.secret)
     assert target.read_bytes() == plaintext
+    assert outcome.outcome is Outcome.UNVERIFIED
     assert outcome.details["verified"] is False
+    assert "GHGAF001.bam.sha256" in outcome.message
+
+
+def test_sidecar_is_named_for_the_plaintext(tmp_path: Path) -> None:
+    assert sidecar_path(tmp_path / "X.bam.c4gh") == tmp_path / "X.bam.sha256"
+    assert legacy_sidecar_path(tmp_path / "X.bam.c4gh") == tmp_path / "X.bam.c4gh.sha256"
+
+
+def test_legacy_sidecar_name_is_read(tmp_path: Path, user_keys: KeyPair, plaintext: bytes) -> None:
+    source = _encrypt(tmp_path, plaintext, user_keys)
+    _sidecar(source, hashlib.sha256(plaintext).hexdigest(), legacy=True)
+    outcome = decrypt_file(source, tmp_path / "GHGAF001.bam", user_keys.secret)
+    assert outcome.outcome is Outcome.DONE
+    assert outcome.details["verified"] is True
+
+
+def test_new_sidecar_name_wins_over_legacy(tmp_path: Path, user_keys: KeyPair) -> None:
+    source = tmp_path / "X.bam.c4gh"
+    _sidecar(source, "a" * 64)
+    _sidecar(source, "b" * 64, legacy=True)
+    assert expected_checksum(source) == "a" * 64
+
+
+def test_sidecar_with_comment_line(tmp_path: Path) -> None:
+    source = tmp_path / "X.bam.c4gh"
+    sidecar_path(source).write_text(f"# plaintext SHA-256\n{'c' * 64}  X.bam\n")
+    assert expected_checksum(source) == "c" * 64
+
+
+def test_garbage_sidecar_is_an_error(tmp_path: Path) -> None:
+    source = tmp_path / "X.bam.c4gh"
+    sidecar_path(source).write_text("not a checksum\n")
+    with pytest.raises(IntegrityError, match=r"X\.bam\.sha256"):
+        expected_checksum(source)
+
+
+def _segments_cut(source: Path, keep: int) -> None:
+    """Keep the 124-byte header and the first ``keep`` whole segments."""
+    source.write_bytes(source.read_bytes()[: 124 + keep * 65564])
+
+
+def test_cut_at_segment_boundary_without_sidecar_is_unverified(
+    tmp_path: Path, user_keys: KeyPair, plaintext: bytes
+) -> None:
+    # Crypt4GH authenticates each segment, not the file: a cut at a segment boundary
+    # decrypts cleanly, so without a checksum the result must not be called done.
+    source = _encrypt(tmp_path, plaintext, user_keys)
+    _segments_cut(source, 2)
+    target = tmp_path / "GHGAF001.bam"
+    outcome = decrypt_file(source, target, user_keys.secret)
+    assert outcome.outcome is Outcome.UNVERIFIED
+    assert target.read_bytes() == plaintext[: 2 * 65536]
+
+
+def test_cut_at_segment_boundary_with_sidecar_fails(
+    tmp_path: Path, user_keys: KeyPair, plaintext: bytes
+) -> None:
+    source = _encrypt(tmp_path, plaintext, user_keys)
+    _sidecar(source, hashlib.sha256(plaintext).hexdigest())
+    _segments_cut(source, 2)
+    target = tmp_path / "GHGAF001.bam"
+    with pytest.raises(IntegrityError, match="checksum"):
+        decrypt_file(source, target, user_keys.secret)
+    assert not target.exists()
+
+
+def test_plaintext_output_is_private(tmp_path: Path, user_keys: KeyPair, plaintext: bytes) -> None:
+    source = _encrypt(tmp_path, plaintext, user_keys)
+    _sidecar(source, hashlib.sha256(plaintext).hexdigest())
+    target = tmp_path / "GHGAF001.bam"
+    old = os.umask(0o022)
+    try:
+        decrypt_file(source, target, user_keys.secret)
+    finally:
+        os.umask(old)
+    assert target.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("planted", ["GHGAF001.bam", "GHGAF001.bam.part"])
+def test_symlink_at_output_names_is_refused(
+    tmp_path: Path, user_keys: KeyPair, plaintext: bytes, planted: str
+) -> None:
+    source = _encrypt(tmp_path, plaintext, user_keys)
+    _sidecar(source, hashlib.sha256(plaintext).hexdigest())
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious")
+    (tmp_path / planted).symlink_to(victim)
+    with pytest.raises(OutputError, match="symbolic link"):
+        decrypt_file(source, tmp_path / "GHGAF001.bam", user_keys.secret, overwrite=True)
+    assert victim.read_bytes() == b"precious"
+    assert (tmp_path / planted).is_symlink()
+
+
+def test_stale_part_file_is_replaced(tmp_path: Path, user_keys: KeyPair, plaintext: bytes) -> None:
+    source = _encrypt(tmp_path, plaintext, user_keys)
+    _sidecar(source, hashlib.sha256(plaintext).hexdigest())
+    (tmp_path / "GHGAF001.bam.part").write_bytes(b"left over from a crash")
+    outcome = decrypt_file(source, tmp_path / "GHGAF001.bam", user_keys.secret)
+    assert outcome.outcome is Outcome.DONE
+    assert (tmp_path / "GHGAF001.bam").read_bytes() == plaintext
 
 
 @pytest.mark.parametrize("size", [1, 65536, 17 * 65536 * 16 + 5])
@@ -135,6 +241,7 @@ def test_existing_target_overwritten(tmp_path: Path, user_keys: KeyPair, plainte
     source = _encrypt(tmp_path, plaintext, user_keys)
     target = tmp_path / "GHGAF001.bam"
     target.write_bytes(b"old")
+    _sidecar(source, hashlib.sha256(plaintext).hexdigest())
     outcome = decrypt_file(source, target, user_keys.secret, overwrite=True)
     assert outcome.outcome is Outcome.DONE
     assert target.read_bytes() == plaintext

@@ -394,6 +394,26 @@ async def test_existing_target_skipped_without_overwrite(tmp_path: Path) -> None
     assert reporter.finished[0].outcome is Outcome.SKIPPED
 
 
+async def test_symlinked_target_is_never_skipped(tmp_path: Path) -> None:
+    # a link planted at the final name goes to the downloader, which refuses it clearly
+    class Recording(FakeDownloader):
+        async def download(self, job: DownloadJob, drs: DrsObject) -> FileOutcome:
+            self.jobs.append(job)
+            return FileOutcome(name=job.target.name, outcome=Outcome.FAILED, path=job.target)
+
+    downloader = Recording()
+    handler = _handler(FakeAccessor(DOWNLOAD_PACKAGE), downloader=downloader)
+    jobs = await handler.download_plan(tmp_path, accessions=["GHGAF001"], decrypt=False)
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    jobs[0].target.symlink_to(victim)
+    for verify in (False, True):
+        outcomes = await handler.download(jobs, verify=verify)
+        assert [o.outcome for o in outcomes] == [Outcome.FAILED]
+    assert [j.accession for j in downloader.jobs] == ["GHGAF001", "GHGAF001"]
+    assert victim.read_bytes() == b"precious"
+
+
 async def test_existing_target_replaced_with_overwrite(tmp_path: Path) -> None:
     downloader = FakeDownloader()
     handler = _handler(FakeAccessor(DOWNLOAD_PACKAGE), downloader=downloader)

@@ -462,9 +462,10 @@ async def test_dcs_envelope_not_base64() -> None:
 BODY = os.urandom(300_000)
 
 
-def streamed(status: int, data: bytes) -> httpx.Response:
+def streamed(status: int, data: bytes, content_range: str | None = None) -> httpx.Response:
     """A response whose body is streamed like a real one (not pre-read)."""
-    return httpx.Response(status, stream=httpx.ByteStream(data))
+    headers = {"Content-Range": content_range} if content_range else {}
+    return httpx.Response(status, stream=httpx.ByteStream(data), headers=headers)
 
 
 def ranged_s3(request: httpx.Request) -> httpx.Response:
@@ -472,7 +473,7 @@ def ranged_s3(request: httpx.Request) -> httpx.Response:
     unit, _, spec = request.headers["Range"].partition("=")
     assert unit == "bytes"
     first, last = (int(v) for v in spec.split("-"))
-    return streamed(206, BODY[first : last + 1])
+    return streamed(206, BODY[first : last + 1], f"bytes {first}-{last}/{len(BODY)}")
 
 
 async def test_get_range_fills_buffer_exactly() -> None:
@@ -484,7 +485,7 @@ async def test_get_range_fills_buffer_exactly() -> None:
 
 
 async def test_get_range_sends_range_header() -> None:
-    seen = Seen(streamed(206, b"abc"))
+    seen = Seen(streamed(206, b"abc", "bytes 10-12/100"))
     async with mock_client(seen) as client:
         await ObjectStorageClient(client).get_range(S3, 10, 13, memoryview(bytearray(3)))
     assert seen[0].headers["Range"] == "bytes=10-12"
@@ -511,16 +512,39 @@ async def test_get_range_expired_url() -> None:
 
 
 async def test_get_range_short_body() -> None:
-    async with mock_client(Seen(streamed(206, b"abc"))) as client:
+    async with mock_client(Seen(streamed(206, b"abc", "bytes 0-9/100"))) as client:
         with pytest.raises(ServiceUnreachableError) as info:
             await ObjectStorageClient(client).get_range(S3, 0, 10, memoryview(bytearray(10)))
     assert "Signature" not in info.value.message
 
 
 async def test_get_range_too_long_body() -> None:
-    async with mock_client(Seen(streamed(206, b"x" * 20))) as client:
+    async with mock_client(Seen(streamed(206, b"x" * 20, "bytes 0-9/100"))) as client:
         with pytest.raises(ServerResponseError, match="too many bytes"):
             await ObjectStorageClient(client).get_range(S3, 0, 10, memoryview(bytearray(10)))
+
+
+@pytest.mark.parametrize(
+    "content_range",
+    [None, "bytes 65574-65583/300000", "bytes 10-18/300000", "bytes */300000", "garbage"],
+    ids=["missing", "other-range", "shorter", "unsatisfied-form", "garbage"],
+)
+async def test_get_range_206_with_wrong_content_range_is_not_data(
+    content_range: str | None,
+) -> None:
+    buffer = bytearray(b"\xee" * 10)
+    async with mock_client(Seen(streamed(206, BODY[:10], content_range))) as client:
+        with pytest.raises(ServiceUnreachableError, match="answered a request for bytes 10-19"):
+            await ObjectStorageClient(client).get_range(S3, 10, 20, memoryview(buffer))
+    # retried by the downloader (a ServiceUnreachableError), never written as data
+    assert bytes(buffer) == b"\xee" * 10
+
+
+async def test_get_range_206_content_range_is_case_and_space_tolerant() -> None:
+    buffer = bytearray(3)
+    async with mock_client(Seen(streamed(206, b"abc", " Bytes 10-12/*"))) as client:
+        await ObjectStorageClient(client).get_range(S3, 10, 13, memoryview(buffer))
+    assert bytes(buffer) == b"abc"
 
 
 async def test_put_part_returns_etag() -> None:
@@ -569,6 +593,64 @@ async def test_dcs_malformed_drs_object(response: httpx.Response) -> None:
             await DcsClient(client, DCS).get_drs_object("GHGAF001", Tokens())
 
 
+_URL = "http://s3.test/outbox/x?Signature=abc"
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"size": -1}, "size"),
+        ({"size": "12 MB"}, "size"),
+        ({"size": True}, "size"),
+        ({"size": 1.5}, "size"),
+        ({"checksums": [{"type": "sha-256", "checksum": 12345}]}, "checksum"),
+        ({"checksums": [{"type": "sha-256", "checksum": _URL}]}, "checksum"),
+        ({"checksums": [{"type": "sha-256", "checksum": "ab" * 31}]}, "checksum"),
+        ({"checksums": "ab" * 32}, "checksums"),
+        ({"checksums": ["ab" * 32]}, "checksums"),
+        ({"access_methods": [{"type": "s3", "access_url": {"url": 42}}]}, "url"),
+        ({"access_methods": [{"type": "s3", "access_url": _URL}]}, "url"),
+        ({"access_methods": [{"type": "s3", "access_url": {"url": "file:///etc/x"}}]}, "url"),
+        ({"access_methods": {"s3": _URL}}, "access_methods"),
+    ],
+)
+async def test_dcs_malformed_field_names_field_not_value(
+    change: dict[str, object], field: str
+) -> None:
+    body = {**DRS, **change}
+    async with mock_client(Seen(httpx.Response(200, json=body))) as client:
+        with pytest.raises(ServerResponseError) as info:
+            await DcsClient(client, DCS).get_drs_object("GHGAF001", Tokens())
+    text = info.value.message + info.value.hint
+    assert "GHGAF001" in text and field in text
+    for secret in ("Signature", "s3.test", "abc", "12345", "/etc/x", "12 MB"):
+        assert secret not in text
+
+
+async def test_dcs_drs_object_without_checksum_has_none() -> None:
+    body = {**DRS, "checksums": []}
+    async with mock_client(Seen(httpx.Response(200, json=body))) as client:
+        result = await DcsClient(client, DCS).get_drs_object("GHGAF001", Tokens())
+    assert isinstance(result, DrsObject)
+    assert result.sha256 is None
+
+
+async def test_ucs_list_uploads_skips_only_the_malformed_item() -> None:
+    body = {
+        "items": [
+            {"id": "1", "state": "inbox"},
+            {"id": "2", "alias": "b.bam", "state": "no-such-state"},
+            {"id": "3", "alias": "c.bam", "state": "inbox", "decrypted_size": "big"},
+            "not an object",
+            {"id": "4", "alias": "d.bam", "state": "inbox"},
+        ],
+        "total_count": 5,
+    }
+    async with mock_client(Seen(httpx.Response(200, json=body))) as client:
+        items = await UcsClient(client, UCS).list_uploads(FUB, Tokens())
+    assert [item.alias for item in items] == ["d.bam"]
+
+
 @pytest.mark.parametrize(
     "response",
     [httpx.Response(201, json={"alias": "x"}), httpx.Response(201, text="created")],
@@ -593,9 +675,8 @@ async def test_ucs_create_malformed_body(response: httpx.Response) -> None:
     [
         httpx.Response(200, text="<html>"),
         httpx.Response(200, json=["x"]),
-        httpx.Response(200, json={"items": [{"id": "1", "state": "inbox"}], "total_count": 1}),
     ],
-    ids=["not-json", "json-list", "item-without-alias"],
+    ids=["not-json", "json-list"],
 )
 async def test_ucs_list_uploads_malformed_body(response: httpx.Response) -> None:
     async with mock_client(Seen(response)) as client:

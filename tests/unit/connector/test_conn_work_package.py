@@ -208,6 +208,24 @@ async def test_wot_that_is_not_a_jws(user_keys: KeyPair) -> None:
         await accessor.download_wot("GHGAF001")
 
 
+@pytest.mark.parametrize("answer", ["not base64!", "", "AAAA" * 3])
+async def test_malformed_wot_answer_is_a_server_error_of_that_file(
+    user_keys: KeyPair, answer: str
+) -> None:
+    # a malformed answer fails the one file (ServerResponseError), not the whole batch
+    # (KeyFileError is about the user's key); the message never repeats the answer
+    class Garbage(FakeWps):
+        async def create_download_wot(self, accession: str) -> tuple[str, float | None]:
+            return answer, 30.0
+
+    fake = Garbage(DOWNLOAD, seal_to=user_keys.public, claim_key=user_keys.public_b64)
+    accessor = WorkPackageAccessor(fake, None, user_keys)  # type: ignore[arg-type]
+    with pytest.raises(ServerResponseError, match="malformed work order token") as info:
+        await accessor.download_wot("GHGAF001")
+    assert not isinstance(info.value, KeyFileError)
+    assert answer not in info.value.message or not answer
+
+
 async def test_failed_token_is_not_cached(user_keys: KeyPair, other_keys: KeyPair) -> None:
     accessor, fake, _ = _accessor(user_keys, claim_key=other_keys.public_b64)
     with pytest.raises(KeyFileError):

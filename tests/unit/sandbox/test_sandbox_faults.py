@@ -108,3 +108,43 @@ def test_file_extension_and_bucket_names() -> None:
     assert file_extension("README") == ""
     assert file_extension("x.gz") == ".gz"
     assert bucket_name("HD01", "outbox") == "hd01-outbox"
+
+
+def test_download_integrity_switches_are_counted() -> None:
+    plan = FaultPlan()
+    plan.arm(
+        FaultSettings(
+            drs_no_checksum=1,
+            drs_wrong_checksum=2,
+            swap_segments=1,
+            envelope_two_packets=1,
+            wrong_content_range=1,
+        )
+    )
+    armed = plan.snapshot()["armed"]
+    assert isinstance(armed, dict)
+    assert armed["drs_wrong_checksum"] == 2 and armed["wrong_content_range"] == 1
+    assert [plan.take("drs_wrong_checksum") for _ in range(3)] == [True, True, False]
+    assert plan.take("swap_segments") and not plan.take("swap_segments")
+    assert plan.take_s3_range_shift("PUT") is None  # only ranged GETs
+    assert plan.take_s3_range_shift("GET") == 65_564
+    assert plan.take_s3_range_shift("GET") is None
+    assert plan.injected["wrong_content_range"] == 1
+
+
+def test_presign_guard_moves_the_range_by_one_segment() -> None:
+    ranges: list[str] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        ranges.append(environ.get("HTTP_RANGE", ""))
+        start_response("206 Partial Content", [])
+        return [b""]
+
+    plan = FaultPlan()
+    guard = PresignGuard(app, plan, clock=lambda: 1767225640.0)
+    query = "X-Amz-Date=20260101T000000Z&X-Amz-Expires=60"
+    plan.arm(FaultSettings(wrong_content_range=3))
+    for asked in ("bytes=0-99", "bytes=131128-131227", "bytes=70000-70099"):
+        list(guard({"QUERY_STRING": query, "REQUEST_METHOD": "GET", "HTTP_RANGE": asked}, lambda *a: None))  # fmt: skip
+    list(guard({"QUERY_STRING": query, "REQUEST_METHOD": "GET", "HTTP_RANGE": "bytes=0-9"}, lambda *a: None))  # fmt: skip
+    assert ranges == ["bytes=65564-65663", "bytes=65564-65663", "bytes=4436-4535", "bytes=0-9"]

@@ -1,0 +1,198 @@
+"""Creating output files safely: no symlink is followed, temporary names are exclusive.
+
+Everything the connector writes into an output folder (``X.part``, ``X.part.json``, the
+``.sha256`` sidecar, the final ``X``) goes through these helpers:
+
+* a symbolic link at any of those names is refused with a clear error, and files are
+  opened with ``O_NOFOLLOW``, so a link planted by someone else never makes the
+  connector write outside the output folder;
+* temporary names are created with ``O_EXCL`` (never opened if they appeared meanwhile);
+* new files are created with mode ``0600`` (the user may widen it afterwards);
+* small files (sidecars, journal headers) are written to a fresh temporary name,
+  fsynced, and renamed over the final name, then the folder is fsynced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import stat
+from pathlib import Path
+
+from ghga_connector.errors import OutputError
+
+__all__ = [
+    "FILE_MODE",
+    "append_line",
+    "create_exclusive",
+    "fsync_dir",
+    "open_no_follow",
+    "pread_into",
+    "pwrite_all",
+    "read_small",
+    "refuse_links",
+    "replace_file",
+    "write_atomic",
+]
+
+#: Mode of every file the connector creates (before the umask).
+FILE_MODE = 0o600
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+#: The most bytes :func:`read_small` reads.
+SMALL_FILE_LIMIT = 4096
+
+
+def _link_error(path: Path) -> OutputError:
+    return OutputError(
+        f"{str(path)!r} is a symbolic link; refusing to write through it.",
+        hint="Remove the link (or choose another output folder) and run the command again.",
+    )
+
+
+def refuse_links(*paths: Path) -> None:
+    """Raise if any of ``paths`` is a symbolic link (dangling or not).
+
+    Raises:
+        OutputError: naming the first link found.
+    """
+    for path in paths:
+        if path.is_symlink():
+            raise _link_error(path)
+
+
+def open_no_follow(path: Path, flags: int) -> int:
+    """``os.open`` with ``O_NOFOLLOW``: a symbolic link at ``path`` is an :class:`OutputError`.
+
+    Raises:
+        OutputError: ``path`` is a symbolic link.
+        OSError: any other failure (e.g. the file does not exist).
+    """
+    try:
+        return os.open(path, flags | _NOFOLLOW | _CLOEXEC, FILE_MODE)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise _link_error(path) from None
+        raise
+
+
+def create_exclusive(path: Path, *, replace_stale: bool = True) -> int:
+    """Create ``path`` for reading and writing (mode 0600, ``O_EXCL``, ``O_NOFOLLOW``).
+
+    A regular file left at ``path`` by an earlier run is removed first when
+    ``replace_stale``; a symbolic link never is.
+
+    Raises:
+        OutputError: ``path`` is a symbolic link.
+        OSError: the file cannot be created.
+    """
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL
+    try:
+        return open_no_follow(path, flags)
+    except FileExistsError:
+        refuse_links(path)
+        if not replace_stale:
+            raise
+        path.unlink()
+        return open_no_follow(path, flags)
+
+
+def pwrite_all(fd: int, data: memoryview | bytes, offset: int) -> None:
+    """Write all of ``data`` at ``offset`` (thread-safe on a shared descriptor)."""
+    view = memoryview(data).cast("B")
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view = view[written:]
+        offset += written
+
+
+def pread_into(fd: int, into: memoryview, offset: int) -> int:
+    """Read up to ``len(into)`` bytes at ``offset`` into ``into``; return the count (short at EOF)."""
+    view = into.cast("B") if into.format != "B" else into
+    done = 0
+    while done < len(view):
+        count = os.preadv(fd, [view[done:]], offset + done)
+        if count == 0:
+            break
+        done += count
+    return done
+
+
+def fsync_dir(folder: Path) -> None:
+    """Fsync a folder so that renames in it survive a crash (best effort)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def replace_file(source: Path, target: Path) -> None:
+    """Rename ``source`` to ``target`` after refusing a link at ``target``; fsync the folder.
+
+    ``rename`` never follows a link at ``target``; the check only makes the error clear.
+
+    Raises:
+        OutputError: ``target`` is a symbolic link.
+        OSError: the rename failed.
+    """
+    refuse_links(target)
+    source.replace(target)
+    fsync_dir(target.parent)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to a fresh temporary name, fsync it, rename it to ``path``.
+
+    Raises:
+        OutputError: ``path`` is a symbolic link.
+        OSError: writing failed (the temporary file is removed).
+    """
+    refuse_links(path)
+    temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = create_exclusive(temp, replace_stale=False)
+    try:
+        try:
+            pwrite_all(fd, data, 0)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        replace_file(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append one line to an existing file opened without following links.
+
+    Raises:
+        OutputError: ``path`` is a symbolic link.
+        OSError: the file is missing or cannot be written.
+    """
+    fd = open_no_follow(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        os.write(fd, line.encode("utf-8"))
+    finally:
+        os.close(fd)
+
+
+def read_small(path: Path) -> str | None:
+    """The first 4 KiB of a regular file as text, or ``None``.
+
+    ``None`` if the file is missing or not a regular file (a link, a folder, a device).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _CLOEXEC | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return os.read(fd, SMALL_FILE_LIMIT).decode("utf-8", errors="replace")
+    finally:
+        os.close(fd)
