@@ -38,11 +38,11 @@ docs: install  ## regenerate docs/configuration.md from the settings model
 demo: install  ## upload, archive, download and decrypt the example files on a local sandbox
 	$(BIN)/python examples/demo.py
 
-bench: install  ## the full benchmark (about 20 minutes, half of it 4.0.1)
-	$(BIN)/python -m benchmarks
+bench: install  ## the full benchmark, 3 repetitions (over an hour on 2 cores; --reps 1: ~25 min)
+	$(BIN)/python -m benchmarks --reps 3
 
-bench-quick: install  ## a short benchmark (about 3 minutes)
-	$(BIN)/python -m benchmarks --quick
+bench-quick: install  ## a short benchmark, 1 repetition (about 3 minutes on 2 idle cores)
+	$(BIN)/python -m benchmarks --quick --reps 1
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache mutants

@@ -9,15 +9,14 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from benchmarks.env import Options
+from benchmarks.model import BOTO3, MIB, OURS, V401
 from benchmarks.report import machine_info, write_json, write_markdown, write_png
 from benchmarks.runner import (
-    BOTO3,
-    MIB,
-    OURS,
+    CASE_KEYS,
+    QUICK_CASE_KEYS,
     QUICK_SMALL_COUNT,
     TOOLS,
-    V401,
-    Options,
     make_cases,
     run_benchmark,
 )
@@ -31,27 +30,37 @@ ghga-sandbox backed by SeaweedFS, in one run.
 
 Cases (each uploaded and downloaded by every tool; download = fetch + decrypt to
 plaintext, boto3: plain download):
-  large          one 1 GiB file made by repeating a real BAM   (--quick: 256 MiB)
+  large          one 1 GiB file made by repeating a real BAM   (not in --quick; 256 MiB)
   xlarge         one 4 GiB random file                         (--quick: 1 GiB)
+  xxlarge        one 16 GiB random file, ours and boto3 only; skipped with a printed
+                 reason if the disk has too little room       (not in --quick)
   small          200 random files of 8 MiB                     (--quick: 10)
   small-latency  the small case again (same files, same servers) with the sandbox adding
                  --latency-ms to every API call (switched on at run time); boto3 never calls
                  the API, so its rows here are copied from `small` (marked reused_from)
+  multi          one client with one 1 GiB random file, then 4 client processes at once,
+                 each with its own file and box/work package (--quick: 64 MiB files);
+                 ours and boto3 only: aggregate MB/s and per-client fairness
 
-Measured per tool x case x direction: wall seconds, MB/s of plaintext, client CPU
-seconds (user+sys of the whole client process tree), CPU-s per GiB, peak RSS of the
-client process tree, and throughput ratios to 4.0.1 and to boto3; plus the crypto floor
-(CPU-s per GiB on one core for Crypt4GH encryption/decryption and the digests the
-protocol needs). Every output is checked by SHA-256; a wrong answer is ok=false.
+Every case runs --reps times (default 3, --quick 1), the tool order rotated by one per
+repetition. Measured per tool x case x direction x repetition: wall seconds, MB/s of
+plaintext, client CPU seconds (user+sys of the client's process tree), CPU-s per GiB,
+the client's peak RSS, the sandbox's and SeaweedFS's CPU seconds and the GHGA API
+requests meanwhile; reported as median (min-max), with throughput ratios to 4.0.1 and
+boto3 from the medians, plus the crypto floor (CPU-s per GiB on one core for Crypt4GH
+encryption/decryption and the digests the protocol needs). Every upload is checked by
+SHA-256 of its decrypted content, every output by SHA-256; a wrong answer is ok=false.
 
-Results: benchmarks/results/latest.json, latest.md, latest.png (the PNG needs matplotlib).
+Results: benchmarks/results/latest.json, latest.md, latest.png (the PNG needs matplotlib);
+--quick: benchmarks/results/quick/.
 Scratch data, the 4.0.1 venv and the SeaweedFS binary live under benchmarks/work/.
 """
 
 EPILOG = """\
 examples:
-  python -m benchmarks --quick                  # about 3 minutes on 2 cores
-  python -m benchmarks                          # the full run, about 20 minutes
+  python -m benchmarks --quick                  # about 3 minutes on 2 idle cores
+  python -m benchmarks                          # the full run, 3 repetitions: over an hour
+  python -m benchmarks --reps 1 --cases large,xlarge
   python -m benchmarks --quick --cases small --tools ghga-connector,boto3
 """
 
@@ -71,7 +80,7 @@ def _csv(choices: list[str]) -> Callable[[str], list[str]]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
-    case_keys = ["large", "xlarge", "small", "small-latency"]
+    case_keys = CASE_KEYS
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
         description=DESCRIPTION,
@@ -81,14 +90,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help=f"smaller sizes (256 MiB, 1 GiB, {QUICK_SMALL_COUNT} x 8 MiB)",
+        help=f"smaller sizes and fewer cases (1 GiB, {QUICK_SMALL_COUNT} x 8 MiB, "
+        "4 clients x 64 MiB), 1 repetition",
     )
     parser.add_argument(
         "--cases",
         type=_csv(case_keys),
-        default=case_keys,
         metavar="LIST",
-        help=f"comma-separated cases to run (default: all: {','.join(case_keys)})",
+        help=f"comma-separated cases to run (default: all: {','.join(case_keys)}; "
+        f"--quick: {','.join(QUICK_CASE_KEYS)})",
+    )
+    parser.add_argument(
+        "--reps",
+        type=int,
+        metavar="N",
+        help="repetitions of every case (default 3, --quick 1)",
     )
     parser.add_argument(
         "--tools",
@@ -117,6 +133,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="size of the xlarge (random) file (default 4096, --quick 1024)",
     )
     parser.add_argument(
+        "--xxlarge-mib",
+        type=int,
+        metavar="MIB",
+        help="size of the xxlarge (random) file (default 16384)",
+    )
+    parser.add_argument(
+        "--multi-mib",
+        type=int,
+        metavar="MIB",
+        help="size of each client's file in the multi case (default 1024, --quick 64)",
+    )
+    parser.add_argument(
         "--latency-ms",
         type=int,
         default=50,
@@ -140,8 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--results-dir",
         type=Path,
-        default=BENCH_DIR / "results",
-        help="where latest.json/.md/.png are written (default benchmarks/results)",
+        help="where latest.json/.md/.png are written (default benchmarks/results, "
+        "--quick: benchmarks/results/quick, so a quick run keeps the full run's files)",
     )
     parser.add_argument(
         "--work-dir",
@@ -159,22 +187,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and write the result files; exit 1 if any row failed."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    reps = args.reps if args.reps is not None else (1 if args.quick else 3)
+    if reps < 1:
+        parser.error("--reps must be at least 1")
     all_cases = make_cases(
-        args.quick, args.small_count, args.latency_ms, args.large_mib, args.xlarge_mib
+        args.quick,
+        args.small_count,
+        args.latency_ms,
+        args.large_mib,
+        args.xlarge_mib,
+        args.xxlarge_mib,
+        args.multi_mib,
     )
+    keys = args.cases or (QUICK_CASE_KEYS if args.quick else CASE_KEYS)
     opts = Options(
         quick=args.quick,
-        cases=[all_cases[k] for k in args.cases],
+        cases=[case for k in keys for case in all_cases[k]],
         tools=[t for t in TOOLS if t in args.tools],
         s3=args.s3,
         work_dir=args.work_dir.resolve(),
         floor_bytes=(args.floor_mib or (256 if args.quick else 1024)) * MIB,
+        reps=reps,
         keep_work=args.keep_work,
     )
-    rows = run_benchmark(opts)
-    results = args.results_dir
-    results.mkdir(parents=True, exist_ok=True)
+    results = run_benchmark(opts)
     machine = machine_info(
         {
             "command": "python -m benchmarks " + shlex.join(sys.argv[1:] if argv is None else argv),
@@ -182,14 +220,20 @@ def main(argv: list[str] | None = None) -> int:
             "tools": f"{OURS} (this checkout), {V401} (PyPI), {BOTO3} (TransferConfig with our "
             "part size and max_concurrent_uploads)",
             "disk_free_gib": round(shutil.disk_usage(opts.work_dir).free / (1 << 30), 1),
+            "reps": reps,
         }
     )
-    write_json(results / "latest.json", rows)
-    write_markdown(results / "latest.md", rows, machine)
-    if write_png(results / "latest.png", rows, opts.log):
-        opts.log(f"wrote {results / 'latest.png'}")
-    opts.log(f"wrote {results / 'latest.json'} and {results / 'latest.md'}")
-    return 0 if all(r["ok"] for r in rows) else 1
+    out = args.results_dir or (
+        BENCH_DIR / "results" / "quick" if args.quick else BENCH_DIR / "results"
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    rows, floors = results.rows, results.floors
+    write_json(out / "latest.json", rows, floors, machine, results.skipped)
+    write_markdown(out / "latest.md", rows, floors, machine, results.skipped)
+    if write_png(out / "latest.png", rows, floors, opts.log):
+        opts.log(f"wrote {out / 'latest.png'}")
+    opts.log(f"wrote {out / 'latest.json'} and {out / 'latest.md'}")
+    return 0 if all(r.ok for r in rows) else 1
 
 
 if __name__ == "__main__":

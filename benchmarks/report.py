@@ -1,4 +1,8 @@
-"""Result files: ``latest.json`` (rows), ``latest.md`` (table + machine), ``latest.png``."""
+"""Result files: ``latest.json``, ``latest.md`` (tables + machine), ``latest.png`` (bars).
+
+Every figure is the median over the repetitions that passed, with the minimum and
+maximum beside it when there was more than one; ratios use the medians.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +11,29 @@ import json
 import os
 import platform
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["machine_info", "write_json", "write_markdown", "write_png"]
+from benchmarks.model import MIB, FloorRow, Row, Spread, Summary, summarize
 
-MIB = 1 << 20
+__all__ = [
+    "TOOL_ORDER",
+    "bar_series",
+    "fmt_spread",
+    "machine_info",
+    "markdown",
+    "ordered",
+    "write_json",
+    "write_markdown",
+    "write_png",
+]
+
 TOOL_ORDER = [
     "ghga-connector",
     "ghga-connector-2step",
     "ghga-connector-4.0.1",
     "boto3",
-    "crypto-floor",
 ]
 
 
@@ -48,57 +62,93 @@ def machine_info(extra: dict[str, Any] | None = None) -> dict[str, Any]:
         "memory_gib": round(mem / (1 << 30), 1),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
+        "load_average": [round(x, 2) for x in os.getloadavg()]
+        if hasattr(os, "getloadavg")
+        else None,
     }
     info.update(extra or {})
     return info
 
 
-def _sorter(rows: list[dict[str, Any]]) -> Callable[[dict[str, Any]], tuple[int, int, int, int]]:
-    """Order rows as run: case (first appearance), upload before download, tool order."""
-    case_rank = {case: i for i, case in enumerate(dict.fromkeys(r["case"] for r in rows))}
+def ordered(summaries: Sequence[Summary]) -> list[Summary]:
+    """As run: case (first appearance), upload before download, then tool order."""
+    case_rank = {case: i for i, case in enumerate(dict.fromkeys(s.case for s in summaries))}
 
-    def key(row: dict[str, Any]) -> tuple[int, int, int, int]:
-        tool = row["tool"]
+    def key(s: Summary) -> tuple[int, int, int]:
         return (
-            1 if tool == "crypto-floor" else 0,
-            case_rank[row["case"]],
-            0 if row["direction"] == "upload" else 1,
-            TOOL_ORDER.index(tool) if tool in TOOL_ORDER else 99,
+            case_rank[s.case],
+            0 if s.direction == "upload" else 1,
+            TOOL_ORDER.index(s.tool) if s.tool in TOOL_ORDER else 99,
         )
 
-    return key
+    return sorted(summaries, key=key)
 
 
-def write_json(path: Path, rows: list[dict[str, Any]]) -> None:
-    """The rows as a JSON list (machine and settings are in the Markdown file)."""
+def write_json(
+    path: Path,
+    rows: Sequence[Row],
+    floors: Sequence[FloorRow],
+    machine: dict[str, Any],
+    skipped: Sequence[str] = (),
+) -> None:
+    """``{"machine", "crypto_floor", "skipped", "results"}``; one result per tool x case x
+    direction with its spreads, ratios and every repetition."""
+    data = {
+        "machine": machine,
+        "crypto_floor": [f.to_json() for f in floors],
+        "skipped": list(skipped),
+        "results": [s.to_json() for s in ordered(summarize(rows, floors))],
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(sorted(rows, key=_sorter(rows)), indent=1) + "\n")
+    path.write_text(json.dumps(data, indent=1) + "\n")
 
 
-def _fmt(value: Any, spec: str, scale: float = 1.0) -> str:
-    if value is None:
+def fmt_spread(spread: Spread | None, spec: str, scale: float = 1.0) -> str:
+    """``115.2`` for one value, ``115.2 (110.0–120.1)`` for a median with its range."""
+    if spread is None:
         return "–"
-    return format(value / scale, spec)
+    median = format(spread.median / scale, spec)
+    if spread.n == 1 or spread.low == spread.high:
+        return median
+    return f"{median} ({format(spread.low / scale, spec)}–{format(spread.high / scale, spec)})"
 
 
-def write_markdown(path: Path, rows: list[dict[str, Any]], machine: dict[str, Any]) -> None:
-    """A table of all rows, the failures and the machine the run was on."""
+def _fmt(value: float | None, spec: str, scale: float = 1.0) -> str:
+    return "–" if value is None else format(value / scale, spec)
+
+
+def markdown(
+    rows: Sequence[Row],
+    floors: Sequence[FloorRow],
+    machine: dict[str, Any],
+    skipped: Sequence[str] = (),
+) -> str:
+    """The whole ``latest.md``."""
+    summaries = ordered(summarize(rows, floors))
+    reps = max((len(s.reps) for s in summaries), default=0)
     lines = [
         "# Benchmark results",
         "",
-        f"Run: `{machine.get('command', 'python -m benchmarks')}` on {machine['date']}.",
+        f"Run: `{machine.get('command', 'python -m benchmarks')}` on {machine['date']}, "
+        f"{reps} repetition(s), tool order rotated by one per repetition.",
         "",
-        "MB/s = 10^6 bytes of plaintext per wall-clock second. CPU = user + sys seconds of the "
-        "client's whole process tree; CPU-s/GiB = CPU per GiB of plaintext; ×floor = that "
-        "divided by the crypto floor of the same direction (measured in this run on one "
-        "core). Peak RSS = largest sum of the RSS of the client's process tree (sampled every "
-        "50 ms). vs 4.0.1 and vs boto3 are throughput ratios within the same case and "
-        "direction. Downloads include decryption to plaintext (boto3: plain download); "
-        "`ghga-connector` downloads with `--decrypt`, `ghga-connector-2step` runs `download` "
-        "then `decrypt`, 4.0.1 runs `download` then `decrypt`.",
+        "Each figure is the median over the repetitions that passed their check, with the "
+        "minimum–maximum in brackets when there were several; ratios divide medians. "
+        "MB/s = 10^6 bytes of plaintext per wall-clock second (start-up included). CPU = "
+        "user + sys seconds of the client's process tree; CPU-s/GiB = per GiB of plaintext; "
+        "×floor = that divided by the crypto floor of the same direction (measured in this "
+        "run on one core); transport = CPU-s/GiB minus the floor. Peak RSS = the client's "
+        "own peak (largest of the sampled sum of VmRSS over its process tree and its VmHWM; "
+        "the harness's memory is not included). vs 4.0.1 and vs boto3 are throughput ratios "
+        "within the same case and direction. Downloads include decryption to plaintext "
+        "(boto3: plain download): `ghga-connector` downloads with `--decrypt` in one pass, "
+        "`ghga-connector-2step` runs `download` then `decrypt` like 4.0.1 does. Checks: "
+        "every GHGA upload is decrypted by the sandbox's Data Hub step and its archived "
+        "SHA-256 compared with the input's; boto3's upload is checked by its download; "
+        "every download output is compared with the inputs by SHA-256.",
         "",
     ]
-    reused = sorted({(r["case"], r["reused_from"]) for r in rows if r.get("reused_from")})
+    reused = sorted({(s.case, s.reused_from) for s in summaries if s.reused_from})
     if reused:
         copies = ", ".join(f"`{case}` from `{source}`" for case, source in reused)
         lines += [
@@ -108,58 +158,174 @@ def write_markdown(path: Path, rows: list[dict[str, Any]], machine: dict[str, An
             "",
         ]
     lines += [
-        "| tool | case | direction | MB/s | wall s | CPU s | CPU-s/GiB | ×floor | peak RSS MiB "
-        "| vs 4.0.1 | vs boto3 | ok |",
+        "| tool | case | direction | MB/s | wall s | CPU-s/GiB | ×floor | transport CPU-s/GiB "
+        "| peak RSS MiB | vs 4.0.1 | vs boto3 | ok |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for r in sorted(rows, key=_sorter(rows)):
+    for s in summaries:
         lines.append(
             "| "
             + " | ".join(
                 [
-                    r["tool"] + (" †" if r.get("reused_from") else ""),
-                    r["case"],
-                    r["direction"],
-                    _fmt(r.get("mb_per_s"), ".1f"),
-                    _fmt(r.get("wall_s"), ".2f"),
-                    _fmt(r.get("cpu_s"), ".2f"),
-                    _fmt(r.get("cpu_s_per_gib"), ".2f"),
-                    _fmt(r.get("cpu_vs_floor"), ".2f"),
-                    _fmt(r.get("peak_rss_bytes"), ".0f", MIB),
-                    _fmt(r.get("ratio_vs_401"), ".2f"),
-                    _fmt(r.get("ratio_vs_boto3"), ".2f"),
-                    "yes" if r["ok"] else "**no**",
+                    s.tool + (" †" if s.reused_from else ""),
+                    s.case,
+                    s.direction,
+                    fmt_spread(s.spread("mb_per_s"), ".1f"),
+                    fmt_spread(s.spread("wall_s"), ".2f"),
+                    fmt_spread(s.spread("cpu_s_per_gib"), ".2f"),
+                    _fmt(s.cpu_vs_floor, ".2f"),
+                    _fmt(s.transport_cpu_s_per_gib, ".2f"),
+                    fmt_spread(s.spread("peak_rss_bytes"), ".0f", MIB),
+                    _fmt(s.ratio_vs_401, ".2f"),
+                    _fmt(s.ratio_vs_boto3, ".2f"),
+                    "yes" if s.ok else f"**no** ({sum(not r.ok for r in s.reps)} of {len(s.reps)})",
                 ]
             )
             + " |"
         )
-    failures = [r for r in rows if not r["ok"]]
+    lines += _per_file_table(summaries)
+    lines += _multi_client_table(summaries)
+    failures = [(s, r) for s in summaries for r in s.reps if not r.ok]
     if failures:
         lines += ["", "## Failures", ""]
-        for r in sorted(failures, key=_sorter(rows)):
-            error = " ".join(str(r.get("error") or "").split())[:400]
-            lines.append(f"- {r['tool']} {r['case']} {r['direction']}: {error}")
-    floors = [r for r in rows if r["tool"] == "crypto-floor"]
+        for s, r in failures:
+            error = " ".join(str(r.error or "").split())[:400]
+            lines.append(f"- {s.tool} {s.case} {s.direction} #{r.rep}: {error}")
+    if skipped:
+        lines += ["", "## Skipped", ""]
+        lines += [f"- {reason}" for reason in skipped]
     if floors:
         lines += ["", "## Crypto floor", ""]
-        for r in floors:
+        for f in floors:
+            work = (
+                "ChaCha20-Poly1305 over 64 KiB segments + plaintext SHA-256 + per-part MD5 "
+                "and SHA-256"
+                if f.direction == "upload"
+                else "decryption + plaintext SHA-256"
+            )
             lines.append(
-                f"- {r['direction']}: {r['cpu_s_per_gib']:.2f} CPU-s/GiB with {r.get('aead')} "
-                f"(all measured: {r.get('cpu_s_per_gib_by_aead')}); upload = ChaCha20-Poly1305 "
-                "over 64 KiB segments + plaintext SHA-256 + per-part MD5 and SHA-256; download "
-                "= decryption + plaintext SHA-256."
-                if r["direction"] == "upload"
-                else f"- {r['direction']}: {r['cpu_s_per_gib']:.2f} CPU-s/GiB with "
-                f"{r.get('aead')} (all measured: {r.get('cpu_s_per_gib_by_aead')})."
+                f"- {f.direction}: {f.cpu_s_per_gib:.2f} CPU-s/GiB with {f.aead} = "
+                f"{f.bytes / f.cpu_s / 1e6:.0f} MB/s per core ({work}; all measured: "
+                f"{f.by_aead})."
             )
     lines += ["", "## Machine and settings", ""]
     for key, value in machine.items():
         lines.append(f"- {key}: {value}")
-    path.write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
 
 
-def write_png(path: Path, rows: list[dict[str, Any]], warn: Callable[[str], None]) -> bool:
-    """Throughput and peak-memory bars per case/direction and tool; False without matplotlib."""
+def _per_file_table(summaries: Sequence[Summary]) -> list[str]:
+    """Client CPU, GHGA API round trips and server CPU per file, for many-file cases."""
+    many = [s for s in summaries if s.files > 1 and s.clients == 1]
+    if not many:
+        return []
+    lines = [
+        "",
+        "## Per file (many-file cases)",
+        "",
+        "Medians divided by the number of files. API calls = GHGA API requests (WKVS, WPS, "
+        "UCS, DCS) the sandbox answered while the command ran, from its access log; sandbox "
+        "and S3 CPU = CPU seconds of the sandbox process and of SeaweedFS meanwhile "
+        "(boto3 never calls the API).",
+        "",
+        "| tool | case | direction | client CPU ms/file | API calls/file | sandbox CPU ms/file "
+        "| S3 CPU ms/file | wall ms/file |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for s in many:
+        lines.append(
+            f"| {s.tool}{' †' if s.reused_from else ''} | {s.case} | {s.direction} "
+            f"| {_fmt(s.per_file('cpu_s'), '.0f', 1e-3)} "
+            f"| {_fmt(s.per_file('api_calls'), '.1f')} "
+            f"| {_fmt(s.per_file('sandbox_cpu_s'), '.0f', 1e-3)} "
+            f"| {_fmt(s.per_file('s3_cpu_s'), '.0f', 1e-3)} "
+            f"| {_fmt(s.per_file('wall_s'), '.0f', 1e-3)} |"
+        )
+    return lines
+
+
+def _multi_client_table(summaries: Sequence[Summary]) -> list[str]:
+    """Aggregate throughput and fairness of several clients at once vs one client."""
+    multi = [s for s in summaries if s.clients > 1]
+    if not multi:
+        return []
+    lines = [
+        "",
+        "## Several clients at once",
+        "",
+        "N client processes at once, each with its own file(s) and box or work package, on "
+        "the same sandbox; aggregate MB/s = all bytes / (last end − first start). ×1 client "
+        "= that over the same tool's MB/s with one client on one of the same files. "
+        "Per-client MB/s: slowest–fastest client (median repetition); fairness = Jain's "
+        "index of the clients' MB/s (1 = equal). Peak RSS: the largest single client.",
+        "",
+        "| tool | case | direction | aggregate MB/s | ×1 client | per-client MB/s | fairness "
+        "| peak RSS MiB | ok |",
+        "|---|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for s in multi:
+        good = s.good
+        per_client = "–"
+        if good:
+            mid = sorted(good, key=lambda r: r.mb_per_s or 0)[len(good) // 2]
+            speeds = [c.mb_per_s for c in mid.clients if c.mb_per_s is not None]
+            if speeds:
+                per_client = f"{min(speeds):.1f}–{max(speeds):.1f}"
+        lines.append(
+            f"| {s.tool} | {s.case} | {s.direction} | {fmt_spread(s.spread('mb_per_s'), '.1f')} "
+            f"| {_fmt(s.vs_one_client, '.2f')} | {per_client} "
+            f"| {fmt_spread(s.spread('fairness'), '.3f')} "
+            f"| {fmt_spread(s.spread('peak_rss_bytes'), '.0f', MIB)} | {'yes' if s.ok else '**no**'} |"
+        )
+    return lines
+
+
+def write_markdown(
+    path: Path,
+    rows: Sequence[Row],
+    floors: Sequence[FloorRow],
+    machine: dict[str, Any],
+    skipped: Sequence[str] = (),
+) -> None:
+    """Write :func:`markdown` to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(markdown(rows, floors, machine, skipped))
+
+
+def bar_series(
+    summaries: Sequence[Summary], attr: str, scale: float = 1.0
+) -> tuple[list[tuple[str, str]], dict[str, list[tuple[int, float, float, float, bool]]]]:
+    """Plot data: the (case, direction) groups in order, and per tool a list of
+    ``(group index, median, median - min, max - median, ok)`` (values divided by
+    ``scale``; zeros for a failed summary)."""
+    groups: list[tuple[str, str]] = []
+    for s in summaries:
+        if (s.case, s.direction) not in groups:
+            groups.append((s.case, s.direction))
+    series: dict[str, list[tuple[int, float, float, float, bool]]] = {}
+    for tool in [t for t in TOOL_ORDER if any(s.tool == t for s in summaries)]:
+        points = []
+        for s in summaries:
+            if s.tool != tool:
+                continue
+            j = groups.index((s.case, s.direction))
+            spread = s.spread(attr)
+            if not s.ok or spread is None:
+                points.append((j, 0.0, 0.0, 0.0, False))
+                continue
+            med = spread.median / scale
+            points.append((j, med, med - spread.low / scale, spread.high / scale - med, True))
+        series[tool] = points
+    return groups, series
+
+
+def write_png(
+    path: Path,
+    rows: Sequence[Row],
+    floors: Sequence[FloorRow],
+    warn: Callable[[str], None],
+) -> bool:
+    """Throughput and peak-memory bars (median, min–max whiskers); False without matplotlib."""
     try:
         import matplotlib
 
@@ -168,45 +334,34 @@ def write_png(path: Path, rows: list[dict[str, Any]], warn: Callable[[str], None
     except ImportError:
         warn("matplotlib is not installed: latest.png skipped (pip install matplotlib)")
         return False
-    data = [r for r in rows if r["tool"] != "crypto-floor"]
-    groups: list[tuple[str, str]] = []
-    for r in sorted(data, key=_sorter(data)):
-        g = (r["case"], r["direction"])
-        if g not in groups:
-            groups.append(g)
-    tools = [t for t in TOOL_ORDER if any(r["tool"] == t for r in data)]
-    index = {(r["tool"], r["case"], r["direction"]): r for r in data}
-    fig, axes = plt.subplots(2, 1, figsize=(max(8.0, 1.6 * len(groups) + 2), 8), sharex=True)
-    width = 0.8 / max(1, len(tools))
-    for ax, key, scale, label in (
-        (axes[0], "mb_per_s", 1.0, "throughput, MB/s (plaintext)"),
-        (axes[1], "peak_rss_bytes", MIB, "peak RSS of client tree, MiB"),
+    summaries = ordered(summarize(rows, floors))
+    groups, _ = bar_series(summaries, "mb_per_s")
+    n_tools = max(1, len({s.tool for s in summaries}))
+    fig, axes = plt.subplots(2, 1, figsize=(max(8.0, 1.4 * len(groups) + 2), 8), sharex=True)
+    width = 0.8 / n_tools
+    for ax, attr, scale, label in (
+        (axes[0], "mb_per_s", 1.0, "throughput, MB/s (plaintext), median and min–max"),
+        (axes[1], "peak_rss_bytes", MIB, "peak RSS of the client, MiB"),
     ):
-        for i, tool in enumerate(tools):
-            xs, ys, colors = [], [], []
-            for j, (case, direction) in enumerate(groups):
-                row = index.get((tool, case, direction))
-                if row is None:
-                    continue
-                value = row.get(key)
-                xs.append(j + (i - (len(tools) - 1) / 2) * width)
-                ys.append((value or 0) / scale if row["ok"] else 0)
-                colors.append(None if row["ok"] else "red")
-            bars = ax.bar(xs, ys, width, label=tool)
-            for bar, color in zip(bars, colors, strict=True):
-                if color:
+        _, series = bar_series(summaries, attr, scale)
+        for i, (tool, points) in enumerate(series.items()):
+            xs = [j + (i - (n_tools - 1) / 2) * width for j, *_ in points]
+            ys = [p[1] for p in points]
+            yerr = [[p[2] for p in points], [p[3] for p in points]]
+            bars = ax.bar(xs, ys, width, label=tool, yerr=yerr, capsize=2)
+            for bar, point in zip(bars, points, strict=True):
+                if not point[4]:
                     bar.set_hatch("//")
-                    bar.set_edgecolor(color)
-        ax.set_ylabel(label)
+                    bar.set_edgecolor("red")
+        ax.set_ylabel(label, fontsize="small")
         ax.grid(axis="y", alpha=0.3)
     axes[0].legend(fontsize="small", ncols=2)
     axes[1].set_xticks(range(len(groups)))
-    axes[1].set_xticklabels([f"{c}\n{d}" for c, d in groups], fontsize="small")
-    floor = {r["direction"]: r for r in rows if r["tool"] == "crypto-floor"}
+    axes[1].set_xticklabels([f"{c}\n{d}" for c, d in groups], fontsize="x-small")
     title = "ghga-connector vs 4.0.1 vs boto3 (same sandbox, same run)"
-    if floor:
+    if floors:
         title += " — crypto floor: " + ", ".join(
-            f"{d} {r['cpu_s_per_gib']:.1f} CPU-s/GiB" for d, r in floor.items()
+            f"{f.direction} {f.cpu_s_per_gib:.1f} CPU-s/GiB" for f in floors
         )
     fig.suptitle(title, fontsize="medium")
     fig.tight_layout()

@@ -1,5 +1,5 @@
 """Thin client of the sandbox admin API (``/admin``): boxes, work packages, archive, staging,
-the API latency switch."""
+the API latency switch, status. Every call goes through :meth:`AdminClient._call`."""
 
 from __future__ import annotations
 
@@ -43,15 +43,15 @@ class AdminError(RuntimeError):
 
 @dataclass
 class AdminClient:
-    """Calls ``{sandbox_url}/admin/...`` for one user key, with the sandbox's admin token
-    (``admin.token`` in its state directory)."""
+    """Calls ``{sandbox_url}/admin/...`` for one user key."""
 
     base_url: str
     user_public_key: str
-    admin_token: str
+    token: str | None = None
+    """Sent as ``Authorization: Bearer`` if the sandbox's admin API wants one."""
 
     def _call(self, method: str, path: str, body: Any = None, timeout: float = 60.0) -> Any:
-        headers = {"Authorization": f"Bearer {self.admin_token}"}
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
         status, data = http_json(method, f"{self.base_url}/admin{path}", body, timeout, headers)
         if status >= 300:
             raise AdminError(f"{method} /admin{path} -> {status}: {str(data)[:300]}")
@@ -112,6 +112,15 @@ class AdminClient:
     def storage_aliases(self) -> list[str]:
         """The sandbox's storage aliases (e.g. ``HD01``), from its Data Hub keys."""
         return list(self._call("GET", "/keys")["datahub_public_keys"])
+
+    def archived_sha256(self, accessions: list[str]) -> dict[str, str]:
+        """``{accession: SHA-256 of the decrypted content}`` of archived files (from status)."""
+        wanted = set(accessions)
+        return {
+            str(o["accession"]): str(o["decrypted_sha256"])
+            for o in self.status().get("drs_objects", [])
+            if o.get("accession") in wanted
+        }
 
     def status(self) -> dict[str, Any]:
         """The sandbox's status document."""

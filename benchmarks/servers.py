@@ -221,6 +221,8 @@ class Sandbox:
     s3: str = "moto"
     api_latency_ms: int = 0
     staging_delay: float = 0.0
+    log_level: str = "warning"
+    """``info`` makes uvicorn write one access-log line per request (counted as API calls)."""
     proc: subprocess.Popen[bytes] | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -270,6 +272,8 @@ class Sandbox:
             str(self.api_latency_ms),
             "--staging-delay",
             str(self.staging_delay),
+            "--log-level",
+            self.log_level,
         ]
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
