@@ -26,6 +26,7 @@ from benchmarks.measure import ProcResult, ServerUse, run_measured, tree_cpu_sec
 from benchmarks.model import MIB, Case
 from benchmarks.sandbox_admin import AdminClient, raw_public_key
 from benchmarks.servers import Sandbox, SeaweedFS, ensure_venv
+from ghga_sandbox.bootstrap import read_admin_token
 
 __all__ = ["ApiCallCounter", "Env", "Options", "ServerMeter", "configuration"]
 
@@ -242,7 +243,11 @@ def configuration(opts: Options, prepare: Callable[[Env], None]) -> Iterator[Env
             log_level="info",
         )
         sandbox.start()
-        admin = AdminClient(sandbox.url, raw_public_key(sandbox.state_dir / "user.pub"))
+        admin = AdminClient(
+            sandbox.url,
+            raw_public_key(sandbox.state_dir / "user.pub"),
+            token=read_admin_token(sandbox.state_dir),
+        )
         meter = ServerMeter(
             sandbox_pid=sandbox.proc.pid if sandbox.proc else None,
             s3_pid=weed.proc.pid if weed is not None and weed.proc else None,

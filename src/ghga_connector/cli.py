@@ -1064,6 +1064,10 @@ def show_config(ctx: typer.Context) -> None:
         rows = []
         for name in Config.model_fields:
             value = getattr(config, name)
+            if name == "proxy" and value:
+                from ghga_connector.adapters.http import safe_proxy_url
+
+                value = safe_proxy_url(value)
             source = (
                 "environment"
                 if name in env_keys

@@ -23,6 +23,7 @@ import difflib
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 from dotenv import dotenv_values
@@ -127,6 +128,12 @@ class Config(BaseSettings):
         "(created readable by you only). Default: .ghga_connector in your home folder. "
         "Jobs on several hosts should share it (see docs/hpc.md).",
     )
+    proxy: str | None = Field(
+        default=None,
+        description="Proxy URL (http:// or https://, optionally with user:password@) for "
+        "every request, to GHGA and to the object storage. Without it HTTPS_PROXY, "
+        "HTTP_PROXY and ALL_PROXY are used; NO_PROXY always names hosts reached directly.",
+    )
     ca_bundle: Path | None = Field(
         default=None,
         description="A PEM file of extra certificate authorities to trust (TLS is always "
@@ -143,6 +150,16 @@ class Config(BaseSettings):
         description="Your Crypt4GH private key file, used when --my-private-key-path is not "
         "given. Unset: ~/.c4gh/key if it exists (crypt4gh-keygen's default), else ./key.sec.",
     )
+
+    @field_validator("proxy")
+    @classmethod
+    def _check_proxy(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host name")
+        return value
 
     @field_validator("client_retry_status_codes")
     @classmethod

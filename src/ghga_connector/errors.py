@@ -13,6 +13,7 @@ The messages never contain secrets (tokens, passphrases, keys, presigned URLs).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 EXIT_OK = 0
@@ -21,16 +22,45 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
+#: What a request id may look like to be shown (server-provided text is hostile input).
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:{}-]{1,100}")
+
+
+def request_id_note(request_id: str | None) -> str:
+    """``(request id …; quote it when you contact the GHGA helpdesk)``, or ``""``."""
+    if not request_id or not _REQUEST_ID.fullmatch(request_id):
+        return ""
+    return f"(request id {request_id}; quote it when you contact the GHGA helpdesk)"
+
+
 class ConnectorError(Exception):
-    """Base class of every error the connector raises on purpose."""
+    """Base class of every error the connector raises on purpose.
+
+    ``request_id``: the ``X-Request-Id`` of the failed GHGA request, if any; it is then
+    the end of :attr:`hint` (so of every message that shows the hint), whatever hint the
+    caller sets.
+    """
 
     exit_code: int = EXIT_FAILURE
     default_hint: str = ""
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, hint: str | None = None, request_id: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
+        self.request_id = request_id
         self.hint = self.default_hint if hint is None else hint
+
+    @property
+    def hint(self) -> str:
+        """What to do, ending with the request id note if there is a request id."""
+        note = request_id_note(self.request_id)
+        return f"{self._hint} {note}".strip() if note else self._hint
+
+    @hint.setter
+    def hint(self, value: str) -> None:
+        self._hint = value
 
     def __str__(self) -> str:
         return self.message
@@ -112,8 +142,9 @@ class ServerResponseError(ConnectorError):
         description: str | None = None,
         data: dict[str, Any] | None = None,
         hint: str | None = None,
+        request_id: str | None = None,
     ) -> None:
-        super().__init__(message, hint=hint)
+        super().__init__(message, hint=hint, request_id=request_id)
         self.status_code = status_code
         self.exception_id = exception_id
         self.description = description

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import httpx
 
 from ghga_connector import package_version
-from ghga_connector.adapters.http import RetryStats, make_http_client
+from ghga_connector.adapters.http import RetryStats, make_http_client, retry_policy
 from ghga_connector.adapters.services import (
     DcsClient,
     ObjectStorageClient,
@@ -188,6 +188,7 @@ async def open_session(
                 concurrency=config.max_concurrent_downloads,
                 buffers=BufferPool(config.max_concurrent_downloads),
                 files_at_once=config.max_parallel_files,
+                retry=retry_policy(config),
             )
             handler = TransferHandler(
                 accessor=accessor,

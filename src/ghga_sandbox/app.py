@@ -4,7 +4,8 @@
 instance). Prefixes (contract §1.1): WKVS ``/.well-known``, WPS ``/wps``, UCS ``/ucs``,
 DCS ``/ga4gh/drs/v1``, plus the sandbox's own ``/admin``.
 
-:class:`SandboxMiddleware` echoes ``X-Request-Id``, adds ``--api-latency-ms`` (or the
+:class:`SandboxMiddleware` answers every request with an ``X-Request-Id`` (the client's if
+it is a UUID, else a new one, as the real services do), adds ``--api-latency-ms`` (or the
 ``api_latency_ms`` armed through ``POST /admin/faults``, which replaces it at run time) and
 answers armed status faults before a request reaches a service (never for
 ``/health``).
@@ -16,6 +17,7 @@ import asyncio
 import json
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -59,6 +61,12 @@ def service_of(path: str) -> Service | None:
 
 
 def _fault_body(service: Service, status: int) -> dict[str, Any]:
+    if service == "dcs" and status == 500:
+        return {
+            "data": {},
+            "description": "Internal Server Error.",
+            "exception_id": "internalServerError",
+        }
     if service in {"ucs", "dcs"}:
         if status == 500:
             return {
@@ -74,8 +82,24 @@ def _fault_body(service: Service, status: int) -> dict[str, Any]:
     return {"detail": "Fault injected by ghga-sandbox."}
 
 
+def correlation_id(sent: str | None) -> str:
+    """The request id a GHGA service answers with (``X-Request-Id``, ghga-service-commons).
+
+    The id the client sent if it is a UUID (any form ``uuid.UUID`` accepts), else a new
+    UUID4, so every answer carries one.
+    """
+    if sent:
+        try:
+            uuid.UUID(sent)
+        except ValueError:
+            pass
+        else:
+            return sent
+    return str(uuid.uuid4())
+
+
 class SandboxMiddleware:
-    """Pure ASGI middleware: request-id echo, artificial latency, injected statuses."""
+    """Pure ASGI middleware: request ids, artificial latency, injected statuses."""
 
     def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
         self._app = app
@@ -87,14 +111,14 @@ class SandboxMiddleware:
             await self._app(scope, receive, send)
             return
         path: str = scope["path"]
-        request_id = next(
-            (v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), None
+        request_id = correlation_id(
+            next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), None)
         )
 
         async def send_with_id(message: Message) -> None:
-            if request_id is not None and message["type"] == "http.response.start":
+            if message["type"] == "http.response.start":
                 message["headers"] = [
-                    *message.get("headers", []),
+                    *(h for h in message.get("headers", []) if h[0].lower() != b"x-request-id"),
                     (b"x-request-id", request_id.encode("latin-1")),
                 ]
             await send(message)
@@ -106,6 +130,7 @@ class SandboxMiddleware:
                 await asyncio.sleep(latency_ms / 1000)
             rule = self._rt.faults.take_status(service, scope["method"], path)
             if rule is not None:
+                self._rt.faults.record_request_id(request_id)
                 body = json.dumps(_fault_body(service, rule.status)).encode()
                 headers = [
                     (b"content-type", b"application/json"),

@@ -7,10 +7,11 @@
   present);
 * ``upload.wpat``: ``<wp_id>:<sealed WPAT>`` for a fresh upload work package over a
   fresh open file upload box;
+* ``admin.token``: the bearer token of this run's admin API (``/admin``);
 * ``sandbox.json``: ``{"url", "wkvs_api_url", "s3_url", "pid"}``, written last, so
   its presence means the other files are ready.
 
-Secrets (``user.sec``, ``upload.wpat``, ``download.wpat``) have mode 0600.
+Secrets (``user.sec``, ``upload.wpat``, ``download.wpat``, ``admin.token``) have mode 0600.
 """
 
 from __future__ import annotations
@@ -28,12 +29,15 @@ from ghga_sandbox.runtime import Runtime
 from ghga_sandbox.workpackages import WorkPackageService
 
 __all__ = [
+    "ADMIN_TOKEN",
     "DOWNLOAD_WPAT",
     "SANDBOX_JSON",
     "UPLOAD_WPAT",
     "USER_PUB",
     "USER_SEC",
     "ClientFiles",
+    "admin_headers",
+    "read_admin_token",
     "read_user_public_key",
     "write_client_files",
     "write_secret_file",
@@ -45,6 +49,7 @@ USER_SEC = "user.sec"
 UPLOAD_WPAT = "upload.wpat"
 DOWNLOAD_WPAT = "download.wpat"
 SANDBOX_JSON = "sandbox.json"
+ADMIN_TOKEN = "admin.token"
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,20 @@ def write_secret_file(path: Path, text: str) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
     path.chmod(0o600)
+
+
+def read_admin_token(state_dir: Path) -> str:
+    """The admin API token of the sandbox running on ``state_dir`` (``admin.token``).
+
+    Raises:
+        OSError: no sandbox has written the token there.
+    """
+    return (state_dir / ADMIN_TOKEN).read_text(encoding="utf-8").strip()
+
+
+def admin_headers(state_dir: Path) -> dict[str, str]:
+    """Headers for the admin API of the sandbox running on ``state_dir``."""
+    return {"Authorization": f"Bearer {read_admin_token(state_dir)}"}
 
 
 def read_user_public_key(path: Path) -> str:
@@ -101,6 +120,8 @@ def write_client_files(runtime: Runtime, pid: int) -> ClientFiles:
     )
     upload_wpat = directory / UPLOAD_WPAT
     write_secret_file(upload_wpat, issued.access_token + "\n")
+
+    write_secret_file(directory / ADMIN_TOKEN, settings.admin_token + "\n")
 
     sandbox_json = directory / SANDBOX_JSON
     info = {

@@ -26,6 +26,7 @@ from ghga_sandbox.bootstrap import (
     DOWNLOAD_WPAT,
     SANDBOX_JSON,
     USER_PUB,
+    admin_headers,
     read_user_public_key,
     write_client_files,
     write_secret_file,
@@ -218,6 +219,13 @@ def serve(
         int, typer.Option(help="Delay added to every service call (milliseconds).")
     ] = 0,
     wot_lifetime: Annotated[int, typer.Option(help="Work order token lifetime (seconds).")] = 30,
+    wot_leeway: Annotated[
+        int,
+        typer.Option(
+            help="Seconds a work order token is still accepted after it expired (60 as in "
+            "GHGA; 0 to test the client's token refresh)."
+        ),
+    ] = 60,
     box_max_size: Annotated[
         int, typer.Option(help="max_size of the upload box created at start (bytes).")
     ] = TIB,
@@ -271,6 +279,7 @@ def serve(
         upload_url_expiry=upload_url_expiry,
         api_latency_ms=api_latency_ms,
         wot_lifetime=wot_lifetime,
+        wot_leeway=wot_leeway,
         box_max_size=box_max_size,
         log_level=log_level,
     )
@@ -344,9 +353,23 @@ def _server_url(state_dir: Path) -> str:
 def _admin(state_dir: Path, method: str, path: str, payload: Any = None) -> Any:
     url = _server_url(state_dir)
     try:
+        headers = admin_headers(state_dir)
+    except OSError as error:
+        raise SandboxCliError(
+            f"cannot read the admin token in {state_dir}: {error.strerror}; "
+            "is the sandbox running on this state directory?"
+        ) from error
+    try:
         # the archive step streams whole files through the Data Hub: no read timeout
         timeout = httpx.Timeout(10.0, read=None)
-        response = httpx.request(method, f"{url}/admin{path}", json=payload, timeout=timeout)
+        response = httpx.request(
+            method,
+            f"{url}/admin{path}",
+            json=payload,
+            timeout=timeout,
+            headers=headers,
+            trust_env=False,
+        )
     except httpx.HTTPError as error:
         raise SandboxCliError(f"could not reach the sandbox at {url}: {error}") from error
     if response.status_code >= 400:

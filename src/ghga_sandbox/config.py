@@ -6,6 +6,7 @@ passed down; nothing reads the environment or files at import time.
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -62,7 +63,10 @@ class SandboxSettings(BaseModel):
         default=30, ge=1, description="Work order token lifetime (exp - iat) in seconds."
     )
     wot_leeway: int = Field(
-        default=0, ge=0, description="Seconds a WOT is still accepted after its exp claim."
+        default=60,
+        ge=0,
+        description="Seconds a WOT is still accepted after its exp claim (60: jwcrypto's "
+        "default, as in the real services; 0 makes the client's refresh path testable).",
     )
     work_package_valid_days: int = Field(default=30, ge=1)
     box_max_size: int = Field(
@@ -72,6 +76,12 @@ class SandboxSettings(BaseModel):
         default=5, ge=1, description="Uploads in 'init' per box before create returns 429."
     )
     log_level: str = "warning"
+    admin_token: str = Field(
+        default_factory=lambda: secrets.token_urlsafe(32),
+        repr=False,
+        description="Bearer token of the admin API (random per start; written to "
+        "<state_dir>/admin.token).",
+    )
 
     @property
     def wkvs_api_url(self) -> str:

@@ -7,14 +7,19 @@ Switches:
 
 * ``status_rules``: the next ``count`` calls to a service (``wkvs``, ``wps``, ``ucs``,
   ``dcs`` or ``s3``; optionally only one HTTP method and/or paths containing a string)
-  answer ``status`` (e.g. 429, 500, 503), with ``Retry-After`` if given. ``/health``
-  is never affected.
+  answer ``status`` (e.g. 429, 500, 503), with ``Retry-After`` if given (a number of
+  seconds, or any text such as ``nan``, ``-5`` or ``1e12`` to test the client's clamps).
+  ``/health`` is never affected.
 * ``dcs_force_202``: the next N ``GET /objects/{accession}`` answer 202 even if staged.
+* ``dcs_retry_after``: the next ``count`` DCS 202 answers carry ``Retry-After: value``
+  (any text: ``nan``, ``1e12``, ``-1``) instead of the computed wait.
 * ``etag_mismatch`` / ``size_mismatch``: the next N completions see a forged ETag /
   size, so UCS answers 400 ``checksumMismatch`` / ``uploadSizeMismatch``.
 * ``url_expiry``: the next ``count`` presigned URLs (``upload``, ``download`` or
   ``any``) expire after ``seconds`` instead of the configured lifetime.
 * ``access_check_error``: the next N WPS access checks fail ("Failed to check …").
+* ``dcs_missing_secret``: the next N DCS envelope requests find no file secret (500
+  ``internalServerError`` "Internal Server Error.", as the real DCS answers).
 * ``drop_connections``: the next ``count`` presigned object GETs/PUTs (optionally only
   one method) are cut after ``after_bytes`` bytes of the body: a GET response declares
   its full ``Content-Length`` and the connection is closed after ``after_bytes``; a PUT
@@ -43,13 +48,21 @@ admin routes ``/admin/work-packages/{id}/revoke`` and ``…/expire``.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import Counter
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
-__all__ = ["DropRule", "FaultPlan", "FaultSettings", "StatusRule", "UrlExpiryRule"]
+__all__ = [
+    "DropRule",
+    "FaultPlan",
+    "FaultSettings",
+    "RetryAfterRule",
+    "StatusRule",
+    "UrlExpiryRule",
+]
 
 _INTEGRITY_SWITCHES = (
     "drs_no_checksum",
@@ -72,7 +85,36 @@ class StatusRule(BaseModel):
     count: int = Field(default=1, ge=1)
     method: str | None = None
     path_contains: str | None = None
-    retry_after: int | None = Field(default=None, ge=0)
+    retry_after: int | str | None = Field(
+        default=None,
+        description="Seconds, or any header text (e.g. 'nan', '-5', '1e12') for clamp tests.",
+    )
+
+    @field_validator("retry_after")
+    @classmethod
+    def _header_safe(cls, value: int | str | None) -> int | str | None:
+        return _header_value(value)
+
+
+def _header_value(value: int | str | None) -> int | str | None:
+    if isinstance(value, int) and value < 0:
+        raise ValueError("use a string such as '-5' for a negative Retry-After")
+    if isinstance(value, str) and not re.fullmatch(r"[ -~]{1,64}", value):
+        raise ValueError("must be 1 to 64 printable ASCII characters")
+    return value
+
+
+class RetryAfterRule(BaseModel):
+    """The next ``count`` DCS 202 answers carry ``Retry-After: value``."""
+
+    value: str
+    count: int = Field(default=1, ge=1)
+
+    @field_validator("value")
+    @classmethod
+    def _header_safe(cls, value: str) -> str:
+        _header_value(value)
+        return value
 
 
 class UrlExpiryRule(BaseModel):
@@ -96,10 +138,12 @@ class FaultSettings(BaseModel):
 
     status_rules: list[StatusRule] = Field(default_factory=list)
     dcs_force_202: int = Field(default=0, ge=0)
+    dcs_retry_after: RetryAfterRule | None = None
     etag_mismatch: int = Field(default=0, ge=0)
     size_mismatch: int = Field(default=0, ge=0)
     url_expiry: UrlExpiryRule | None = None
     access_check_error: int = Field(default=0, ge=0)
+    dcs_missing_secret: int = Field(default=0, ge=0)
     drs_no_checksum: int = Field(default=0, ge=0)
     drs_wrong_checksum: int = Field(default=0, ge=0)
     swap_segments: int = Field(default=0, ge=0)
@@ -123,6 +167,8 @@ class FaultPlan:
         self._counts: Counter[str] = Counter()
         self._url_expiry: UrlExpiryRule | None = None
         self._drops: list[DropRule] = []
+        self._dcs_retry_after: RetryAfterRule | None = None
+        self._fault_request_ids: list[str] = []
         self._api_latency_ms: int | None = None
         self.injected: Counter[str] = Counter()
 
@@ -130,7 +176,13 @@ class FaultPlan:
         """Add the given switches to the plan."""
         with self._lock:
             self._rules.extend(rule.model_copy() for rule in settings.status_rules)
-            for name in ("dcs_force_202", "etag_mismatch", "size_mismatch", "access_check_error"):
+            for name in (
+                "dcs_force_202",
+                "etag_mismatch",
+                "size_mismatch",
+                "access_check_error",
+                "dcs_missing_secret",
+            ):
                 self._counts[name] += getattr(settings, name)
             for name in _INTEGRITY_SWITCHES:
                 self._counts[name] += getattr(settings, name)
@@ -138,6 +190,8 @@ class FaultPlan:
                 self._url_expiry = settings.url_expiry.model_copy()
             if settings.drop_connections is not None:
                 self._drops.append(settings.drop_connections.model_copy())
+            if settings.dcs_retry_after is not None:
+                self._dcs_retry_after = settings.dcs_retry_after.model_copy()
             if settings.api_latency_ms is not None:
                 self._api_latency_ms = settings.api_latency_ms
 
@@ -148,6 +202,7 @@ class FaultPlan:
             self._counts.clear()
             self._url_expiry = None
             self._drops.clear()
+            self._dcs_retry_after = None
             self._api_latency_ms = None
 
     def api_latency_ms(self, default: int) -> int:
@@ -172,6 +227,11 @@ class FaultPlan:
                 return rule
         return None
 
+    def record_request_id(self, request_id: str) -> None:
+        """Remember the ``X-Request-Id`` of an injected status answer (the last 100)."""
+        with self._lock:
+            self._fault_request_ids = [*self._fault_request_ids[-99:], request_id]
+
     def take_s3_fault(self, method: str) -> tuple[int, int | None] | None:
         """:class:`~ghga_sandbox.storage.PresignGuard` hook for ``service="s3"`` rules."""
         rule = self.take_status("s3", method, "")
@@ -189,6 +249,18 @@ class FaultPlan:
                 self.injected[f"drop:s3:{method.upper()}"] += 1
                 return rule.after_bytes
         return None
+
+    def take_dcs_retry_after(self) -> str | None:
+        """Consume one use of ``dcs_retry_after``; the header value, if armed."""
+        with self._lock:
+            rule = self._dcs_retry_after
+            if rule is None:
+                return None
+            rule.count -= 1
+            if rule.count <= 0:
+                self._dcs_retry_after = None
+            self.injected["dcs_retry_after"] += 1
+            return rule.value
 
     def take_s3_range_shift(self, method: str) -> int | None:
         """Consume one ``wrong_content_range`` use for a ranged GET; return the shift."""
@@ -218,7 +290,10 @@ class FaultPlan:
             return rule.seconds
 
     def snapshot(self) -> dict[str, object]:
-        """Armed switches and fired counters, for ``/admin/status`` and ``/admin/faults``."""
+        """Armed switches, fired counters and the injected answers' request ids.
+
+        For ``/admin/status`` and ``/admin/faults``; request ids oldest first.
+        """
         with self._lock:
             armed: dict[str, object] = {
                 "status_rules": [rule.model_dump() for rule in self._rules],
@@ -226,6 +301,12 @@ class FaultPlan:
                 "url_expiry": None if self._url_expiry is None else self._url_expiry.model_dump(),
                 "drop_connections": [rule.model_dump() for rule in self._drops],
             }
+            if self._dcs_retry_after is not None:
+                armed["dcs_retry_after"] = self._dcs_retry_after.model_dump()
             if self._api_latency_ms is not None:  # only while it replaces --api-latency-ms
                 armed["api_latency_ms"] = self._api_latency_ms
-            return {"armed": armed, "injected": dict(self.injected)}
+            return {
+                "armed": armed,
+                "injected": dict(self.injected),
+                "request_ids": list(self._fault_request_ids),
+            }

@@ -28,6 +28,8 @@ from typing import Any
 import httpx
 import pytest
 
+from ghga_sandbox.bootstrap import admin_headers
+
 START_TIMEOUT_SECONDS = 90.0
 REPO = Path(__file__).resolve().parents[2]
 SEAWEED_VENV = REPO / ".cache" / "venv-seaweedfs"
@@ -100,8 +102,15 @@ class SandboxProcess:
         return f"{self.url}/ga4gh/drs/v1"
 
     def admin(self, method: str, path: str, json: Any = None) -> httpx.Response:
-        """Call the admin API (``/admin{path}``)."""
-        return httpx.request(method, f"{self.url}/admin{path}", json=json, timeout=120)
+        """Call the admin API (``/admin{path}``) with the token the sandbox wrote."""
+        return httpx.request(
+            method,
+            f"{self.url}/admin{path}",
+            json=json,
+            timeout=120,
+            headers=admin_headers(self.state_dir),
+            trust_env=False,
+        )
 
     def archive(self) -> subprocess.CompletedProcess[str]:
         """Run ``ghga-sandbox archive`` (Data Hub step, archival, ``download.wpat``)."""

@@ -24,6 +24,8 @@ from crypt4gh.keys import get_private_key, get_public_key
 from jwcrypto import jwk, jws
 from nacl.public import PrivateKey, SealedBox
 
+from conftest import start_sandbox
+
 pytestmark = pytest.mark.integration
 
 MiB = 1024 * 1024
@@ -320,6 +322,22 @@ def test_request_id_is_echoed(api: Api) -> None:
     assert response.headers["X-Request-Id"] == request_id
 
 
+@pytest.mark.parametrize("sent", [None, "", "abc", "not-a-uuid-" + "x" * 30])
+def test_every_answer_has_a_request_id(api: Api, sent: str | None) -> None:
+    """Issue 15 (1): like ghga-service-commons, a missing or invalid X-Request-Id is
+    replaced by a new UUID4, on every service and on errors too."""
+    headers = {} if sent is None else {"X-Request-Id": sent}
+    for url in (
+        f"{api.sb.wkvs_api_url}/values",
+        f"{api.sb.wps_api_url}/health",
+        f"{api.sb.ucs_api_url}/boxes/{uuid.uuid4()}/uploads",  # 401
+        f"{api.sb.dcs_api_url}/objects/GHGAF1",  # 401
+    ):
+        answered = httpx.get(url, headers=headers).headers["X-Request-Id"]
+        assert UUID4.match(answered), url
+        assert answered != sent
+
+
 # --- 3-7: WPAT, WPS and WOTs ----------------------------------------------------------------
 
 
@@ -484,12 +502,18 @@ def test_ucs_and_dcs_authentication(api: Api) -> None:
             response = httpx.get(url, headers=headers)
             assert response.status_code == 401
             assert response.json() == {"detail": "Not authenticated"}
-            assert response.headers["WWW-Authenticate"] == "Bearer"
+            # issue 15 (2): UCS uses HTTPBearer(auto_error=False) and its own 401
+            if url.startswith(api.sb.ucs_api_url):
+                assert "WWW-Authenticate" not in response.headers
+            else:
+                assert response.headers["WWW-Authenticate"] == "Bearer"
+    wps = api.wps("GET", f"/work-packages/{pkg.id}", None)
+    assert (wps.status_code, wps.headers["WWW-Authenticate"]) == (401, "Bearer")
     view = api.wot(pkg, "view")
     assert api.ucs("GET", path, view).status_code == 200
     invalid = {"detail": "Invalid authentication credentials"}
     tampered = view[:-4] + ("AAAA" if not view.endswith("AAAA") else "BBBB")
-    expired = api.mint({"work_type": "view", "box_id": pkg.fub_id}, lifetime=-5)
+    expired = api.mint({"work_type": "view", "box_id": pkg.fub_id}, lifetime=-65)
     wrong_type = api.wot(pkg, "create", alias="x")
     non_uuid4 = api.mint({"work_type": "view", "box_id": str(uuid.uuid1())})
     bad_key = api.mint(
@@ -511,7 +535,7 @@ def test_ucs_and_dcs_authentication(api: Api) -> None:
     dcs_claims = {"work_type": "download", "file_id": str(uuid.uuid4()), "accession": "GHGAF1"}
     for token in (
         view,
-        api.mint(dcs_claims, lifetime=-5),
+        api.mint(dcs_claims, lifetime=-65),
         api.mint({**dcs_claims, "file_id": str(uuid.uuid1())}),
     ):
         response = api.dcs("/objects/GHGAF1", token)
@@ -564,8 +588,13 @@ def test_listing_pages_and_sorts_by_alias(api: Api) -> None:
     assert set(item) == expected
     descending = api.listing(pkg, sort="-alias").json()
     assert [i["alias"] for i in descending["items"]] == ["c.bam", "b.bam", "a.bam"]
-    assert_domain_error(api.listing(pkg, limit=1001), 422, "paginationError")
-    assert_domain_error(api.listing(pkg, skip=-1), 422, "paginationError")
+    # issue 15 (5): bad paging parameters are FastAPI's own 422, not paginationError
+    for params in ({"limit": 1001}, {"limit": -1}, {"skip": -1}, {"skip": "x"},
+                   {"sort": "nope"}, {"sort": "alias,"}, {"sort": "--alias"}):  # fmt: skip
+        bad = api.listing(pkg, **params)
+        assert bad.status_code == 422, params
+        assert isinstance(bad.json()["detail"], list), params
+    assert api.listing(pkg, sort="-state,alias").status_code == 200
     unknown_box = api.ucs(
         "GET",
         f"/boxes/{(box := str(uuid.uuid4()))}/uploads",
@@ -1049,3 +1078,102 @@ def test_dropped_connections_mid_body(api: Api) -> None:
     assert faults["injected"]["drop:s3:GET"] >= 1
     assert faults["injected"]["drop:s3:PUT"] >= 1
     assert faults["armed"]["drop_connections"] == []
+
+
+# --- issue 15: the last differences from the real services -------------------------------
+
+
+def test_ucs_domain_errors_have_empty_descriptions(api: Api) -> None:
+    """Issue 15 (3): UCS 15.0.0 sends ``description: ""`` except for notAuthorized and
+    internalError; DCS keeps its prose."""
+    pkg = api.new_package()
+    assert api.create(pkg, "same.bam", 10).status_code == 201
+    duplicate = api.create(pkg, "same.bam", 10)
+    assert_domain_error(duplicate, 409, "fileUploadAlreadyExists")
+    assert duplicate.json()["description"] == ""
+    missing = api.ucs(
+        "GET",
+        f"/boxes/{pkg.fub_id}/uploads/{uuid.uuid4()}/parts/1",
+        api.mint({"work_type": "upload", "box_id": pkg.fub_id, "file_id": str(uuid.uuid4())}),
+    )
+    assert missing.status_code in (403, 404)
+    if missing.json()["exception_id"] == "notAuthorized":
+        assert missing.json()["description"] == "Not authorized"
+    else:
+        assert missing.json()["description"] == ""
+    unknown_file = api.ucs(
+        "DELETE",
+        f"/boxes/{pkg.fub_id}/uploads/{uuid.uuid4()}",
+        api.mint({"work_type": "delete", "box_id": pkg.fub_id, "file_id": str(uuid.uuid4())}),
+    )
+    assert unknown_file.json()["exception_id"] == "notAuthorized"  # claims differ from path
+    assert unknown_file.json()["description"] == "Not authorized"
+    api.sb.admin("POST", "/faults", {"status_rules": [{"service": "ucs", "status": 500}]})
+    failed = api.listing(pkg)
+    assert_domain_error(failed, 500, "internalError")
+    assert failed.json()["description"] == "An internal server error has occurred."
+
+
+def test_expired_work_order_tokens_have_a_60_second_leeway(api: Api, tmp_path: Any) -> None:
+    """Issue 15 (4): jwcrypto's default leeway of 60 s, as in the real services; the
+    ``--wot-leeway 0`` switch keeps the client's refresh path testable."""
+    pkg = api.new_package()
+    path = f"/boxes/{pkg.fub_id}/uploads"
+    claims = {"work_type": "view", "box_id": pkg.fub_id}
+    assert api.ucs("GET", path, api.mint(claims, lifetime=-30)).status_code == 200
+    assert api.ucs("GET", path, api.mint(claims, lifetime=-90)).status_code == 401
+
+    strict = start_sandbox(tmp_path / "strict", "--wot-leeway", "0")
+    try:
+        strict_api = Api(strict)
+        strict_pkg = strict_api.new_package()
+        strict_path = f"/boxes/{strict_pkg.fub_id}/uploads"
+        token = strict_api.mint({"work_type": "view", "box_id": strict_pkg.fub_id}, lifetime=-2)
+        assert strict_api.ucs("GET", strict_path, token).status_code == 401
+        strict_api.http.close()
+    finally:
+        strict.stop()
+
+
+def test_wps_refuses_an_empty_alias(api: Api) -> None:
+    """Issue 15 (6): ``""`` is refused like a missing alias (422), for every work type."""
+    pkg = api.new_package()
+    base = f"/work-packages/{pkg.id}/boxes/{pkg.rdub_id}/work-order-tokens"
+    for body in (
+        {"work_type": "create", "alias": ""},
+        {"work_type": "view", "alias": ""},
+        {"work_type": "upload", "alias": "", "file_id": str(uuid.uuid4())},
+    ):
+        response = api.wps("POST", base, pkg.wpat, body)
+        assert response.status_code == 422, body
+    assert api.wps("POST", base, pkg.wpat, {"work_type": "create", "alias": "a"}).status_code == 201
+
+
+def test_wkvs_and_dcs_answer_as_the_real_services_do(api: Api) -> None:
+    """Issue 15 (7, 8): storage URLs end with "/", ``created_time`` uses "+00:00", the DRS
+    object answer has no Content-Type, the 202 body is ``null``, and a missing file secret
+    is a 500 "Internal Server Error."."""
+    values = httpx.get(f"{api.sb.wkvs_api_url}/values").json()
+    assert values["storage_aliases"] == {"HD01": api.sb.s3_url.rstrip("/") + "/"}
+
+    pkg = api.new_package()
+    api.upload(pkg, "real.bin", b"real services\n" * 1000)
+    (outcome,) = api.archive_box(pkg)
+    accession = outcome["accession"]
+    download = api.download_package([accession])
+    api.sb.admin("POST", "/faults", {"dcs_force_202": 1})
+    pending = api.dcs(f"/objects/{accession}", api.download_wot(download, accession))
+    assert (pending.status_code, pending.content) == (202, b"null")  # not in the OpenAPI document
+    staged = api.dcs(f"/objects/{accession}", api.download_wot(download, accession))
+    assert staged.status_code == 200, staged.text
+    assert "content-type" not in staged.headers
+    created = json.loads(staged.content)["created_time"]
+    assert created.endswith("+00:00") and not created.endswith("Z")
+
+    api.sb.admin("POST", "/faults", {"dcs_missing_secret": 1})
+    broken = api.dcs(f"/objects/{accession}/envelopes", api.download_wot(download, accession))
+    assert assert_domain_error(broken, 500, "internalServerError") == {}
+    assert broken.json()["description"] == "Internal Server Error."
+    assert UUID4.match(broken.headers["X-Request-Id"])
+    fine = api.dcs(f"/objects/{accession}/envelopes", api.download_wot(download, accession))
+    assert fine.status_code == 200

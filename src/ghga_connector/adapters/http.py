@@ -1,175 +1,54 @@
-"""The one shared HTTP client: connection pool, timeouts, retries, request ids.
+"""The one shared HTTP client: connection pool, proxies, timeouts, retries, request ids.
 
-Retries live here and only here, as a transport layer (tenacity): network errors,
-timeouts and the configured status codes (408, 429, 5xx by default) are retried with
-exponential backoff and jitter, honouring ``Retry-After``. A request marked with
-``extensions={"ghga_retry": False}`` is sent once (used for non-idempotent calls such
-as creating an upload, which the uploader checks and repeats itself).
+Request-level retries are :class:`~ghga_connector.adapters.retry.RetryTransport`
+(tenacity; see :mod:`ghga_connector.adapters.retry` for which layer retries what). A
+request marked with ``extensions={"ghga_retry": False}`` is sent once (used for
+non-idempotent calls such as creating an upload, which the uploader checks and repeats
+itself).
+
+Proxies: the ``proxy`` setting, else ``HTTPS_PROXY`` / ``HTTP_PROXY`` (by the URL's
+scheme), else ``ALL_PROXY``; hosts matching ``NO_PROXY`` (comma-separated names or
+domain suffixes, ``*`` for all) are reached directly. This applies to the GHGA services
+and to the object storage's presigned URLs alike. Direct and proxied connections read in
+large chunks (:mod:`ghga_connector.adapters.network`).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
-import random
 import ssl
-import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from time import time
-from typing import Any
+from urllib.parse import urlsplit
+from urllib.request import getproxies_environment
 
 import httpx
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception_type,
-    retry_if_result,
-    stop_after_attempt,
-)
 
-from ghga_connector.adapters.network import pooled_transport
+from ghga_connector.adapters.network import pooled_transport, proxied_transport
+from ghga_connector.adapters.retry import RetryPolicy, RetryStats, RetryTransport, Sleep
 from ghga_connector.config import Config
-from ghga_connector.errors import ServerResponseError
+from ghga_connector.errors import ConfigurationError, ServerResponseError, request_id_note
 
 __all__ = [
     "MAX_API_BODY",
     "BoundedResponseTransport",
+    "ProxyRoutes",
+    "ProxyRoutingTransport",
     "RetryPolicy",
     "RetryStats",
     "RetryTransport",
     "make_http_client",
+    "no_proxy_matches",
+    "proxy_routes",
+    "retry_policy",
+    "safe_proxy_url",
 ]
 
 _LOG = logging.getLogger("ghga_connector.http")
 
-#: The longest ``Retry-After`` that is honoured, in seconds.
-MAX_RETRY_AFTER = 300.0
 USER_AGENT_PREFIX = "ghga-connector"
-
-
-@dataclass
-class RetryStats:
-    """Counts of retried requests in this run, by reason (status code or error name)."""
-
-    by_reason: dict[str, int] = field(default_factory=dict)
-
-    def add(self, reason: str) -> None:
-        """Count one retry."""
-        self.by_reason[reason] = self.by_reason.get(reason, 0) + 1
-
-    @property
-    def total(self) -> int:
-        """All retries."""
-        return sum(self.by_reason.values())
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Which failures are retried, how often, and how long to wait (seconds)."""
-
-    attempts: int = 5
-    backoff_max: float = 60.0
-    jitter: float = 0.0
-    status_codes: frozenset[int] = frozenset({408, 429, 500, 502, 503, 504})
-    base_delay: float = 1.0
-
-    def backoff(self, attempt: int) -> float:
-        """Wait before attempt ``attempt + 1``: 1, 2, 4 ... seconds, capped, plus jitter.
-
-        The jitter is up to 10 % of the delay plus up to ``jitter`` seconds, so that
-        parallel parts that failed together do not retry in lockstep.
-        """
-        delay = min(self.base_delay * 2.0 ** (attempt - 1), self.backoff_max)
-        return delay + random.uniform(0, 0.1 * delay + self.jitter)  # noqa: S311
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = parsedate_to_datetime(value).timestamp() - time()
-        except (TypeError, ValueError):
-            return None
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
-
-
-class RetryTransport(httpx.AsyncBaseTransport):
-    """Wraps a transport and retries failed attempts according to a :class:`RetryPolicy`."""
-
-    def __init__(
-        self,
-        inner: httpx.AsyncBaseTransport,
-        policy: RetryPolicy,
-        stats: RetryStats | None = None,
-        sleep: Callable[[float], Any] | None = None,
-    ) -> None:
-        self._inner = inner
-        self._policy = policy
-        self.stats = stats or RetryStats()
-        self._sleep = sleep
-
-    def _wait(self, state: RetryCallState) -> float:
-        outcome = state.outcome
-        if outcome is not None and not outcome.failed:
-            response = outcome.result()
-            if isinstance(response, httpx.Response):
-                after = _retry_after(response)
-                if after is not None:
-                    return after
-        return self._policy.backoff(state.attempt_number)
-
-    async def _before_sleep(self, state: RetryCallState) -> None:
-        outcome = state.outcome
-        if outcome is None:
-            return
-        if outcome.failed:
-            self.stats.add(type(outcome.exception()).__name__)
-            return
-        response = outcome.result()
-        self.stats.add(str(response.status_code))
-        await response.aclose()
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Send ``request``, retrying as the policy allows; return the last response.
-
-        Raises:
-            httpx.TransportError: if the last attempt failed on the network.
-        """
-        request.headers["X-Request-Id"] = str(uuid.uuid4())
-        if request.extensions.get("ghga_retry") is False:
-            return await self._inner.handle_async_request(request)
-        codes = self._policy.status_codes
-
-        async def attempt() -> httpx.Response:
-            request.headers["X-Request-Id"] = str(uuid.uuid4())
-            return await self._inner.handle_async_request(request)
-
-        kwargs: dict[str, Any] = {}
-        if self._sleep is not None:
-            kwargs["sleep"] = self._sleep
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._policy.attempts),
-            wait=self._wait,
-            retry=(
-                retry_if_exception_type(httpx.TransportError)
-                | retry_if_result(lambda r: r.status_code in codes)
-            ),
-            before_sleep=self._before_sleep,
-            retry_error_callback=lambda state: state.outcome.result(),  # type: ignore[union-attr]
-            reraise=True,
-            **kwargs,
-        )
-        response: httpx.Response = await retrying(attempt)
-        return response
-
-    async def aclose(self) -> None:
-        """Close the wrapped transport."""
-        await self._inner.aclose()
 
 
 #: Largest body accepted from a GHGA service (JSON), in bytes; object data is streamed
@@ -229,6 +108,12 @@ class BoundedResponseTransport(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
+def _shown_request_id(response: httpx.Response, request: httpx.Request) -> str:
+    """The server's ``X-Request-Id`` (else the one sent), if it is safe to print."""
+    request_id = response.headers.get("X-Request-Id") or request.headers.get("X-Request-Id")
+    return request_id if request_id_note(request_id) else "-"
+
+
 class LoggingTransport(httpx.AsyncBaseTransport):
     """Logs each attempt at DEBUG level (``--debug``): method, host and path, status, time.
 
@@ -261,13 +146,171 @@ class LoggingTransport(httpx.AsyncBaseTransport):
             where,
             response.status_code,
             time() - started,
-            request.headers.get("X-Request-Id", "-"),
+            _shown_request_id(response, request),
         )
         return response
 
     async def aclose(self) -> None:
         """Close the wrapped transport."""
         await self._inner.aclose()
+
+
+def safe_proxy_url(url: str) -> str:
+    """``url`` without a password (``http://user:***@host:port``), for output and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return parts._replace(netloc=netloc).geturl()
+
+
+@dataclass(frozen=True)
+class ProxyRoutes:
+    """Which proxy URL (or none) serves each request URL.
+
+    ``by_scheme`` maps ``http``/``https`` to a proxy URL; ``no_proxy`` is the
+    ``NO_PROXY`` value (hosts reached directly).
+    """
+
+    by_scheme: dict[str, str] = field(default_factory=dict)
+    no_proxy: str = ""
+
+    def proxy_for(self, url: httpx.URL) -> str | None:
+        """The proxy URL for ``url``, or ``None`` to connect directly."""
+        proxy = self.by_scheme.get(url.scheme)
+        if proxy is None:
+            return None
+        port = url.port or (443 if url.scheme == "https" else 80)
+        if no_proxy_matches(self.no_proxy, url.host, port):
+            return None
+        return proxy
+
+
+def no_proxy_matches(no_proxy: str, host: str, port: int | None) -> bool:
+    """Whether ``NO_PROXY`` (as curl reads it) names ``host``.
+
+    Entries are comma-separated: ``*`` (every host), a host name that also covers its
+    subdomains (``example.org``, ``.example.org``), optionally with ``:port``, an IP
+    address, or an IP network (``10.0.0.0/8``).
+    """
+    host = host.lower().strip("[]")
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    for raw in no_proxy.split(","):
+        entry = raw.strip().lower()
+        if not entry:
+            continue
+        if entry == "*":
+            return True
+        if address is not None and "/" in entry:
+            try:
+                if address in ipaddress.ip_network(entry, strict=False):
+                    return True
+            except ValueError:
+                pass
+            continue
+        name, _, entry_port = entry.rpartition(":") if entry.count(":") == 1 else (entry, "", "")
+        if entry_port and not entry_port.isdigit():
+            name, entry_port = entry, ""
+        if entry_port and port is not None and int(entry_port) != port:
+            continue
+        name = name.lstrip(".").strip("[]")
+        if host == name or host.endswith("." + name):
+            return True
+    return False
+
+
+def proxy_routes(setting: str | None) -> ProxyRoutes:
+    """The proxies of this run, from the ``proxy`` setting and the environment.
+
+    ``setting`` serves every scheme; without it ``HTTPS_PROXY``/``HTTP_PROXY`` per
+    scheme, else ``ALL_PROXY``; ``NO_PROXY`` always applies. Lower-case variable names win over upper-case ones (as in curl and httpx).
+
+    Raises:
+        ConfigurationError: a proxy URL is not ``http://`` or ``https://`` with a host.
+    """
+    env = getproxies_environment()
+    by_scheme: dict[str, str] = {}
+    for scheme in ("http", "https"):
+        chosen = setting or env.get(scheme) or env.get("all")
+        if chosen:
+            by_scheme[scheme] = chosen
+    for proxy in set(by_scheme.values()):
+        parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ConfigurationError(
+                f"The proxy {safe_proxy_url(proxy)!r} is not supported: use an http:// or "
+                "https:// proxy URL with a host name.",
+                hint="Fix the 'proxy' setting or the HTTPS_PROXY/HTTP_PROXY/ALL_PROXY variable.",
+            )
+    by_scheme = {
+        scheme: proxy if "://" in proxy else f"http://{proxy}"
+        for scheme, proxy in by_scheme.items()
+    }
+    return ProxyRoutes(by_scheme=by_scheme, no_proxy=env.get("no", ""))
+
+
+class ProxyRoutingTransport(httpx.AsyncBaseTransport):
+    """Sends each request directly or through the proxy :class:`ProxyRoutes` picks for it.
+
+    One pooled transport per proxy URL is built on first use by ``make_proxied``.
+    """
+
+    def __init__(
+        self,
+        direct: httpx.AsyncBaseTransport,
+        routes: ProxyRoutes,
+        make_proxied: Callable[[str], httpx.AsyncBaseTransport],
+    ) -> None:
+        self._direct = direct
+        self._routes = routes
+        self._make_proxied = make_proxied
+        self._proxied: dict[str, httpx.AsyncBaseTransport] = {}
+
+    def transport_for(self, url: httpx.URL) -> httpx.AsyncBaseTransport:
+        """The transport that serves ``url``."""
+        proxy = self._routes.proxy_for(url)
+        if proxy is None:
+            return self._direct
+        if proxy not in self._proxied:
+            self._proxied[proxy] = self._make_proxied(proxy)
+        return self._proxied[proxy]
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` through the transport for its URL.
+
+        Raises:
+            httpx.ProxyError: the proxy could not be reached (or refused the tunnel).
+        """
+        transport = self.transport_for(request.url)
+        if transport is self._direct:
+            return await transport.handle_async_request(request)
+        try:
+            return await transport.handle_async_request(request)
+        except httpx.ConnectError as error:
+            proxy = self._routes.proxy_for(request.url) or ""
+            raise httpx.ProxyError(
+                f"could not connect through the proxy {urlsplit(proxy).netloc.rpartition('@')[2]}",
+                request=request,
+            ) from error
+
+    async def aclose(self) -> None:
+        """Close the direct transport and every proxied one."""
+        await self._direct.aclose()
+        for transport in self._proxied.values():
+            await transport.aclose()
+
+
+def retry_policy(config: Config) -> RetryPolicy:
+    """The retry settings of ``config`` (attempts, longest backoff, jitter, statuses)."""
+    return RetryPolicy(
+        attempts=config.client_num_retries,
+        backoff_max=float(config.client_exponential_backoff_max),
+        jitter=config.per_request_jitter,
+        status_codes=frozenset(config.client_retry_status_codes),
+    )
 
 
 def make_http_client(
@@ -277,13 +320,19 @@ def make_http_client(
     stats: RetryStats | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     pool_size: int = 32,
+    sleep: Sleep | None = None,
 ) -> httpx.AsyncClient:
     """The run's one ``httpx.AsyncClient`` with the retry layer over ``transport``.
 
     ``transport`` defaults to a pooled ``httpx.AsyncHTTPTransport`` that verifies TLS
     (system trust store via ``SSL_CERT_FILE`` or certifi, plus ``config.ca_bundle``),
-    receives in 1 MiB reads (:mod:`ghga_connector.adapters.network`) and honours the
-    proxy environment variables. Tests pass ``httpx.MockTransport``.
+    receives in 1 MiB reads (:mod:`ghga_connector.adapters.network`) and sends requests
+    through the proxy that applies to them (:func:`proxy_routes`: the ``proxy`` setting
+    and the proxy environment variables). Tests pass ``httpx.MockTransport``; ``sleep``
+    replaces the waits between retries.
+
+    Raises:
+        ConfigurationError: an unsupported proxy URL.
     """
     limits = httpx.Limits(max_connections=pool_size, max_keepalive_connections=pool_size)
     if transport is None:
@@ -291,16 +340,18 @@ def make_http_client(
         if config.ca_bundle is not None:
             verify = ssl.create_default_context()
             verify.load_verify_locations(cafile=str(config.ca_bundle))
-        transport = pooled_transport(verify=verify, limits=limits)
-    policy = RetryPolicy(
-        attempts=config.client_num_retries,
-        backoff_max=float(config.client_exponential_backoff_max),
-        jitter=config.per_request_jitter,
-        status_codes=frozenset(config.client_retry_status_codes),
-    )
+        tls = verify
+
+        def proxied(proxy: str) -> httpx.AsyncBaseTransport:
+            return proxied_transport(proxy, verify=tls, limits=limits)
+
+        transport = ProxyRoutingTransport(
+            pooled_transport(verify=verify, limits=limits), proxy_routes(config.proxy), proxied
+        )
+    policy = retry_policy(config)
     return httpx.AsyncClient(
         transport=RetryTransport(
-            BoundedResponseTransport(LoggingTransport(transport)), policy, stats
+            BoundedResponseTransport(LoggingTransport(transport)), policy, stats, sleep
         ),
         timeout=httpx.Timeout(config.timeout, connect=config.connect_timeout),
         headers={"User-Agent": user_agent},

@@ -18,7 +18,13 @@ from typing import Any
 import httpcore
 import httpx
 
-__all__ = ["READ_SIZE", "LargeReadBackend", "LargeReadStream", "pooled_transport"]
+__all__ = [
+    "READ_SIZE",
+    "LargeReadBackend",
+    "LargeReadStream",
+    "pooled_transport",
+    "proxied_transport",
+]
 
 #: Bytes asked of the socket per read (httpcore's own default is 65 536).
 READ_SIZE = 1024 * 1024
@@ -110,6 +116,35 @@ def pooled_transport(
     if type(pool) is httpcore.AsyncConnectionPool:
         transport._pool = httpcore.AsyncConnectionPool(
             ssl_context=pool._ssl_context,
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            http1=True,
+            http2=False,
+            retries=0,
+            network_backend=LargeReadBackend(read_size=read_size),
+        )
+    return transport
+
+
+def proxied_transport(
+    proxy: str, *, verify: ssl.SSLContext | bool, limits: httpx.Limits, read_size: int = READ_SIZE
+) -> httpx.AsyncHTTPTransport:
+    """Httpx's transport through the HTTP(S) proxy ``proxy``, with large reads as well.
+
+    Built by httpx as usual (proxy credentials from the URL become a
+    ``Proxy-Authorization`` header, TLS to the origin through ``CONNECT``); its proxy
+    pool is then rebuilt with the same settings over :class:`LargeReadBackend`. If a
+    future httpx lays out its transport differently, the stock pool is kept.
+    """
+    transport = httpx.AsyncHTTPTransport(verify=verify, limits=limits, proxy=proxy, retries=0)
+    pool = getattr(transport, "_pool", None)
+    if type(pool) is httpcore.AsyncHTTPProxy:
+        transport._pool = httpcore.AsyncHTTPProxy(
+            proxy_url=pool._proxy_url,
+            proxy_headers=pool._proxy_headers,
+            ssl_context=pool._ssl_context,
+            proxy_ssl_context=pool._proxy_ssl_context,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,

@@ -26,6 +26,7 @@ __all__ = [
     "error_body",
     "json_string",
     "network_errors",
+    "request_id_of",
     "server_error",
     "url_host",
 ]
@@ -121,6 +122,20 @@ def url_host(url: str | httpx.URL) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+def request_id_of(response: httpx.Response) -> str | None:
+    """The request id of ``response``: the server's ``X-Request-Id``, else the one sent."""
+    sent = response.request.headers.get("X-Request-Id") if _has_request(response) else None
+    return response.headers.get("X-Request-Id") or sent
+
+
+def _has_request(response: httpx.Response) -> bool:
+    try:
+        response.request  # noqa: B018 - raises RuntimeError when there is none
+    except RuntimeError:
+        return False
+    return True
+
+
 def error_body(response: httpx.Response) -> tuple[str | None, str | None, dict[str, Any]]:
     """``(exception_id, description, data)`` of a GHGA error response, or Nones."""
     try:
@@ -176,6 +191,7 @@ def server_error(
         description=description,
         data=data,
         hint=hint,
+        request_id=request_id_of(response),
     )
 
 
@@ -188,7 +204,10 @@ def access_denied(response: httpx.Response) -> AccessDeniedError:
     """The error for a 403 from the work package service (contract §2.2)."""
     _, detail, _ = error_body(response)
     reason = detail or "access denied"
-    return AccessDeniedError(f"The work package service refused the access token: {reason}.")
+    return AccessDeniedError(
+        f"The work package service refused the access token: {reason}.",
+        request_id=request_id_of(response),
+    )
 
 
 def json_string(response: httpx.Response, what: str) -> str:
@@ -203,7 +222,9 @@ def json_string(response: httpx.Response, what: str) -> str:
         value = None
     if not isinstance(value, str):
         raise ServerResponseError(
-            f"{what}: the server sent an unexpected body.", status_code=response.status_code
+            f"{what}: the server sent an unexpected body.",
+            status_code=response.status_code,
+            request_id=request_id_of(response),
         )
     return value
 
@@ -216,6 +237,12 @@ def network_errors(target: str) -> Iterator[None]:
     """
     try:
         yield
+    except httpx.ProxyError:
+        raise ServiceUnreachableError(
+            f"Could not reach {target} through the proxy (ProxyError).",
+            hint="Check the 'proxy' setting and the HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and "
+            "NO_PROXY variables; the connector already retried.",
+        ) from None
     except httpx.TimeoutException as error:
         raise ServiceUnreachableError(
             f"{target} did not answer in time ({type(error).__name__})."

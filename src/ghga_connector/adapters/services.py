@@ -31,6 +31,7 @@ from ghga_connector.adapters.responses import (
     server_error,
     url_host,
 )
+from ghga_connector.adapters.retry import staging_wait
 from ghga_connector.errors import (
     FileNotDownloadableError,
     ServerResponseError,
@@ -46,6 +47,7 @@ from ghga_connector.models import (
 )
 
 __all__ = [
+    "BodyBrokenError",
     "DcsClient",
     "ObjectStorageClient",
     "PresignedUrlExpired",
@@ -366,11 +368,7 @@ class DcsClient:
                 timeout=httpx.Timeout(310.0, connect=10.0),
             )
         if response.status_code == 202:
-            try:
-                retry_after = float(int(response.headers["Retry-After"]))
-            except (KeyError, ValueError):
-                retry_after = 5.0
-            return Staging(retry_after)
+            return Staging(staging_wait(response.headers.get("Retry-After")))
         if response.status_code != 200:
             raise server_error(
                 response, f"Requesting {accession}", error_class=FileNotDownloadableError
@@ -498,13 +496,13 @@ def _check_content_range(response: httpx.Response, start: int, stop: int, url: s
     Any other range (or none) is answered as a failed attempt, never taken as data.
 
     Raises:
-        ServiceUnreachableError: the range differs; the caller fetches it again.
+        BodyBrokenError: the range differs; the range loop fetches it again.
     """
     header = response.headers.get("Content-Range", "")
     match = _CONTENT_RANGE.fullmatch(header)
     if match is None or (int(match[1]), int(match[2])) != (start, stop - 1):
         got = f"bytes {match[1]}-{match[2]}" if match else "no valid Content-Range"
-        raise ServiceUnreachableError(
+        raise BodyBrokenError(
             f"The object storage at {url_host(url)} answered a request for bytes "
             f"{start}-{stop - 1} with {got}.",
             hint="Run the same command again; if it keeps happening, contact the GHGA helpdesk.",
@@ -513,6 +511,10 @@ def _check_content_range(response: httpx.Response, start: int, stop: int, url: s
 
 class PresignedUrlExpired(Exception):
     """S3 answered 403 to a presigned URL: it expired; get a new one."""
+
+
+class BodyBrokenError(ServiceUnreachableError):
+    """An object body broke off after its headers arrived (retried per range, with backoff)."""
 
 
 class ObjectStorageClient:
@@ -550,8 +552,9 @@ class ObjectStorageClient:
 
         Raises:
             PresignedUrlExpired: 403.
-            ServiceUnreachableError: network failure or stalled body.
-            ServerResponseError: another status, or a body of the wrong length.
+            ServiceUnreachableError: no answer after the transport's retries.
+            BodyBrokenError: the body broke off or was short (retry the range).
+            ServerResponseError: another status, or too many bytes.
         """
         expected = stop - start
         target = f"the object storage at {url_host(url)}"
@@ -574,19 +577,25 @@ class ObjectStorageClient:
                 if response.status_code == 206:
                     _check_content_range(response, start, stop, url)
                 received = 0
-                async for chunk in response.aiter_raw():
-                    end = received + len(chunk)
-                    if end > expected:
-                        if response.status_code == 200:
-                            chunk = chunk[: expected - received]
-                            end = expected
-                        else:
-                            raise ServerResponseError("The object storage sent too many bytes.")
-                    into[received:end] = chunk
-                    received = end
-                    if received == expected and response.status_code == 200:
-                        break
+                try:
+                    async for chunk in response.aiter_raw():
+                        end = received + len(chunk)
+                        if end > expected:
+                            if response.status_code == 200:
+                                chunk = chunk[: expected - received]
+                                end = expected
+                            else:
+                                raise ServerResponseError("The object storage sent too many bytes.")
+                        into[received:end] = chunk
+                        received = end
+                        if received == expected and response.status_code == 200:
+                            break
+                except httpx.TransportError as error:
+                    raise BodyBrokenError(
+                        f"The download from {url_host(url)} broke off after {received} of "
+                        f"{expected} bytes ({type(error).__name__})."
+                    ) from None
         if received != expected:
-            raise ServiceUnreachableError(
+            raise BodyBrokenError(
                 f"The download from {url_host(url)} broke off after {received} of {expected} bytes."
             )

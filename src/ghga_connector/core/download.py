@@ -31,7 +31,11 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from pathlib import Path
 
+from tenacity import AsyncRetrying
+
+from ghga_connector.adapters.retry import BODY_ATTEMPTS, RetryPolicy, body_retrying
 from ghga_connector.adapters.services import (
+    BodyBrokenError,
     DcsClient,
     ObjectStorageClient,
     PresignedUrlExpired,
@@ -93,7 +97,7 @@ from ghga_connector.models import DrsObject, FileOutcome, Outcome
 __all__ = ["CHECKSUM_SUFFIX", "Downloader", "FileStager", "checksum_line"]
 
 #: Attempts per range when the body breaks off or fails authentication.
-RANGE_ATTEMPTS = 5
+RANGE_ATTEMPTS = BODY_ATTEMPTS
 #: Seconds before a presigned URL's max-age at which a new one is requested.
 URL_SAFETY_MARGIN = 2.0
 
@@ -142,11 +146,14 @@ class FileStager(FileStagerBase):
             result = await self._dcs.get_drs_object(accession, token)
             if isinstance(result, DrsObject):
                 return result
-            wait = max(result.retry_after, 0.5)
-            if self._clock() + wait > deadline:
+            # The Retry-After is clamped (adapters/retry.py); the last wait ends at the
+            # deadline, where one more check is made.
+            left = deadline - self._clock()
+            if left <= 0:
                 raise StagingTimeoutError(
                     f"{accession} was not ready for download within {self._max_wait:.0f} seconds."
                 )
+            wait = min(max(result.retry_after, 0.5), left)
             # A visible countdown, one update per second.
             remaining = wait
             while remaining > 0:
@@ -212,6 +219,7 @@ class Downloader(DownloaderBase):
         reporter: progress events.
         executor: threads for decryption, hashing and writing.
         part_size: configured range length in bytes (rounded up to whole segments).
+        retry, sleep: backoff policy of range retries and its sleep (tests).
         concurrency: ranges in flight per file.
         buffers: range buffers shared by all files of the run (default: ``concurrency``).
         files_at_once: files whose ranges are fetched at once; a file waiting for its
@@ -234,8 +242,12 @@ class Downloader(DownloaderBase):
         buffers: BufferPool | None = None,
         files_at_once: int | None = None,
         clock: Callable[[], float] = time.monotonic,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         self._buffers = buffers or BufferPool(concurrency)
+        self._retry = retry or RetryPolicy()
+        self._sleep = sleep
         self._accessor = accessor
         self._dcs = dcs
         self._storage = storage
@@ -247,6 +259,20 @@ class Downloader(DownloaderBase):
         self._concurrency = concurrency
         self._turns = asyncio.Semaphore(files_at_once) if files_at_once is not None else None
         self._clock = clock
+
+    def _body_retrying(self) -> AsyncRetrying:
+        """Attempts of one range (:data:`RANGE_ATTEMPTS` in all).
+
+        A broken body or a failed MAC is retried after a backoff, an expired URL (just
+        renewed) at once.
+        """
+        return body_retrying(
+            self._retry,
+            (BodyBrokenError, SegmentAuthenticationError, PresignedUrlExpired),
+            no_wait=(PresignedUrlExpired,),
+            attempts=RANGE_ATTEMPTS,
+            sleep=self._sleep,
+        )
 
     async def download(self, job: DownloadJob, drs: DrsObject) -> FileOutcome:
         """Download one file and return its outcome.
@@ -491,33 +517,36 @@ class Downloader(DownloaderBase):
                     await hash_in_order(part, plain)
                     self._reporter.advance(job.target.name, len(plain))
                     return
-            for attempt in range(1, RANGE_ATTEMPTS + 1):
-                url = await urls.get()
-                try:
-                    await self._storage.get_range(url, part.start, part.stop, view)
-                    await loop.run_in_executor(
-                        self._executor,
-                        _check_and_write,
-                        cipher,
-                        part,
-                        view,
-                        plain,
-                        fd,
-                        job.decrypt,
-                    )
-                    break
-                except PresignedUrlExpired:
-                    await urls.renew(url)
-                except (ServiceUnreachableError, SegmentAuthenticationError) as error:
-                    if attempt == RANGE_ATTEMPTS:
-                        if isinstance(error, SegmentAuthenticationError):
-                            raise IntegrityError(
-                                f"Bytes {part.start}-{part.stop - 1} of {job.accession} "
-                                f"failed Crypt4GH authentication {RANGE_ATTEMPTS} times."
-                            ) from None
-                        raise
-            else:
-                raise ServiceUnreachableError(f"The download URL of {job.accession} kept expiring.")
+            # One retry layer per failure kind (adapters/retry.py): an unreachable server
+            # was already retried by the transport and fails the range at once.
+            try:
+                async for attempt in self._body_retrying():
+                    with attempt:
+                        url = await urls.get()
+                        try:
+                            await self._storage.get_range(url, part.start, part.stop, view)
+                        except PresignedUrlExpired:
+                            await urls.renew(url)
+                            raise
+                        await loop.run_in_executor(
+                            self._executor,
+                            _check_and_write,
+                            cipher,
+                            part,
+                            view,
+                            plain,
+                            fd,
+                            job.decrypt,
+                        )
+            except PresignedUrlExpired:
+                raise ServiceUnreachableError(
+                    f"The download URL of {job.accession} kept expiring."
+                ) from None
+            except SegmentAuthenticationError:
+                raise IntegrityError(
+                    f"Bytes {part.start}-{part.stop - 1} of {job.accession} "
+                    f"failed Crypt4GH authentication {RANGE_ATTEMPTS} times."
+                ) from None
             await hash_in_order(part, plain)
             journal.add(part.part_no)
             self._reporter.advance(job.target.name, len(plain))

@@ -2,18 +2,26 @@
 
 Replaces the back-office calls of contract §3.6 and the Data Portal (§6.3): creates
 boxes and work packages, locks/unlocks/archives boxes, runs the Data Hub step, and
-arms fault switches. No authentication: the sandbox listens on loopback only.
+arms fault switches.
+
+Guarded although the sandbox listens on loopback only: a request must name the address
+the sandbox listens on in its ``Host`` header (so a web page that rebinds a DNS name to
+127.0.0.1 cannot reach it) and carry ``Authorization: Bearer <token>`` with the random
+token the sandbox writes to ``<state_dir>/admin.token`` (mode 0600) at every start.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from fastapi import FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from ghga_sandbox.datahub import DataHub
@@ -25,7 +33,7 @@ from ghga_sandbox.tokens import b64_public_key, decode_public_key, mint_wot, sea
 from ghga_sandbox.uploads import UploadController, box_not_found
 from ghga_sandbox.workpackages import IssuedWorkPackage, WorkPackageService
 
-__all__ = ["create_admin_app", "status_document"]
+__all__ = ["ADMIN_TOKEN_FILE", "admin_guard", "create_admin_app", "status_document"]
 
 
 class UploadBoxRequest(BaseModel):
@@ -151,9 +159,34 @@ def status_document(runtime: Runtime) -> dict[str, Any]:
     }
 
 
+ADMIN_TOKEN_FILE = "admin.token"
+
+
+def admin_guard(runtime: Runtime) -> Callable[[Request], None]:
+    """The dependency that admits only same-host requests with the admin token."""
+    allowed_host = urlsplit(runtime.settings.public_url).netloc.lower()
+    expected = f"Bearer {runtime.settings.admin_token}".encode()
+
+    def guard(request: Request) -> None:
+        host = request.headers.get("host", "").lower()
+        if host != allowed_host:
+            raise HTTPException(
+                403, detail=f"admin API: the Host header must be {allowed_host} (got {host!r})"
+            )
+        sent = request.headers.get("authorization", "").encode()
+        if not hmac.compare_digest(sent, expected):
+            raise HTTPException(
+                401,
+                detail=f"admin API: send 'Authorization: Bearer <token>' with the token from "
+                f"{ADMIN_TOKEN_FILE} in the state directory",
+            )
+
+    return guard
+
+
 def create_admin_app(runtime: Runtime, controller: UploadController) -> FastAPI:
-    """The admin sub-application."""
-    app = FastAPI(title="ghga-sandbox admin API")
+    """The admin sub-application (every route behind :func:`admin_guard`)."""
+    app = FastAPI(title="ghga-sandbox admin API", dependencies=[Depends(admin_guard(runtime))])
     app.add_exception_handler(DomainError, domain_error_handler)
     packages = WorkPackageService(runtime)
     datahub = DataHub(runtime, controller)

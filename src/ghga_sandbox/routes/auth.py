@@ -1,7 +1,9 @@
 """Bearer-token handling shared by WPS, UCS and DCS routes (contract §2.3, §3.0).
 
 * no ``Authorization`` header, or not ``Bearer`` → **401** ``{"detail":"Not
-  authenticated"}`` with ``WWW-Authenticate: Bearer``;
+  authenticated"}``, with ``WWW-Authenticate: Bearer`` from WPS and DCS (FastAPI's
+  ``HTTPBearer``) but without it from UCS (``HTTPBearer(auto_error=False)`` and the
+  ghga-service-commons policy raise their own 401);
 * a WOT failing signature, expiry or claim validation (missing claim, wrong
   ``work_type``, non-UUID4 id, key not base64 of 32 bytes) → **401**
   ``{"detail":"Invalid authentication credentials"}``.
@@ -24,25 +26,33 @@ __all__ = ["bearer_token", "work_order_dependency"]
 M = TypeVar("M", bound=BaseModel)
 
 
-def bearer_token(request: Request) -> str:
-    """The credentials of an ``Authorization: Bearer …`` header, else raise 401."""
+def bearer_token(request: Request, *, challenge: bool = True) -> str:
+    """The credentials of an ``Authorization: Bearer …`` header, else raise 401.
+
+    ``challenge``: add ``WWW-Authenticate: Bearer`` to the 401 (not on UCS).
+    """
     value = request.headers.get("authorization", "")
     scheme, _, credentials = value.partition(" ")
     if scheme.lower() != "bearer" or not credentials.strip():
         raise HTTPException(
             status_code=401,
             detail="Not authenticated",
-            headers={"WWW-Authenticate": "Bearer"},
+            headers={"WWW-Authenticate": "Bearer"} if challenge else None,
         )
     return credentials.strip()
 
 
-def work_order_dependency(runtime: Runtime, model: type[M]) -> Callable[[Request], M]:
-    """A FastAPI dependency that verifies the Bearer WOT and validates it as ``model``."""
+def work_order_dependency(
+    runtime: Runtime, model: type[M], *, challenge: bool = True
+) -> Callable[[Request], M]:
+    """A FastAPI dependency that verifies the Bearer WOT and validates it as ``model``.
+
+    ``challenge=False`` (UCS): a missing token's 401 has no ``WWW-Authenticate``.
+    """
     public_key = jwk.JWK.from_json(runtime.state.signing_key().export_public())
 
     def dependency(request: Request) -> M:
-        token = bearer_token(request)
+        token = bearer_token(request, challenge=challenge)
         try:
             claims = verify_wot(
                 public_key, token, now=runtime.clock(), leeway=runtime.settings.wot_leeway

@@ -6,6 +6,7 @@ object is looked up by the WOT's ``file_id``.
 """
 
 import base64
+import json
 import logging
 from typing import Annotated, Any
 
@@ -53,7 +54,7 @@ def drs_object_body(runtime: Runtime, obj: DrsObject, url: str) -> dict[str, Any
     return {
         "access_methods": [{"access_url": {"url": url}, "type": "s3"}],
         "checksums": [{"checksum": obj.decrypted_sha256, "type": "sha-256"}],
-        "created_time": obj.creation_date.isoformat().replace("+00:00", "Z"),
+        "created_time": obj.creation_date.isoformat(),  # "+00:00", as pydantic writes it
         "id": obj.accession,
         "self_uri": f"{runtime.settings.drs_server_uri}{obj.accession}",
         "size": obj.encrypted_size,
@@ -85,13 +86,16 @@ def create_dcs_app(runtime: Runtime) -> FastAPI:
     def get_drs_object(object_id: str, work_order: Download, request: Request) -> Response:
         """202 + ``Retry-After`` until staged, then 200 DRS object with a fresh URL."""
         obj = lookup(object_id, work_order)
+        staged = runtime.stager.poll(obj.accession)  # starts staging, forced 202 or not
         forced = runtime.faults.take("dcs_force_202")
-        if forced or not runtime.stager.poll(obj.accession):
-            retry_after = retry_after_seconds(obj.decrypted_size, runtime.settings.retry_after)
+        if forced or not staged:
+            retry_after = runtime.faults.take_dcs_retry_after() or str(
+                retry_after_seconds(obj.decrypted_size, runtime.settings.retry_after)
+            )
             return JSONResponse(
                 None,
                 status_code=202,
-                headers={"Retry-After": str(retry_after), "Cache-Control": "no-store"},
+                headers={"Retry-After": retry_after, "Cache-Control": "no-store"},
             )
         expiry = runtime.faults.url_expiry("download", runtime.settings.download_url_expiry)
         url = runtime.storage.presign_get(
@@ -105,8 +109,9 @@ def create_dcs_app(runtime: Runtime) -> FastAPI:
             body["checksums"] = [
                 {"checksum": real[:-1] + ("0" if real[-1] != "0" else "1"), "type": "sha-256"}
             ]
-        return JSONResponse(
-            body,
+        # like DCS 10.1.2: a plain Response of the JSON text, so no Content-Type header
+        return Response(
+            content=json.dumps(body),
             headers={"Cache-Control": f"max-age={runtime.settings.download_url_expiry}, private"},
         )
 
@@ -115,8 +120,10 @@ def create_dcs_app(runtime: Runtime) -> FastAPI:
         """Bare JSON string: base64 124-byte header for the WOT's user key."""
         obj = lookup(object_id, work_order)
         secret = runtime.state.get_secret(obj.secret_id)
+        if runtime.faults.take("dcs_missing_secret"):
+            secret = None
         if secret is None:
-            raise DomainError(500, "internalServerError", "The file secret could not be retrieved.")
+            raise DomainError(500, "internalServerError", "Internal Server Error.")
         user_key = decode_public_key(work_order.user_public_crypt4gh_key)
         if runtime.faults.take("envelope_two_packets"):
             envelope = make_envelope_two_packets(

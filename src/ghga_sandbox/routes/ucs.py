@@ -9,11 +9,11 @@ import logging
 from datetime import datetime
 from typing import Annotated, Self
 
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import UUID4, BaseModel, Field, model_validator
 
-from ghga_sandbox.errors import DomainError, domain_error_handler, internal_error_body
+from ghga_sandbox.errors import DomainError, internal_error_body
 from ghga_sandbox.routes.auth import work_order_dependency
 from ghga_sandbox.runtime import Runtime
 from ghga_sandbox.state import FileUpload
@@ -66,6 +66,11 @@ class FileUploadModel(BaseModel):
         return cls.model_validate(fields)
 
 
+_SORT_KEY = "-?(?:" + "|".join(sorted(FileUploadModel.model_fields)) + ")"
+#: ``sort``: comma-separated listed fields, each optionally prefixed with ``-``.
+SORT_PATTERN = f"^{_SORT_KEY}(?:,{_SORT_KEY})*$"
+
+
 class FileUploadPage(BaseModel):
     """``{"items": [...], "total_count": n}``."""
 
@@ -106,6 +111,22 @@ class FileUploadCompletionRequest(BaseModel):
     encrypted_parts_sha256: list[str]
 
 
+#: The only UCS errors whose ``description`` is not empty in the real service.
+DESCRIBED_ERRORS = frozenset({"notAuthorized", "internalError"})
+
+
+async def _ucs_domain_error(request: Request, exc: Exception) -> JSONResponse:
+    """A :class:`DomainError` as UCS 15.0.0 sends it.
+
+    ``description`` is ``""`` except for ``notAuthorized`` and ``internalError``.
+    """
+    assert isinstance(exc, DomainError)
+    body = exc.body()
+    if exc.exception_id not in DESCRIBED_ERRORS:
+        body["description"] = ""
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     log.error("unexpected error in a UCS route", exc_info=exc)
     return JSONResponse(internal_error_body(), status_code=500)
@@ -114,22 +135,27 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 def create_ucs_app(runtime: Runtime, controller: UploadController) -> FastAPI:
     """The UCS sub-application over a shared :class:`UploadController`."""
     app = FastAPI(title="Upload Controller Service (ghga-sandbox)", version="15.0.0")
-    app.add_exception_handler(DomainError, domain_error_handler)
+    app.add_exception_handler(DomainError, _ucs_domain_error)
     app.add_exception_handler(Exception, _unexpected_error)
     View = Annotated[
-        ViewFileBoxWorkOrder, Depends(work_order_dependency(runtime, ViewFileBoxWorkOrder))
+        ViewFileBoxWorkOrder,
+        Depends(work_order_dependency(runtime, ViewFileBoxWorkOrder, challenge=False)),
     ]
     Create = Annotated[
-        CreateFileWorkOrder, Depends(work_order_dependency(runtime, CreateFileWorkOrder))
+        CreateFileWorkOrder,
+        Depends(work_order_dependency(runtime, CreateFileWorkOrder, challenge=False)),
     ]
     Upload = Annotated[
-        UploadFileWorkOrder, Depends(work_order_dependency(runtime, UploadFileWorkOrder))
+        UploadFileWorkOrder,
+        Depends(work_order_dependency(runtime, UploadFileWorkOrder, challenge=False)),
     ]
     Close = Annotated[
-        CloseFileWorkOrder, Depends(work_order_dependency(runtime, CloseFileWorkOrder))
+        CloseFileWorkOrder,
+        Depends(work_order_dependency(runtime, CloseFileWorkOrder, challenge=False)),
     ]
     Delete = Annotated[
-        DeleteFileWorkOrder, Depends(work_order_dependency(runtime, DeleteFileWorkOrder))
+        DeleteFileWorkOrder,
+        Depends(work_order_dependency(runtime, DeleteFileWorkOrder, challenge=False)),
     ]
 
     @app.get("/health")
@@ -141,12 +167,15 @@ def create_ucs_app(runtime: Runtime, controller: UploadController) -> FastAPI:
     def list_uploads(
         box_id: UUID4,
         work_order: View,
-        skip: int = 0,
-        limit: int = 10,
-        sort: str = "alias",
+        skip: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=0, le=1000)] = 10,
+        sort: Annotated[str, Query(pattern=SORT_PATTERN)] = "alias",
         with_checksums: bool = False,
     ) -> FileUploadPage:
-        """Page through a box's uploads (WOT ``view``)."""
+        """Page through a box's uploads (WOT ``view``).
+
+        A bad ``skip``, ``limit`` or ``sort`` is FastAPI's own 422 ``{"detail": [...]}``.
+        """
         if work_order.box_id != box_id:
             raise not_authorized()
         page, total = controller.list_uploads(

@@ -24,7 +24,10 @@ def well_known_values(runtime: Runtime) -> dict[str, Any]:
         "crypt4gh_public_keys": {
             alias: b64_public_key(runtime.state.datahub_key(alias).public) for alias in aliases
         },
-        "storage_aliases": {alias: runtime.storage.endpoint_url for alias in aliases},
+        # the real WKVS serves these as pydantic URLs, which end with "/"
+        "storage_aliases": {
+            alias: runtime.storage.endpoint_url.rstrip("/") + "/" for alias in aliases
+        },
         "storage_labels": dict(settings.storage_labels),
         "wps_api_url": settings.wps_api_url,
         "ucs_api_url": settings.ucs_api_url,

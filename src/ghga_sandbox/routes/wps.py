@@ -39,7 +39,7 @@ class WorkOrderTokenRequest(BaseModel):
     """Body of the upload-path WOT request.
 
     ``create`` needs ``alias``; ``upload``, ``close`` and ``delete`` need ``file_id``
-    (else 422).
+    (else 422). An empty alias (``""``) is refused like a missing one.
     """
 
     work_type: Literal["create", "upload", "close", "delete", "view"]
@@ -48,6 +48,8 @@ class WorkOrderTokenRequest(BaseModel):
 
     @model_validator(mode="after")
     def _required_fields(self) -> Self:
+        if self.alias == "":
+            raise ValueError("alias must not be empty")
         if self.work_type == "create" and self.alias is None:
             raise ValueError("alias is required for work type 'create'")
         if self.work_type in {"upload", "close", "delete"} and self.file_id is None:

@@ -260,6 +260,17 @@ def test_config_shows_sources(runner: CliRunner, monkeypatch: pytest.MonkeyPatch
     assert rows["max_concurrent_uploads"]["source"] == "default"
 
 
+def test_config_hides_the_proxy_password(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GHGA_CONNECTOR_PROXY", "http://me:hunter2@proxy.example.org:3128")
+    result = runner.invoke(app, ["--json", "config"])
+    assert result.exit_code == 0, result.output
+    rows = {row["setting"]: row for row in map(json.loads, result.stdout.splitlines())}
+    assert rows["proxy"]["value"] == "http://me:***@proxy.example.org:3128"
+    assert "hunter2" not in result.output
+
+
 def test_config_table(runner: CliRunner) -> None:
     result = runner.invoke(app, ["config"])
     assert result.exit_code == 0, result.output

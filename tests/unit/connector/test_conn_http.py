@@ -14,6 +14,7 @@ from ghga_connector.adapters.http import (
     RetryTransport,
     make_http_client,
 )
+from ghga_connector.adapters.retry import staging_wait
 from ghga_connector.config import Config
 
 URL = "https://ucs.example.org/boxes"
@@ -98,13 +99,73 @@ async def test_honours_retry_after_seconds(status: int) -> None:
     assert sleeps == [7.0]
 
 
-async def test_retry_after_is_capped() -> None:
-    server = Recorder([httpx.Response(503, headers={"Retry-After": "100000"}), httpx.Response(200)])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("100000", 60.0), ("1e308", 60.0), ("-5", 0.0), ("Thu, 01 Jan 1970 00:00:00 GMT", 0.0)],
+)
+async def test_retry_after_is_clamped_to_the_longest_backoff(value: str, expected: float) -> None:
+    """Huge values wait ``client_exponential_backoff_max`` (60 s), negative ones 0 s."""
+    server = Recorder([httpx.Response(503, headers={"Retry-After": value}), httpx.Response(200)])
+    sleeps = Sleeps()
+    client, _ = _client(server, sleeps=sleeps, backoff_max=60.0)
+    async with client:
+        await client.get(URL)
+    assert sleeps == [expected]
+
+
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-inf", "soon", ""])
+async def test_unusable_retry_after_falls_back_to_backoff(value: str) -> None:
+    server = Recorder([httpx.Response(503, headers={"Retry-After": value}), httpx.Response(200)])
     sleeps = Sleeps()
     client, _ = _client(server, sleeps=sleeps)
     async with client:
         await client.get(URL)
-    assert sleeps == [300.0]
+    assert _backoff_matches(sleeps, [1.0])
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, 5.0),
+        ("nan", 5.0),
+        ("inf", 5.0),
+        ("x", 5.0),
+        ("-3", 1.0),
+        ("0", 1.0),
+        ("42", 42.0),
+        ("1e12", 300.0),
+    ],
+)
+def test_staging_wait_is_clamped(value: str | None, expected: float) -> None:
+    assert staging_wait(value) == expected
+
+
+async def test_body_dropped_mid_answer_is_retried_with_backoff() -> None:
+    """A JSON answer whose connection breaks mid-body is retried by the transport, after a wait."""
+
+    class Broken(httpx.AsyncByteStream):
+        async def __aiter__(self):  # type: ignore[no-untyped-def]
+            yield b'{"ok": '
+            raise httpx.RemoteProtocolError("peer closed connection")
+
+    answers = [
+        httpx.Response(200, headers={"Content-Length": "12"}, stream=Broken()),
+        httpx.Response(200, json={"ok": True}),
+    ]
+    calls: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return answers.pop(0)
+
+    sleeps = Sleeps()
+    client, transport = _client(handler, sleeps=sleeps)
+    async with client:
+        response = await client.get(URL)
+    assert response.json() == {"ok": True}
+    assert len(calls) == 2
+    assert _backoff_matches(sleeps, [1.0])
+    assert transport.stats.by_reason == {"RemoteProtocolError": 1}
 
 
 async def test_invalid_retry_after_falls_back_to_backoff() -> None:

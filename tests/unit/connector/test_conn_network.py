@@ -13,6 +13,7 @@ from ghga_connector.adapters.network import (
     LargeReadBackend,
     LargeReadStream,
     pooled_transport,
+    proxied_transport,
 )
 
 
@@ -87,3 +88,16 @@ def test_pooled_transport_uses_the_large_read_backend() -> None:
     assert isinstance(pool._network_backend, LargeReadBackend)
     assert pool._max_connections == 7
     assert pool._ssl_context is not None
+
+
+def test_proxied_transport_keeps_large_reads_and_proxy_credentials() -> None:
+    limits = httpx.Limits(max_connections=5, max_keepalive_connections=5)
+    transport = proxied_transport(
+        "http://me:secret@proxy.example.org:3128", verify=True, limits=limits
+    )
+    pool = transport._pool
+    assert isinstance(pool, httpcore.AsyncHTTPProxy)
+    assert isinstance(pool._network_backend, LargeReadBackend)
+    assert pool._max_connections == 5
+    assert pool._proxy_url.host == b"proxy.example.org" and pool._proxy_url.port == 3128
+    assert any(name.lower() == b"proxy-authorization" for name, _ in pool._proxy_headers)

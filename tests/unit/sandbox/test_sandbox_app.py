@@ -36,11 +36,17 @@ async def test_wkvs_latency_request_id_and_faults(app: FastAPI) -> None:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://sandbox") as client:
         start = time.monotonic()
-        response = await client.get("/.well-known/values", headers={"X-Request-Id": "abc"})
+        sent = str(uuid.uuid4())
+        response = await client.get("/.well-known/values", headers={"X-Request-Id": sent})
         assert time.monotonic() - start >= 0.05
         assert response.status_code == 200
-        assert response.headers["x-request-id"] == "abc"
-        assert response.json()["storage_aliases"] == {"HD01": "http://127.0.0.1:1"}
+        assert response.headers["x-request-id"] == sent
+        # an invalid id is replaced by a new UUID, and a missing one is created
+        replaced = await client.get("/.well-known/values", headers={"X-Request-Id": "abc"})
+        assert uuid.UUID(replaced.headers["x-request-id"]).version == 4
+        created = await client.get("/.well-known/health")
+        assert uuid.UUID(created.headers["x-request-id"]).version == 4
+        assert response.json()["storage_aliases"] == {"HD01": "http://127.0.0.1:1/"}
         app.state.runtime.faults.arm(
             FaultSettings(status_rules=[StatusRule(service="wkvs", status=503, retry_after=2)])
         )
@@ -54,24 +60,51 @@ async def test_wkvs_latency_request_id_and_faults(app: FastAPI) -> None:
         assert (await client.get("/.well-known/values")).status_code == 200
 
 
+def _admin_headers(app: FastAPI) -> dict[str, str]:
+    return {"Authorization": f"Bearer {app.state.runtime.settings.admin_token}"}
+
+
+async def test_admin_api_needs_its_host_and_token(app: FastAPI) -> None:
+    """DNS rebinding (a foreign Host) and requests without the token are refused."""
+    transport = httpx.ASGITransport(app=app)
+    listening = app.state.runtime.settings.public_url  # http://127.0.0.1:9999
+    async with httpx.AsyncClient(transport=transport, base_url=listening) as client:
+        assert (await client.get("/admin/status", headers=_admin_headers(app))).status_code == 200
+        assert (await client.get("/admin/status")).status_code == 401
+        wrong = {"Authorization": "Bearer " + "x" * 43}
+        assert (await client.get("/admin/status", headers=wrong)).status_code == 401
+        rebound = {**_admin_headers(app), "Host": "evil.example.com:9999"}
+        refused = await client.post("/admin/faults", json={"etag_mismatch": 1}, headers=rebound)
+        assert refused.status_code == 403
+        assert "Host" in refused.json()["detail"]
+        other_port = {**_admin_headers(app), "Host": "127.0.0.1:8080"}
+        assert (await client.get("/admin/status", headers=other_port)).status_code == 403
+        assert app.state.runtime.faults.snapshot()["armed"].get("etag_mismatch") is None
+        # the services themselves are not behind the admin guard
+        assert (await client.get("/.well-known/values")).status_code == 200
+
+
 async def test_api_latency_switched_at_run_time(app: FastAPI) -> None:
     """``api_latency_ms`` armed through the admin API replaces ``--api-latency-ms`` (50)."""
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://sandbox") as client:
+    listening = app.state.runtime.settings.public_url
+    async with httpx.AsyncClient(transport=transport, base_url=listening) as client:
 
         async def timed_call() -> float:
             start = time.monotonic()
             assert (await client.get("/.well-known/values")).status_code == 200
             return time.monotonic() - start
 
-        armed = await client.post("/admin/faults", json={"api_latency_ms": 300})
+        admin = _admin_headers(app)
+        armed = await client.post("/admin/faults", json={"api_latency_ms": 300}, headers=admin)
         assert armed.json()["armed"]["api_latency_ms"] == 300
         assert await timed_call() >= 0.3
-        await client.post("/admin/faults", json={"api_latency_ms": 0})
+        await client.post("/admin/faults", json={"api_latency_ms": 0}, headers=admin)
         assert await timed_call() < 0.3
-        assert "api_latency_ms" not in (await client.delete("/admin/faults")).json()["armed"]
+        cleared = await client.delete("/admin/faults", headers=admin)
+        assert "api_latency_ms" not in cleared.json()["armed"]
         assert 0.05 <= await timed_call() < 0.3  # back to serve's --api-latency-ms
-        bad = await client.post("/admin/faults", json={"api_latency_ms": -1})
+        bad = await client.post("/admin/faults", json={"api_latency_ms": -1}, headers=admin)
         assert bad.status_code == 422
 
 

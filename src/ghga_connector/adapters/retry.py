@@ -1,0 +1,242 @@
+"""Every retry of the connector, one layer per kind of failure (docs/architecture.md).
+
+* :class:`RetryTransport` (every request): network errors and timeouts before or during
+  a GHGA service answer, and the configured statuses (408, 429, 5xx):
+  ``client_num_retries`` attempts in all, backoff 1, 2, 4 … s up to
+  ``client_exponential_backoff_max`` plus jitter, ``Retry-After`` honoured (clamped).
+* work order tokens and presigned URLs (services, uploader, downloader): a 401 gets a new
+  work order token once; an S3 403 a new presigned URL, without waiting.
+* :func:`body_retrying` (each download range, each upload part): an object body that
+  broke off mid-way, a Crypt4GH MAC or an ETag that did not match:
+  :data:`BODY_ATTEMPTS` attempts with the same backoff.
+
+A failure is retried by exactly one layer: a range whose server cannot be reached fails
+after the transport's attempts, it is not retried again by the range loop.
+
+``Retry-After`` values (seconds or an HTTP date) are clamped: negative → 0, more than
+the longest backoff → the longest backoff; ``nan``, ``inf`` and unparsable values are
+ignored (normal backoff). A 202 (file being staged) is not an error; its ``Retry-After``
+is clamped to :data:`STAGING_WAIT_RANGE` (default :data:`STAGING_WAIT_DEFAULT`).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from time import time
+from typing import Any
+
+import httpx
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    retry_if_result,
+    stop_after_attempt,
+)
+
+__all__ = [
+    "BODY_ATTEMPTS",
+    "STAGING_WAIT_DEFAULT",
+    "STAGING_WAIT_RANGE",
+    "RetryPolicy",
+    "RetryStats",
+    "RetryTransport",
+    "body_retrying",
+    "parse_retry_after",
+    "staging_wait",
+]
+
+#: Attempts per range or part whose body broke off or failed its check (MAC, ETag).
+BODY_ATTEMPTS = 5
+#: Smallest and largest wait in seconds honoured from a 202's ``Retry-After``.
+STAGING_WAIT_RANGE = (1.0, 300.0)
+#: Wait in seconds after a 202 without a usable ``Retry-After``.
+STAGING_WAIT_DEFAULT = 5.0
+
+Sleep = Callable[[float], Awaitable[Any]]
+
+
+@dataclass
+class RetryStats:
+    """Counts of retried requests in this run, by reason (status code or error name)."""
+
+    by_reason: dict[str, int] = field(default_factory=dict)
+
+    def add(self, reason: str) -> None:
+        """Count one retry."""
+        self.by_reason[reason] = self.by_reason.get(reason, 0) + 1
+
+    @property
+    def total(self) -> int:
+        """All retries."""
+        return sum(self.by_reason.values())
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Which failures are retried, how often, and how long to wait (seconds)."""
+
+    attempts: int = 5
+    backoff_max: float = 60.0
+    jitter: float = 0.0
+    status_codes: frozenset[int] = frozenset({408, 429, 500, 502, 503, 504})
+    base_delay: float = 1.0
+
+    def backoff(self, attempt: int) -> float:
+        """Wait before attempt ``attempt + 1``: 1, 2, 4 ... seconds, capped, plus jitter.
+
+        The jitter is up to 10 % of the delay plus up to ``jitter`` seconds, so that
+        parallel parts that failed together do not retry in lockstep.
+        """
+        delay = min(self.base_delay * 2.0 ** (attempt - 1), self.backoff_max)
+        return delay + random.uniform(0, 0.1 * delay + self.jitter)  # noqa: S311
+
+
+def parse_retry_after(value: str | None, *, low: float, high: float) -> float | None:
+    """A ``Retry-After`` header (delta seconds or HTTP date) in seconds within ``[low, high]``.
+
+    Returns ``None`` for a missing, unparsable, ``nan`` or infinite value.
+    """
+    if value is None:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time()
+        except (TypeError, ValueError, OverflowError):
+            return None
+    if not math.isfinite(seconds):
+        return None
+    return min(max(seconds, low), high)
+
+
+def staging_wait(value: str | None) -> float:
+    """Seconds to wait after a DCS 202 with ``Retry-After: value`` (contract §3.4)."""
+    low, high = STAGING_WAIT_RANGE
+    seconds = parse_retry_after(value, low=low, high=high)
+    return STAGING_WAIT_DEFAULT if seconds is None else seconds
+
+
+def body_retrying(
+    policy: RetryPolicy,
+    retry_on: tuple[type[BaseException], ...],
+    *,
+    no_wait: tuple[type[BaseException], ...] = (),
+    attempts: int = BODY_ATTEMPTS,
+    sleep: Sleep | None = None,
+) -> AsyncRetrying:
+    """The retry loop of one range or part: ``attempts`` tries on ``retry_on`` errors.
+
+    Errors in ``no_wait`` (an expired URL that was just renewed) are retried at once;
+    the others after the policy's backoff. The last error is re-raised.
+    """
+
+    def wait(state: RetryCallState) -> float:
+        outcome = state.outcome
+        if outcome is not None and isinstance(outcome.exception(), no_wait):
+            return 0.0
+        return policy.backoff(state.attempt_number)
+
+    kwargs: dict[str, Any] = {"sleep": sleep} if sleep is not None else {}
+    return AsyncRetrying(
+        stop=stop_after_attempt(attempts),
+        wait=wait,
+        retry=retry_if_exception_type(retry_on),
+        reraise=True,
+        **kwargs,
+    )
+
+
+class RetryTransport(httpx.AsyncBaseTransport):
+    """Wraps a transport and retries failed attempts according to a :class:`RetryPolicy`.
+
+    The body of an answer that is not streamed (``extensions={"ghga_stream": True}``)
+    is read inside the attempt, so a connection that drops mid-body is retried here
+    (with backoff) like one that drops before the headers.
+    """
+
+    def __init__(
+        self,
+        inner: httpx.AsyncBaseTransport,
+        policy: RetryPolicy,
+        stats: RetryStats | None = None,
+        sleep: Sleep | None = None,
+    ) -> None:
+        self._inner = inner
+        self._policy = policy
+        self.stats = stats or RetryStats()
+        self._sleep = sleep
+
+    def _wait(self, state: RetryCallState) -> float:
+        outcome = state.outcome
+        if outcome is not None and not outcome.failed:
+            response = outcome.result()
+            if isinstance(response, httpx.Response):
+                after = parse_retry_after(
+                    response.headers.get("Retry-After"), low=0.0, high=self._policy.backoff_max
+                )
+                if after is not None:
+                    return after
+        return self._policy.backoff(state.attempt_number)
+
+    async def _before_sleep(self, state: RetryCallState) -> None:
+        outcome = state.outcome
+        if outcome is None:
+            return
+        if outcome.failed:
+            self.stats.add(type(outcome.exception()).__name__)
+            return
+        response = outcome.result()
+        self.stats.add(str(response.status_code))
+        await response.aclose()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request``, retrying as the policy allows; return the last response.
+
+        Raises:
+            httpx.TransportError: if the last attempt failed on the network.
+        """
+        request.headers["X-Request-Id"] = str(uuid.uuid4())
+        if request.extensions.get("ghga_retry") is False:
+            return await self._inner.handle_async_request(request)
+        codes = self._policy.status_codes
+        streamed = bool(request.extensions.get("ghga_stream"))
+
+        async def attempt() -> httpx.Response:
+            request.headers["X-Request-Id"] = str(uuid.uuid4())
+            response = await self._inner.handle_async_request(request)
+            if not streamed:
+                try:
+                    await response.aread()
+                except BaseException:
+                    await response.aclose()
+                    raise
+            return response
+
+        kwargs: dict[str, Any] = {}
+        if self._sleep is not None:
+            kwargs["sleep"] = self._sleep
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._policy.attempts),
+            wait=self._wait,
+            retry=(
+                retry_if_exception_type(httpx.TransportError)
+                | retry_if_result(lambda r: r.status_code in codes)
+            ),
+            before_sleep=self._before_sleep,
+            retry_error_callback=lambda state: state.outcome.result(),  # type: ignore[union-attr]
+            reraise=True,
+            **kwargs,
+        )
+        response: httpx.Response = await retrying(attempt)
+        return response
+
+    async def aclose(self) -> None:
+        """Close the wrapped transport."""
+        await self._inner.aclose()
