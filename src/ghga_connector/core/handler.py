@@ -33,7 +33,7 @@ from ghga_connector.core.ports import (
     unique_temp_path,
 )
 from ghga_connector.core.stream import StreamDownloader
-from ghga_connector.core.tasks import run_bounded
+from ghga_connector.core.scheduler import run_bounded
 from ghga_connector.errors import (
     ConnectorError,
     ServerResponseError,
