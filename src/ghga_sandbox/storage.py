@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 import boto3
+from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
@@ -45,6 +46,20 @@ BUCKET_KINDS: tuple[BucketKind, ...] = ("inbox", "interrogation", "permanent", "
 
 SINGLE_COPY_LIMIT = 5 * 1024**3
 """S3's limit for a single ``CopyObject`` in bytes (5 GiB)."""
+MIN_PART_SIZE = 5 * 1024**2
+"""S3's smallest part of a multipart upload or copy, except the last, in bytes (5 MiB)."""
+COPY_THRESHOLD = 256 * 1024**2
+"""Objects of at least this many bytes are copied in parts (``UploadPartCopy``).
+
+A single ``CopyObject`` of several GiB outlasts botocore's 60 s read timeout on
+SeaweedFS, which answers only when the whole copy is done.
+"""
+COPY_PART_SIZE = 128 * 1024**2
+"""Bytes per ``UploadPartCopy`` request (s3transfer enlarges it above 10 000 parts)."""
+COPY_CONCURRENCY = 4
+"""``UploadPartCopy`` requests at once per copied object."""
+COPY_READ_TIMEOUT = 300
+"""Seconds the copy client waits for an answer to one copy request (botocore: 60)."""
 
 
 def bucket_name(storage_alias: str, kind: BucketKind) -> str:
@@ -58,6 +73,12 @@ class S3Storage:
     ``endpoint_url`` is where the sandbox itself talks to S3; ``public_url`` (default:
     the same) is the endpoint clients reach, e.g. the fault proxy in front of it:
     presigned URLs are signed for that host and :attr:`endpoint_url` reports it.
+    :meth:`copy` copies objects of at least ``copy_threshold`` bytes in parts of
+    ``copy_part_size`` bytes.
+
+    Raises:
+        ValueError: ``copy_threshold`` is above 5 GiB (S3's single-copy limit) or
+            ``copy_part_size`` is below 5 MiB (S3's smallest part).
     """
 
     def __init__(
@@ -68,11 +89,22 @@ class S3Storage:
         access_key: str | None = None,
         secret_key: str | None = None,
         public_url: str | None = None,
+        copy_threshold: int = COPY_THRESHOLD,
+        copy_part_size: int = COPY_PART_SIZE,
     ) -> None:
+        if copy_threshold > SINGLE_COPY_LIMIT:
+            raise ValueError(f"copy_threshold must be at most {SINGLE_COPY_LIMIT} bytes")
+        if copy_part_size < MIN_PART_SIZE:
+            raise ValueError(f"copy_part_size must be at least {MIN_PART_SIZE} bytes")
         self.backend_url = endpoint_url
         self.endpoint_url = public_url or endpoint_url
+        self.copy_config = TransferConfig(
+            multipart_threshold=copy_threshold,
+            multipart_chunksize=copy_part_size,
+            max_concurrency=COPY_CONCURRENCY,
+        )
 
-        def client(url: str, *, bulk: bool = False) -> Any:
+        def client(url: str, *, bulk: bool = False, read_timeout: int | None = None) -> Any:
             s3: dict[str, Any] = {"addressing_style": "path"}
             checksums: dict[str, Any] = {}
             if bulk:
@@ -92,6 +124,7 @@ class S3Storage:
                     retries={"max_attempts": 3, "mode": "standard"},
                     max_pool_connections=32,
                     **checksums,
+                    **({} if read_timeout is None else {"read_timeout": read_timeout}),
                 ),
             )
 
@@ -102,6 +135,10 @@ class S3Storage:
         self._make_bulk_client: Callable[[], Any] = lambda: client(endpoint_url, bulk=True)
         self._bulk_client: Any = None
         self._bulk_lock = threading.Lock()
+        self._make_copy_client: Callable[[], Any] = lambda: client(
+            endpoint_url, read_timeout=COPY_READ_TIMEOUT
+        )
+        self._copy_client: Any = None
 
     def _bulk(self) -> Any:
         """The client for Data Hub part uploads, created on first use (thread-safe)."""
@@ -109,6 +146,13 @@ class S3Storage:
             if self._bulk_client is None:
                 self._bulk_client = self._make_bulk_client()
             return self._bulk_client
+
+    def _copier(self) -> Any:
+        """The client for server-side copies (long read timeout), created on first use."""
+        with self._bulk_lock:
+            if self._copy_client is None:
+                self._copy_client = self._make_copy_client()
+            return self._copy_client
 
     def ensure_buckets(self, storage_aliases: Iterable[str]) -> None:
         """Create the four buckets of every storage alias unless they exist."""
@@ -238,13 +282,19 @@ class S3Storage:
         return self._client.get_object(**kwargs)["Body"]
 
     def copy(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> None:
-        """Server-side copy: one ``CopyObject`` up to 5 GiB, else a managed multipart copy."""
+        """Server-side copy (boto3's managed copy, archival and staging), thread-safe.
+
+        Below ``copy_threshold`` bytes one ``CopyObject``; from there a multipart copy,
+        ``COPY_CONCURRENCY`` ``UploadPartCopy`` requests of ``copy_part_size`` bytes at
+        once (each retried by botocore). The copy client waits ``COPY_READ_TIMEOUT``
+        seconds per request, as S3 answers a copy only when it is done.
+
+        Raises:
+            botocore.exceptions.ClientError: S3 refused a request (e.g. no such source).
+            botocore.exceptions.BotoCoreError: S3 was not reachable or did not answer.
+        """
         source = {"Bucket": src_bucket, "Key": src_key}
-        head = self._client.head_object(**source)
-        if int(head["ContentLength"]) <= SINGLE_COPY_LIMIT:
-            self._client.copy_object(CopySource=source, Bucket=dst_bucket, Key=dst_key)
-        else:
-            self._client.copy(source, dst_bucket, dst_key)
+        self._copier().copy(source, dst_bucket, dst_key, Config=self.copy_config)
 
     def swap_segments(self, bucket: str, key: str, segment_size: int) -> bool:
         """Rewrite an object with its first two ``segment_size``-byte segments swapped.
