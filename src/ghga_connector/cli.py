@@ -23,11 +23,13 @@ from rich.table import Table
 from ghga_connector import package_version
 from ghga_connector.c4gh.keys import (
     KeyPair,
+    default_key_paths,
     load_key_pair,
     load_private_key,
     private_key_is_exposed,
 )
-from ghga_connector.config import Config, find_config_file, load_config
+from ghga_connector.cli_help import GlobalOptionsGroup
+from ghga_connector.config import CONFIG_FILE_NAME, Config, find_config_file, load_config
 from ghga_connector.core.decrypt import decrypt_file
 from ghga_connector.core.journal import JournalStore
 from ghga_connector.core.planning import encrypted_size
@@ -40,19 +42,27 @@ from ghga_connector.errors import (
     InputFileError,
     OutputError,
     PassphraseError,
+    ServiceUnreachableError,
     UserInputError,
 )
 from ghga_connector.inject import Session, open_session
-from ghga_connector.manifest import parse_manifest, plan_uploads
-from ghga_connector.models import FileOutcome, Outcome
-from ghga_connector.prompts import passphrase_source, prompts_interactively, read_wpat
+from ghga_connector.manifest import load_manifest, plan_uploads
+from ghga_connector.models import FileOutcome, FileUploadState, Outcome
+from ghga_connector.prompts import (
+    passphrase_source,
+    prompts_interactively,
+    read_wpat,
+    token_file_is_exposed,
+)
 from ghga_connector.reporting.console import (
     JsonReporter,
     PlainReporter,
     QuietReporter,
     RichReporter,
     clean_text,
+    outcome_json,
     plain,
+    print_table,
 )
 
 __all__ = ["app", "run"]
@@ -62,6 +72,10 @@ PASSPHRASE_ATTEMPTS = 3
 
 T = TypeVar("T")
 
+# crypt4gh logs failed header decryptions itself ("X25519 Packet Decryption failed");
+# the connector reports them as its own errors. With --debug they reach the root log.
+logging.getLogger("crypt4gh").addHandler(logging.NullHandler())
+
 app = typer.Typer(
     name="ghga-connector",
     help=(
@@ -70,11 +84,13 @@ app = typer.Typer(
         "after download.\n\n"
         "Typical use:\n\n"
         "  ghga-connector upload --wpat-file upload.wpat sample1.bam sample2.bam\n\n"
-        "  ghga-connector download --wpat-file download.wpat --output-dir data --decrypt"
+        "  ghga-connector download --wpat-file download.wpat --output-dir data --decrypt\n\n"
+        "--json, --quiet, --debug and --config may also follow the command (ghga-connector ls --json)."
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
+    cls=GlobalOptionsGroup,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -87,33 +103,41 @@ class GlobalOptions:
     json: bool = False
     quiet: bool = False
     config_file: Path | None = None
+    #: Which configuration is in force, once loaded (for messages).
+    config_origin: str | None = None
 
 
 # --- shared options -----------------------------------------------------------------
 
 PublicKeyOpt = Annotated[
-    Path,
+    Path | None,
     typer.Option(
         "--my-public-key-path",
-        help="Your Crypt4GH public key file (the one registered with GHGA).",
-        show_default=True,
+        metavar="PATH",
+        help="Your Crypt4GH public key file (the one registered with GHGA). If not given: "
+        "the my_public_key_path setting (.ghga_connector.yaml or "
+        "GHGA_CONNECTOR_MY_PUBLIC_KEY_PATH), else ~/.c4gh/key.pub, else ./key.pub.",
     ),
 ]
 PrivateKeyOpt = Annotated[
-    Path,
+    Path | None,
     typer.Option(
         "--my-private-key-path",
-        help="Your Crypt4GH private key file. Its passphrase is asked for hidden, or "
-        "taken from C4GH_PASSPHRASE.",
-        show_default=True,
+        metavar="PATH",
+        help="Your Crypt4GH private key file; its passphrase is asked for hidden, or "
+        "taken from C4GH_PASSPHRASE. If not given: the my_private_key_path setting "
+        "(.ghga_connector.yaml or GHGA_CONNECTOR_MY_PRIVATE_KEY_PATH), else ~/.c4gh/key, "
+        "else ./key.sec.",
     ),
 ]
 WpatFileOpt = Annotated[
     Path | None,
     typer.Option(
         "--wpat-file",
-        help="File holding the work package access token from the GHGA Data Portal. "
-        "Alternatives: env GHGA_CONNECTOR_WPAT, or a hidden prompt.",
+        metavar="PATH",
+        help="File holding the work package access token from the GHGA Data Portal "
+        "('-': read it from standard input). Alternatives: env GHGA_CONNECTOR_WPAT, a "
+        "token piped on standard input, or a hidden prompt.",
     ),
 ]
 WpatOpt = Annotated[
@@ -203,6 +227,8 @@ def _fail(options: GlobalOptions, error: BaseException, code: int) -> typer.Exit
         console.print(plain("Error: ", "bold red") + plain(error.message), highlight=False)
         if error.hint:
             console.print(plain(f"  {error.hint}"), highlight=False)
+        if isinstance(error, ServiceUnreachableError) and options.config_origin:
+            console.print(plain(f"  Configuration: {options.config_origin}."), highlight=False)
     else:
         text = plain(f"{type(error).__name__}: {error}")
         console.print(plain("Error: ", "bold red") + text, highlight=False)
@@ -255,6 +281,20 @@ def _load_keys(public: Path, private: Path, reporter: ProgressReporter) -> KeyPa
     return keys
 
 
+class _WarningsReporter(QuietReporter):
+    """Errors and warnings only: for commands that transfer nothing (ls, delete)."""
+
+    def message(self, text: str, *, level: str = "info") -> None:
+        """Warnings and errors on standard error."""
+        if level != "info":
+            self.console.print(text, highlight=False, markup=False)
+
+
+def _listing_reporter(options: GlobalOptions) -> ProgressReporter:
+    console = _err_console()
+    return QuietReporter(console) if options.quiet else _WarningsReporter(console)
+
+
 def _ignore(_: str) -> None:
     """Discard a message (used where the CLI already said it)."""
 
@@ -284,8 +324,12 @@ def _summary(
     """
     failed = [o for o in outcomes if o.outcome is Outcome.FAILED]
     unverified = [o for o in outcomes if o.outcome is Outcome.UNVERIFIED]
+    if options.json:
+        # a dry run's plan: its rows were not reported as finished files
+        for o in outcomes:
+            if o.outcome is Outcome.PLANNED:
+                sys.stdout.write(json.dumps(outcome_json(o)) + "\n")
     if not options.json and not options.quiet:
-        console = _err_console()
         table = Table(title=f"{verb} summary", title_justify="left")
         for column in ("file", "result", "size (bytes)", "MB/s", "note"):
             table.add_column(column, overflow="fold")
@@ -300,7 +344,8 @@ def _summary(
                 f"{o.throughput / 1e6:.1f}" if o.throughput else "",
                 plain(o.message),
             )
-        console.print(table)
+        print_table(table, stderr=True)
+        console = _err_console()
         if session is not None and session.retry_stats.total:
             reasons = ", ".join(
                 f"{k} ×{v}" for k, v in sorted(session.retry_stats.by_reason.items())
@@ -335,9 +380,35 @@ AllowUnverifiedOpt = Annotated[
 ]
 
 
+def _config_origin(config: Config, path: Path | None) -> str:
+    """Which configuration is in force, in words (no secrets: settings hold none)."""
+    url = str(config.wkvs_api_url)
+    if path is not None:
+        return f"{path} (wkvs_api_url {url})"
+    default = str(Config.model_fields["wkvs_api_url"].default)
+    where = f"no {CONFIG_FILE_NAME} here or in ~/"
+    if url == default:
+        return f"{where}; using GHGA production ({url})"
+    return f"{where}; wkvs_api_url {url} from the environment"
+
+
 def _config(options: GlobalOptions) -> Config:
-    config, _ = load_config(options.config_file)
+    config, path = load_config(options.config_file)
+    options.config_origin = _config_origin(config, path)
+    if options.debug:
+        _err_console().print(f"Configuration: {options.config_origin}", markup=False)
     return config
+
+
+def _key_paths(config: Config, public: Path | None, private: Path | None) -> tuple[Path, Path]:
+    """The key files: the options, else the settings, else :func:`default_key_paths`."""
+    public = public or config.my_public_key_path
+    private = private or config.my_private_key_path
+    if public is None or private is None:
+        default_public, default_private = default_key_paths()
+        public = public or default_public
+        private = private or default_private
+    return public.expanduser(), private.expanduser()
 
 
 @dataclass(frozen=True)
@@ -346,14 +417,31 @@ class Credentials:
 
     wpat_file: Path | None
     wpat: str | None
-    public_key: Path
-    private_key: Path
+    public_key: Path | None
+    private_key: Path | None
 
-    def load(self, reporter: ProgressReporter) -> tuple[KeyPair, str]:
-        """The key pair and the WPAT text; warns first about a token on the command line."""
+    def load(self, reporter: ProgressReporter, config: Config) -> tuple[KeyPair, str]:
+        """The key pair and the WPAT text; warns first about a token on the command line.
+
+        Raises:
+            TokenError: both --wpat and --wpat-file, or no usable token.
+            KeyFileError, PassphraseError: the key pair cannot be loaded.
+        """
+        if self.wpat_file is not None and self.wpat:
+            raise UserInputError(
+                "Give the access token either with --wpat-file or with --wpat, not both."
+            )
         _warn_if_token_on_argv(self.wpat, reporter)
-        keys = _load_keys(self.public_key, self.private_key, reporter)
-        return keys, read_wpat(self.wpat_file, self.wpat, _ignore)
+        public, private = _key_paths(config, self.public_key, self.private_key)
+        keys = _load_keys(public, private, reporter)
+        token = read_wpat(self.wpat_file, self.wpat, _ignore)
+        if self.wpat_file is not None and token_file_is_exposed(self.wpat_file):
+            reporter.message(
+                f"Warning: the token file {str(self.wpat_file)!r} is readable by other users; "
+                f"restrict it with 'chmod 600 {self.wpat_file}'.",
+                level="warning",
+            )
+        return keys, token
 
 
 # --- commands -----------------------------------------------------------------------
@@ -372,7 +460,7 @@ def _upload(
         config = _config(options)
         jobs = [replace(j, restart=restart) for j in plan_uploads(entries, overwrite=overwrite)]
         reporter = _reporter(options)
-        keys, token = credentials.load(reporter)
+        keys, token = credentials.load(reporter, config)
 
         async def go() -> tuple[list[FileOutcome], Session]:
             async with open_session(config, keys, token, reporter) as session:
@@ -395,14 +483,24 @@ def upload(
     ctx: typer.Context,
     files: Annotated[
         list[Path] | None,
-        typer.Argument(help="Files to upload; each keeps its file name as alias."),
+        typer.Argument(
+            metavar="FILE...", help="Files to upload; each keeps its file name as alias."
+        ),
     ] = None,
     manifest: Annotated[
         Path | None,
-        typer.Option("--manifest", "--tsv", help="TSV file of 'path<TAB>alias' lines."),
+        typer.Option(
+            "--manifest",
+            "--tsv",
+            metavar="TSV",
+            help="TSV file of 'path<TAB>alias' lines (a 'path<TAB>alias' header line is skipped).",
+        ),
     ] = None,
     alias: Annotated[
-        str | None, typer.Option("--alias", help="Alias for a single FILE (default: its name).")
+        str | None,
+        typer.Option(
+            "--alias", metavar="ALIAS", help="Alias for a single FILE (default: its name)."
+        ),
     ] = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace files already in the upload box.")
@@ -422,8 +520,8 @@ def upload(
     ] = False,
     wpat_file: WpatFileOpt = None,
     wpat: WpatOpt = None,
-    my_public_key_path: PublicKeyOpt = Path("key.pub"),
-    my_private_key_path: PrivateKeyOpt = Path("key.sec"),
+    my_public_key_path: PublicKeyOpt = None,
+    my_private_key_path: PrivateKeyOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Encrypt files with Crypt4GH and upload them into your GHGA upload box.
@@ -437,7 +535,7 @@ def upload(
         if manifest is not None and files:
             raise UserInputError("Give either FILE arguments or --manifest, not both.")
         if manifest is not None:
-            return parse_manifest(manifest)
+            return load_manifest(manifest)
         if not files:
             raise UserInputError(
                 "No files given.", hint="Name files to upload, or a --manifest TSV file."
@@ -470,13 +568,13 @@ def batch_upload(
     ] = False,
     wpat_file: WpatFileOpt = None,
     wpat: WpatOpt = None,
-    my_public_key_path: PublicKeyOpt = Path("key.pub"),
-    my_private_key_path: PrivateKeyOpt = Path("key.sec"),
+    my_public_key_path: PublicKeyOpt = None,
+    my_private_key_path: PrivateKeyOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Upload the files listed in a TSV file."""
     options = _options(ctx, debug)
-    listed = _execute(options, lambda: parse_manifest(tsv))
+    listed = _execute(options, lambda: load_manifest(tsv))
     credentials = Credentials(wpat_file, wpat, my_public_key_path, my_private_key_path)
     _upload(options, listed, credentials, overwrite=overwrite, dry_run=dry_run)
 
@@ -495,7 +593,12 @@ def download(
     ],
     file: Annotated[
         list[str] | None,
-        typer.Option("--file", help="Download only this accession (repeatable)."),
+        typer.Option(
+            "--file",
+            metavar="ACCESSION",
+            help="Download only this file: its accession (GHGAF…) as listed by "
+            "'ghga-connector ls' with the download token (repeatable).",
+        ),
     ] = None,
     decrypt: Annotated[
         bool,
@@ -521,8 +624,8 @@ def download(
     allow_unverified: AllowUnverifiedOpt = False,
     wpat_file: WpatFileOpt = None,
     wpat: WpatOpt = None,
-    my_public_key_path: PublicKeyOpt = Path("key.pub"),
-    my_private_key_path: PrivateKeyOpt = Path("key.sec"),
+    my_public_key_path: PublicKeyOpt = None,
+    my_private_key_path: PrivateKeyOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Download the files of a download work package.
@@ -545,7 +648,7 @@ def download(
             )
         reporter = _reporter(options)
         credentials = Credentials(wpat_file, wpat, my_public_key_path, my_private_key_path)
-        keys, token = credentials.load(reporter)
+        keys, token = credentials.load(reporter, config)
 
         async def go() -> tuple[list[FileOutcome], Session]:
             async with open_session(config, keys, token, reporter) as session:
@@ -587,7 +690,7 @@ def decrypt(
         bool, typer.Option("--overwrite", help="Replace existing outputs.")
     ] = False,
     allow_unverified: AllowUnverifiedOpt = False,
-    my_private_key_path: PrivateKeyOpt = Path("key.sec"),
+    my_private_key_path: PrivateKeyOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Decrypt downloaded .c4gh files and verify them against GHGA's checksum.
@@ -611,8 +714,11 @@ def decrypt(
         sources = sorted(p for p in input_dir.glob("*.c4gh") if p.is_file())
         if not sources:
             raise InputFileError(f"There are no .c4gh files in {str(input_dir)!r}.")
+        config = _config(options)
         reporter = _reporter(options)
-        secret = load_private_key(my_private_key_path, passphrase_source(my_private_key_path))
+        # only the private key is needed ("-" stands in for the public one)
+        _, private = _key_paths(config, Path("-"), my_private_key_path)
+        secret = load_private_key(private, passphrase_source(private))
         outcomes = []
         for source in sources:
             target = target_dir / source.name.removesuffix(".c4gh")
@@ -632,13 +738,27 @@ def decrypt(
     raise typer.Exit(_execute(options, work))
 
 
+def _ls_cell(row: dict[str, Any], key: str) -> str:
+    """One cell of the ``ls`` table (``--json`` keeps the raw values)."""
+    value = row[key]
+    if key == "staged" and isinstance(value, bool):
+        return "yes" if value else "no (being staged)"
+    if value is None:
+        return "known once staged" if key == "size" and row.get("staged") is False else ""
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
 @app.command("ls", epilog="Example:\n\n  ghga-connector ls --wpat-file upload.wpat")
 def list_files(
     ctx: typer.Context,
+    show_all: Annotated[
+        bool,
+        typer.Option("--all", help="Also list removed (cancelled) uploads of the upload box."),
+    ] = False,
     wpat_file: WpatFileOpt = None,
     wpat: WpatOpt = None,
-    my_public_key_path: PublicKeyOpt = Path("key.pub"),
-    my_private_key_path: PrivateKeyOpt = Path("key.sec"),
+    my_public_key_path: PublicKeyOpt = None,
+    my_private_key_path: PrivateKeyOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """List the files of a work package: uploads in the box, or files you may download."""
@@ -646,9 +766,9 @@ def list_files(
 
     def work() -> int:
         config = _config(options)
-        reporter = QuietReporter(_err_console())
+        reporter = _listing_reporter(options)
         credentials = Credentials(wpat_file, wpat, my_public_key_path, my_private_key_path)
-        keys, token = credentials.load(reporter)
+        keys, token = credentials.load(reporter, config)
 
         async def go() -> list[dict[str, Any]]:
             async with open_session(config, keys, token, reporter) as session:
@@ -664,6 +784,7 @@ def list_files(
                         for item in sorted(
                             await session.handler.list_uploads(), key=lambda i: i.alias
                         )
+                        if show_all or item.state is not FileUploadState.CANCELLED
                     ]
                 return await session.handler.download_listing()
 
@@ -677,13 +798,8 @@ def list_files(
             for column in rows[0]:
                 table.add_column(column)
             for row in rows:
-                table.add_row(
-                    *(
-                        plain("" if v is None else f"{v:,}" if isinstance(v, int) else str(v))
-                        for v in row.values()
-                    )
-                )
-            Console().print(table)
+                table.add_row(*(plain(_ls_cell(row, key)) for key in row))
+            print_table(table)
         else:
             Console().print("No files.")
         return EXIT_OK
@@ -706,8 +822,8 @@ def delete(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     wpat_file: WpatFileOpt = None,
     wpat: WpatOpt = None,
-    my_public_key_path: PublicKeyOpt = Path("key.pub"),
-    my_private_key_path: PrivateKeyOpt = Path("key.sec"),
+    my_public_key_path: PublicKeyOpt = None,
+    my_private_key_path: PrivateKeyOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Remove a file, or cancel an unfinished upload, in your upload box."""
@@ -717,9 +833,9 @@ def delete(
         if (alias is None) == (file_id is None):
             raise UserInputError("Give exactly one of --alias or --file-id.")
         config = _config(options)
-        reporter = QuietReporter(_err_console())
+        reporter = _listing_reporter(options)
         credentials = Credentials(wpat_file, wpat, my_public_key_path, my_private_key_path)
-        keys, token = credentials.load(reporter)
+        keys, token = credentials.load(reporter, config)
 
         async def go() -> str:
             async with open_session(config, keys, token, reporter) as session:
@@ -782,7 +898,7 @@ def status(ctx: typer.Context) -> None:
             table.add_column(column)
         for row in rows:
             table.add_row(*(plain(str(v)) for v in row.values()))
-        Console().print(table)
+        print_table(table)
         return EXIT_OK
 
     raise typer.Exit(_execute(options, work))
@@ -829,7 +945,7 @@ def show_config(ctx: typer.Context) -> None:
             table.add_column(column)
         for row in rows:
             table.add_row(plain(row["setting"]), plain(row["value"]), plain(row["source"]))
-        Console().print(table)
+        print_table(table)
         return EXIT_OK
 
     raise typer.Exit(_execute(options, work))

@@ -19,6 +19,7 @@ that is about 130 MiB for uploads and 200 MiB for downloads, shared by all files
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,17 @@ class Config(BaseSettings):
         description="A PEM file of extra certificate authorities to trust (TLS is always "
         "verified; SSL_CERT_FILE is also honoured).",
     )
+    my_public_key_path: Path | None = Field(
+        default=None,
+        description="Your Crypt4GH public key file, used when --my-public-key-path is not "
+        "given. Unset: ~/.c4gh/key.pub if it exists (crypt4gh-keygen's default), else "
+        "./key.pub.",
+    )
+    my_private_key_path: Path | None = Field(
+        default=None,
+        description="Your Crypt4GH private key file, used when --my-private-key-path is not "
+        "given. Unset: ~/.c4gh/key if it exists (crypt4gh-keygen's default), else ./key.sec.",
+    )
 
     @field_validator("client_retry_status_codes")
     @classmethod
@@ -187,7 +199,28 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(content, dict):
         raise ConfigurationError(f"The configuration file {str(path)!r} is not a mapping.")
-    return {str(key).lower(): value for key, value in content.items()}
+    values = {str(key).lower(): value for key, value in content.items()}
+    _check_keys(path, values)
+    return values
+
+
+def _check_keys(path: Path, values: dict[str, Any]) -> None:
+    """Refuse settings the connector does not know (a typo would otherwise be ignored).
+
+    Raises:
+        ConfigurationError: naming the first unknown key and the nearest valid one.
+    """
+    known = list(Config.model_fields)
+    for key in values:
+        if key in Config.model_fields:
+            continue
+        nearest = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        guess = f"; did you mean {nearest[0]!r}?" if nearest else "."
+        raise ConfigurationError(
+            f"Unknown setting {key!r} in the configuration file {str(path)!r}{guess}",
+            hint="Fix or remove it; docs/configuration.md lists every setting "
+            "('ghga-connector config' shows the effective values).",
+        )
 
 
 def load_config(config_file: Path | None = None, **overrides: Any) -> tuple[Config, Path | None]:

@@ -6,6 +6,8 @@ Only this module names concrete adapters. Everything is opened in
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 import uuid
@@ -42,6 +44,20 @@ __all__ = ["Session", "open_session", "open_wpat", "parse_wpat"]
 
 _TOKEN = re.compile(r"^[A-Za-z0-9]{24}$")
 
+#: A WPAT as the Data Portal shows it: a 36-character UUID, ':', and the base64 of a
+#: 72-byte sealed box (96 characters) holding the 24-character token (contract §2.2).
+SEALED_TOKEN_LENGTH = 96
+WPAT_LENGTH = 36 + 1 + SEALED_TOKEN_LENGTH
+
+
+def _damaged(text: str, why: str) -> TokenError:
+    return TokenError(
+        f"The access token is incomplete or damaged ({why}; {len(text)} characters, "
+        f"expected {WPAT_LENGTH}); copy it again.",
+        hint="Copy the whole token from the GHGA Data Portal onto one line "
+        "('<work package id>:<token>').",
+    )
+
 
 def parse_wpat(text: str) -> tuple[str, str]:
     """Split ``"<work package id>:<sealed token>"`` (contract §2.2).
@@ -49,7 +65,12 @@ def parse_wpat(text: str) -> tuple[str, str]:
     Raises:
         TokenError: if the text does not have that shape.
     """
-    parts = text.strip().split(":")
+    text = text.strip()
+    if any(c.isspace() for c in text):
+        raise _damaged(text, "it is broken over several lines or has spaces inside")
+    parts = text.split(":")
+    if len(parts) == 2 and len(parts[1]) != SEALED_TOKEN_LENGTH and 20 <= len(parts[0]) < 40:
+        raise _damaged(text, f"its token part has {len(parts[1])} characters")
     if len(parts) != 2 or not 20 <= len(parts[0]) < 40 or not 80 <= len(parts[1]) < 120:
         raise TokenError(
             "The access token is malformed: expected '<work package id>:<token>' as shown "
@@ -71,6 +92,12 @@ def open_wpat(text: str, keys: KeyPair) -> tuple[str, str]:
         TokenError: malformed, or sealed for another key.
     """
     work_package_id, sealed = parse_wpat(text)
+    try:
+        sealed_bytes = base64.b64decode(sealed, validate=True)
+    except (binascii.Error, ValueError):
+        raise _damaged(text.strip(), "its token part is not base64") from None
+    if len(sealed_bytes) != SEALED_TOKEN_LENGTH // 4 * 3:
+        raise _damaged(text.strip(), "its token part does not decode to 72 bytes")
     try:
         token = open_sealed_b64(sealed, keys.secret).decode("ascii")
     except (SealedBoxError, UnicodeDecodeError):

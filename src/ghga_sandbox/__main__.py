@@ -1,6 +1,42 @@
-"""Entry point for ``python -m ghga_sandbox``."""
+"""Entry point of ``ghga-sandbox`` and ``python -m ghga_sandbox``.
 
-from ghga_sandbox.cli import run
+The sandbox needs the ``sandbox`` extra (FastAPI, uvicorn, moto, boto3, jwcrypto,
+filelock). Without it, the command says how to install it (exit code 2) instead of
+failing with an import traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+__all__ = ["INSTALL_HINT", "main"]
+
+INSTALL_HINT = "pip install 'ghga-connector[sandbox]'"
+
+
+def _missing_extra(error: ModuleNotFoundError) -> str | None:
+    """The missing third-party module, or None if the error is about this package."""
+    name = (error.name or "").split(".")[0]
+    if not name or name.startswith("ghga_"):
+        return None
+    return name
+
+
+def main() -> None:
+    """Run the sandbox command line; exit 2 with the install hint without the extra."""
+    try:
+        from ghga_sandbox.cli import run
+
+        run()
+    except ModuleNotFoundError as error:
+        missing = _missing_extra(error)
+        if missing is None:
+            raise
+        sys.stderr.write(
+            f"ghga-sandbox: the sandbox needs: {INSTALL_HINT} (module {missing!r} is missing)\n"
+        )
+        sys.exit(2)
+
 
 if __name__ == "__main__":
-    run()
+    main()

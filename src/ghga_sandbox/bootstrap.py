@@ -1,6 +1,8 @@
 """Files a new user needs, written into the state directory at every start.
 
-* ``.ghga_connector.yaml``: ``wkvs_api_url: http://127.0.0.1:<port>/.well-known``;
+* ``.ghga_connector.yaml``: ``wkvs_api_url: http://127.0.0.1:<port>/.well-known`` and
+  the absolute paths of ``user.pub``/``user.sec`` as ``my_public_key_path`` /
+  ``my_private_key_path`` (so connector commands run there need no key options);
 * ``user.pub`` / ``user.sec``: a passphrase-less Crypt4GH key pair (demo only; kept if
   present);
 * ``upload.wpat``: ``<wp_id>:<sealed WPAT>`` for a fresh upload work package over a
@@ -75,10 +77,15 @@ def write_client_files(runtime: Runtime, pid: int) -> ClientFiles:
     settings = runtime.settings
     directory = settings.state_dir
     directory.mkdir(parents=True, exist_ok=True)
-    config = directory / CONNECTOR_YAML
-    config.write_text(f"wkvs_api_url: {settings.wkvs_api_url}\n", encoding="utf-8")
-
     user_pub, user_sec = directory / USER_PUB, directory / USER_SEC
+    config = directory / CONNECTOR_YAML
+    config.write_text(
+        f"wkvs_api_url: {settings.wkvs_api_url}\n"
+        f"my_public_key_path: {json.dumps(str(user_pub.resolve()))}\n"
+        f"my_private_key_path: {json.dumps(str(user_sec.resolve()))}\n",
+        encoding="utf-8",
+    )
+
     if not (user_pub.exists() and user_sec.exists()):
         user_pub.unlink(missing_ok=True)
         user_sec.unlink(missing_ok=True)

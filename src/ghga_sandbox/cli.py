@@ -1,8 +1,8 @@
 """``ghga-sandbox``: serve the sandbox, run the archive step, show status.
 
 Thin Typer layer: parse options, build settings and collaborators, call the library.
-Known errors become one line on stderr and exit code 1 (set ``GHGA_SANDBOX_DEBUG=1``
-for tracebacks).
+Known errors become one line on stderr and exit code 1, or 2 for a state folder in use
+(set ``GHGA_SANDBOX_DEBUG=1`` for tracebacks).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 
+from ghga_connector.cli_help import TidyHelpGroup
 from ghga_sandbox.bootstrap import (
     DOWNLOAD_WPAT,
     SANDBOX_JSON,
@@ -39,6 +40,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=TidyHelpGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 StateDir = Annotated[
@@ -48,7 +51,47 @@ StateDir = Annotated[
 
 
 class SandboxCliError(Exception):
-    """A problem reported as one line (exit code 1)."""
+    """A problem reported as one line (exit code ``exit_code``, default 1)."""
+
+    def __init__(self, message: str, *, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+#: Held by a running ``serve`` for its state folder; ``serve.pid`` says who holds it.
+SERVE_LOCK = "serve.lock"
+SERVE_PID = "serve.pid"
+
+
+def _hold_state_dir(state_dir: Path) -> Any:
+    """Lock the state folder for this ``serve``; the returned lock must be kept.
+
+    The lock is released when it is released or garbage-collected, or when the
+    process ends, however it ends.
+
+    Raises:
+        SandboxCliError: (exit code 2) another sandbox serves from this folder.
+    """
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(state_dir / SERVE_LOCK)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise SandboxCliError(_in_use_message(state_dir), exit_code=2) from None
+    return lock
+
+
+def _in_use_message(state_dir: Path) -> str:
+    try:
+        info = json.loads((state_dir / SERVE_PID).read_text(encoding="utf-8"))
+        holder = f"the sandbox running as PID {info['pid']} on port {info['port']}"
+    except (OSError, ValueError, KeyError):
+        holder = "another sandbox (still starting)"
+    return (
+        f"the state folder {state_dir} is used by {holder}; stop it first, or pass "
+        "another --state-dir"
+    )
 
 
 @contextmanager
@@ -125,16 +168,15 @@ def _how_to(settings: SandboxSettings, files: Any, s3_url: str) -> str:
     return (
         f"ghga-sandbox listening on {settings.public_url} (S3 at {s3_url})\n"
         f"  WKVS  {settings.wkvs_api_url}\n"
-        f"  files in {d}: .ghga_connector.yaml, user.pub, user.sec (no passphrase, demo only),\n"
+        f"  files in {d}: .ghga_connector.yaml (names the service and the keys),\n"
+        "        user.pub, user.sec (no passphrase, demo only),\n"
         f"        upload.wpat (box {files.file_upload_box_id}), sandbox.json\n"
         f"Upload (from {d}, so the connector finds .ghga_connector.yaml):\n"
-        f"  cd {d} && ghga-connector upload --wpat-file upload.wpat "
-        "--my-public-key-path user.pub --my-private-key-path user.sec FILE...\n"
+        f"  cd {d} && ghga-connector upload --wpat-file upload.wpat FILE...\n"
         "Then play the Data Hub and archive (writes download.wpat):\n"
         f"  ghga-sandbox archive --state-dir {d}\n"
         "Download:\n"
-        f"  cd {d} && ghga-connector download --wpat-file download.wpat "
-        "--my-public-key-path user.pub --my-private-key-path user.sec --output-dir OUT\n"
+        f"  cd {d} && ghga-connector download --wpat-file download.wpat --output-dir OUT\n"
     )
 
 
@@ -201,6 +243,8 @@ def serve(
     state_dir = state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     state_dir.chmod(0o700)
+    # held until serve returns (the process ends); a second serve here stops at once
+    lock = _hold_state_dir(state_dir)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -210,6 +254,9 @@ def serve(
         raise SandboxCliError(f"cannot listen on {host}:{port}: {error}") from error
     sock.listen(512)
     bound_port = sock.getsockname()[1]
+    (state_dir / SERVE_PID).write_text(
+        json.dumps({"pid": os.getpid(), "port": bound_port}) + "\n", encoding="utf-8"
+    )
     url_host = f"[{host}]" if ":" in host else host
     settings = SandboxSettings(
         host=host,
@@ -249,6 +296,8 @@ def serve(
             uvicorn.Server(config).run(sockets=[sock])
         finally:
             signal.signal(signal.SIGTERM, previous)
+            (state_dir / SERVE_PID).unlink(missing_ok=True)
+            lock.release()
 
 
 def _read_fault_file(path: Path) -> FaultSettings:
@@ -316,8 +365,8 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 def archive(state_dir: StateDir = Path(".ghga-sandbox")) -> None:
     """Run the Data Hub step and archive every box with uploaded files.
 
-    Writes ``download.wpat`` (a download work package for ``user.pub`` over all
-    archived files). Exit code 1 if any upload failed the Data Hub check.
+    Writes download.wpat (a download work package for user.pub over all archived
+    files). Exit code 1 if any upload failed the Data Hub check.
     """
     user_pub = state_dir / USER_PUB
     key = read_user_public_key(user_pub) if user_pub.exists() else None
@@ -415,4 +464,4 @@ def run() -> None:
         if os.environ.get("GHGA_SANDBOX_DEBUG"):
             raise
         typer.echo(f"ghga-sandbox: {error}", err=True)
-        sys.exit(1)
+        sys.exit(error.exit_code)

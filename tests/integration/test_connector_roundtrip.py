@@ -173,6 +173,7 @@ def test_ls_and_delete(sandbox) -> None:
     listed = run(
         "--json",
         "ls",
+        "--all",
         "--wpat-file",
         str(sandbox.upload_wpat_file),
         *keys(sandbox),
@@ -196,7 +197,7 @@ def test_missing_file(sandbox, tmp_path: Path) -> None:
 
 
 def test_directory_instead_of_file(sandbox, tmp_path: Path) -> None:
-    _assert_clean_error(upload(sandbox, tmp_path), 2, "not a regular file")
+    _assert_clean_error(upload(sandbox, tmp_path), 2, "is a folder, not a file")
 
 
 def test_already_encrypted_file_is_refused(sandbox, tmp_path: Path) -> None:

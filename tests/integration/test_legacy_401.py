@@ -13,6 +13,7 @@ import hashlib
 import os
 import re
 import select
+import shutil
 import subprocess
 import sys
 import time
@@ -194,7 +195,13 @@ def archived_by_alias(sandbox: Any) -> dict[str, str]:
 
 def test_released_401_round_trip(connector_401: Path, sandbox_module: Any, tmp_path: Path) -> None:
     sb = sandbox_module
-    cwd = sb.state_dir  # holds .ghga_connector.yaml, user.pub, user.sec
+    # 4.0.1 refuses settings it does not know, such as the key paths in the sandbox's
+    # .ghga_connector.yaml: give it a folder with the keys and only wkvs_api_url.
+    cwd = tmp_path / "work401"
+    cwd.mkdir()
+    for name in ("user.pub", "user.sec"):
+        shutil.copy2(sb.state_dir / name, cwd / name)
+    (cwd / ".ghga_connector.yaml").write_text(f"wkvs_api_url: {sb.wkvs_api_url}\n")
     keys = ["--my-public-key-path", "user.pub", "--my-private-key-path", "user.sec"]
     upload_token = sb.upload_wpat_file.read_text().strip()
 

@@ -21,7 +21,27 @@ from nacl.public import PrivateKey
 
 from ghga_connector.errors import KeyFileError, PassphraseError
 
-__all__ = ["KeyPair", "load_key_pair", "load_private_key", "private_key_is_exposed"]
+__all__ = [
+    "KeyPair",
+    "default_key_paths",
+    "load_key_pair",
+    "load_private_key",
+    "private_key_is_exposed",
+]
+
+#: Where key pairs are looked for when neither an option nor a setting names them, in
+#: this order: crypt4gh-keygen's default, then the current folder.
+DEFAULT_KEY_LOCATIONS = (
+    (Path("~/.c4gh/key.pub"), Path("~/.c4gh/key")),
+    (Path("key.pub"), Path("key.sec")),
+)
+
+_MISSING_KEY_HINT = (
+    "Pass --my-public-key-path and --my-private-key-path, set my_public_key_path and "
+    "my_private_key_path in .ghga_connector.yaml, or create a key pair with "
+    "'crypt4gh-keygen --pk key.pub --sk key.sec'."
+)
+_SWAP_HINT = "Did you swap --my-public-key-path and --my-private-key-path?"
 
 
 @dataclass(frozen=True)
@@ -45,11 +65,34 @@ def private_key_is_exposed(path: Path) -> bool:
     return bool(mode & (stat.S_IRGRP | stat.S_IROTH))
 
 
+def default_key_paths() -> tuple[Path, Path]:
+    """The first of :data:`DEFAULT_KEY_LOCATIONS` that has a key file (public, private).
+
+    Without any, ``./key.pub`` and ``./key.sec`` (which then give "does not exist").
+    """
+    for public, private in DEFAULT_KEY_LOCATIONS:
+        public, private = public.expanduser(), private.expanduser()
+        if public.is_file() or private.is_file():
+            return public, private
+    return DEFAULT_KEY_LOCATIONS[-1]
+
+
 def _check_file(path: Path, what: str) -> None:
     if not path.exists():
-        raise KeyFileError(f"The {what} file {str(path)!r} does not exist.")
+        raise KeyFileError(f"The {what} file {str(path)!r} does not exist.", hint=_MISSING_KEY_HINT)
     if not path.is_file():
         raise KeyFileError(f"The {what} path {str(path)!r} is not a file.")
+
+
+def _holds_other_kind(path: Path, what: str) -> bool:
+    """Whether a key file holds the other kind of key (public instead of private or back)."""
+    try:
+        head = path.read_bytes()[:200].decode("ascii", errors="replace")
+    except OSError:
+        return False
+    if what == "public key":
+        return "PRIVATE KEY-----" in head
+    return "PUBLIC KEY-----" in head or head.startswith("ssh-ed25519 ")
 
 
 def load_private_key(path: Path, passphrase: Callable[[], str]) -> bytes:
@@ -64,6 +107,10 @@ def load_private_key(path: Path, passphrase: Callable[[], str]) -> bytes:
         PassphraseError: wrong passphrase, or none available.
     """
     _check_file(path, "private key")
+    if _holds_other_kind(path, "private key"):
+        raise KeyFileError(
+            f"The private key file {str(path)!r} holds a public key.", hint=_SWAP_HINT
+        )
     asked: list[BaseException | None] = []
 
     def callback() -> str:
@@ -107,6 +154,10 @@ def load_key_pair(
     """
     _check_file(public_key_path, "public key")
     _check_file(private_key_path, "private key")
+    if _holds_other_kind(public_key_path, "public key"):
+        raise KeyFileError(
+            f"The public key file {str(public_key_path)!r} holds a private key.", hint=_SWAP_HINT
+        )
     try:
         public = bytes(get_public_key(str(public_key_path)))
     except Exception as error:

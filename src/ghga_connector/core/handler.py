@@ -29,6 +29,7 @@ from ghga_connector.errors import (
     ServerResponseError,
     ServiceUnreachableError,
     StagingTimeoutError,
+    UploadRejectedError,
     UserInputError,
 )
 from ghga_connector.models import FileOutcome, FileUploadState, Outcome, UploadListItem
@@ -37,6 +38,9 @@ __all__ = ["TransferHandler", "safe_file_name"]
 
 #: DRS requests in flight while asking the archive to stage a batch.
 STAGING_REQUESTS_IN_FLIGHT = 8
+
+#: Upload states that only an archived box holds (contract §5.1, §5.2).
+_ARCHIVED = frozenset({FileUploadState.AWAITING_ARCHIVAL, FileUploadState.ARCHIVED})
 
 #: Server-supplied accessions and extensions must match these to become file names.
 _ACCESSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
@@ -93,9 +97,11 @@ class TransferHandler:
     async def _require(self, kind: str) -> dict[str, str]:
         package = await self._accessor.get_work_package()
         if package.type != kind:
+            article = "an" if package.type[:1] in "aeiou" else "a"
             raise UserInputError(
-                f"This access token is for a {package.type} work package, not for {kind}s.",
-                hint=f"Use a {kind} access token from the GHGA Data Portal.",
+                f"This access token is for {article} {package.type} work package, not for {kind}s.",
+                hint=f"Use {'an' if kind[:1] in 'aeiou' else 'a'} {kind} access token from "
+                "the GHGA Data Portal.",
             )
         return dict(package.files or {})
 
@@ -128,6 +134,12 @@ class TransferHandler:
         for item in await self._accessor.list_uploads():
             if not item.state.is_absent:
                 existing[item.alias] = item
+        if dry_run and any(item.state in _ARCHIVED for item in existing.values()):
+            # No client API shows the box state; archived uploads in it show it is archived.
+            raise UploadRejectedError(
+                "The upload box is archived and does not accept changes.",
+                hint="Ask the GHGA Data Steward for a new upload box.",
+            )
         planned: list[UploadJob] = []
         outcomes: dict[str, FileOutcome] = {}
         for job in jobs:
@@ -231,13 +243,7 @@ class TransferHandler:
                 planned.append(job)
         if dry_run:
             for job in planned:
-                outcomes[job.target] = FileOutcome(
-                    name=job.target.name,
-                    outcome=Outcome.PLANNED,
-                    path=job.target,
-                    message="would download",
-                    details={"accession": job.accession},
-                )
+                outcomes[job.target] = await self._planned_download(job)
         else:
             # Ask for every file at once, so the archive stages them in parallel while
             # the first ones download (each request is also a staging request).
@@ -246,6 +252,33 @@ class TransferHandler:
             results = await run_bounded(planned, self._in_flight, self._download_one)
             outcomes.update({o.path: o for o in results if o.path is not None})
         return [outcomes[job.target] for job in jobs]
+
+    async def _planned_download(self, job: DownloadJob) -> FileOutcome:
+        """A dry run's row: the plaintext size and whether the file is staged.
+
+        Asking is also a request to stage the file (contract §3.4(a)); the size of a
+        file still being staged is not known yet (the service sends it once staged).
+        """
+        size, staged = 0, False
+        try:
+            drs = await self._stager.probe(job.accession)
+        except ConnectorError as error:
+            message = f"would download; {error.message}"
+        else:
+            staged = drs is not None
+            if drs is not None:
+                size = plaintext_size(drs.size)
+                message = "would download (staged)"
+            else:
+                message = "would download (being staged; size known once staged)"
+        return FileOutcome(
+            name=job.target.name,
+            outcome=Outcome.PLANNED,
+            path=job.target,
+            size=size,
+            message=message,
+            details={"accession": job.accession, "staged": staged},
+        )
 
     async def _request_staging(self, job: DownloadJob) -> None:
         """One DRS request for ``job``; errors are reported later, when it downloads."""

@@ -154,17 +154,33 @@ class JournalStore:
             self._dir.parent.chmod(0o700)
 
     def create(self, journal: UploadJournal) -> None:
-        """Write a new journal (replacing an old one for the same box and alias)."""
+        """Write a new journal (replacing an old one for the same box and alias).
+
+        The header is written to a temporary file, flushed to disk and renamed, so a
+        journal is either complete or absent after a crash.
+
+        Raises:
+            OSError: the state folder cannot be written.
+        """
         self._ensure_dir()
         path = self._path(journal.box_id, journal.alias)
         temp = path.with_suffix(".tmp")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+        fd = os.open(temp, flags, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(json.dumps(journal.header()) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
         temp.replace(path)
 
     def add_part(self, journal: UploadJournal, record: PartRecord) -> None:
-        """Record a part S3 accepted (one appended line)."""
+        """Record a part S3 accepted (one appended line, flushed to disk).
+
+        Raises:
+            OSError: the journal cannot be written.
+        """
         journal.parts[record.part_no] = record
         path = self._path(journal.box_id, journal.alias)
         with path.open("a", encoding="utf-8") as handle:
@@ -179,6 +195,8 @@ class JournalStore:
                 )
                 + "\n"
             )
+            handle.flush()
+            os.fsync(handle.fileno())
 
     def load(self, box_id: str, alias: str) -> UploadJournal | None:
         """The journal for ``(box_id, alias)``, or ``None`` if there is none or it is unreadable."""

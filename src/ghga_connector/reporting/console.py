@@ -32,6 +32,7 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
+from rich.table import Table
 from rich.text import Text
 
 from ghga_connector.core.ports import ProgressReporter
@@ -45,6 +46,7 @@ __all__ = [
     "clean_text",
     "outcome_json",
     "plain",
+    "print_table",
 ]
 
 _STYLE = {"info": "", "warning": "yellow", "error": "bold red"}
@@ -253,3 +255,24 @@ class JsonReporter(QuietReporter):
         """Warnings and errors on standard error."""
         if level != "info":
             self.console.print(plain(text), highlight=False)
+
+
+#: Width used when the output is not a terminal: wide enough that no value is broken.
+PIPED_WIDTH = 4096
+
+
+def print_table(table: Table, *, stderr: bool = False, console: Console | None = None) -> None:
+    """Print ``table`` without cutting any value a user may copy (ids, accessions, URLs).
+
+    On a terminal, values that do not fit are folded onto further lines of their cell
+    (never shortened with "…"); when the output is piped or redirected, every row stays
+    on one line, however long.
+    """
+    for column in table.columns:
+        column.overflow = "fold"
+        column.no_wrap = False
+    if console is None:
+        console = Console(stderr=stderr, highlight=False)
+        if not console.is_terminal:
+            console = Console(stderr=stderr, highlight=False, width=PIPED_WIDTH)
+    console.print(table)

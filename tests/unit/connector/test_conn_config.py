@@ -35,7 +35,6 @@ def test_yaml_file_via_explicit_path(clean_env: Path, tmp_path: Path) -> None:
         "wkvs_api_url: http://127.0.0.1:8080/.well-known\n"
         "part_size: 8388608\n"
         "MAX_WAIT_TIME: 17\n"  # keys are case-insensitive
-        "some_unknown_key: 1\n"
     )
     config, path = load_config(yaml_file)
     assert path == yaml_file

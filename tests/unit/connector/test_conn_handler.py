@@ -212,11 +212,16 @@ async def test_upload_hands_unfinished_init_upload_to_uploader() -> None:
     assert job.unfinished_file_id == "init-file-id"
 
 
+#: The uploads of an open box (an archived upload only exists in an archived box).
+OPEN_BOX = [i for i in EXISTING if i.state.value != "archived"]
+
+
 async def test_dry_run_transfers_nothing() -> None:
     uploader = FakeUploader()
-    handler = _handler(FakeAccessor(UPLOAD_PACKAGE, EXISTING), uploader=uploader)
+    handler = _handler(FakeAccessor(UPLOAD_PACKAGE, OPEN_BOX), uploader=uploader)
     outcomes = await handler.upload(
-        [_job("inbox.bam"), _job("new.bam"), _job("archived.bam", overwrite=True)], dry_run=True
+        [_job("inbox.bam"), _job("new.bam"), _job("interrogated.bam", overwrite=True)],
+        dry_run=True,
     )
     assert uploader.jobs == []
     assert [o.outcome for o in outcomes] == [Outcome.SKIPPED, Outcome.PLANNED, Outcome.PLANNED]
@@ -431,8 +436,44 @@ async def test_download_dry_run(tmp_path: Path) -> None:
     outcomes = await handler.download(jobs, dry_run=True)
     assert {o.outcome for o in outcomes} == {Outcome.PLANNED}
     assert downloader.jobs == []
-    assert stager.asked == []
+    # asking for the size is also a staging request (contract §3.4(a))
+    assert sorted(stager.asked) == ["GHGAF001", "GHGAF002", "GHGAF003"]
+    assert all(o.size > 0 for o in outcomes)
+    assert all(o.details["staged"] is True for o in outcomes)
+    assert all("staged" in o.message for o in outcomes)
     assert list(tmp_path.iterdir()) == []
+
+
+async def test_download_dry_run_file_being_staged(tmp_path: Path) -> None:
+    stager = FakeStager(fail={"GHGAF002": StagingTimeoutError("not yet")})
+    handler = _handler(FakeAccessor(DOWNLOAD_PACKAGE), stager=stager)
+    jobs = await handler.download_plan(tmp_path, accessions=None, decrypt=False)
+    outcomes = await handler.download(jobs, dry_run=True)
+    assert outcomes[1].size == 0
+    assert outcomes[1].details["staged"] is False
+    assert "being staged" in outcomes[1].message
+    assert outcomes[0].details["staged"] is True
+
+
+async def test_upload_dry_run_reports_an_archived_box() -> None:
+    uploader = FakeUploader()
+    handler = _handler(FakeAccessor(UPLOAD_PACKAGE, EXISTING), uploader=uploader)
+    with pytest.raises(UploadRejectedError, match="archived") as info:
+        await handler.upload([_job("new.bam")], dry_run=True)
+    assert info.value.exit_code == 1
+    assert uploader.jobs == []
+
+
+async def test_wrong_token_kind_uses_the_right_article() -> None:
+    handler = _handler(FakeAccessor(DOWNLOAD_PACKAGE))
+    with pytest.raises(UserInputError) as info:
+        await handler.upload([_job("new.bam")])
+    assert "for a download work package, not for uploads" in info.value.message
+    assert "Use an upload access token" in info.value.hint
+    handler = _handler(FakeAccessor(UPLOAD_PACKAGE))
+    with pytest.raises(UserInputError) as info:
+        await handler.download_plan(Path("."), accessions=None, decrypt=False)
+    assert "for an upload work package, not for downloads" in info.value.message
 
 
 async def test_failed_staging_does_not_stop_others(tmp_path: Path) -> None:

@@ -85,9 +85,11 @@ def test_check_missing_file(tmp_path: Path) -> None:
         check_upload_file(tmp_path / "nope.bam")
 
 
-def test_check_directory(tmp_path: Path) -> None:
-    with pytest.raises(InputFileError, match="not a regular file"):
+def test_check_directory_hints_at_manifest_or_glob(tmp_path: Path) -> None:
+    with pytest.raises(InputFileError, match="is a folder") as info:
         check_upload_file(tmp_path)
+    assert "--manifest" in info.value.hint
+    assert f"{tmp_path}/*.bam" in info.value.hint
 
 
 def test_check_empty_file(tmp_path: Path) -> None:

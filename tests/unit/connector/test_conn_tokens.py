@@ -50,7 +50,7 @@ def test_surrounding_whitespace_is_ignored(user_keys: KeyPair) -> None:
     ],
 )
 def test_wrong_shape(text: str) -> None:
-    with pytest.raises(TokenError, match="malformed") as info:
+    with pytest.raises(TokenError, match=r"malformed|incomplete or damaged") as info:
         parse_wpat(text)
     assert info.value.exit_code == 2
     assert info.value.hint
@@ -110,8 +110,16 @@ def test_read_from_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     path = tmp_path / "token.wpat"
     path.write_text("  id:sealed\n")
     warnings = _Warnings()
-    assert read_wpat(path, "from-arg", warnings, prompt=_no_prompt) == "id:sealed"
+    assert read_wpat(path, None, warnings, prompt=_no_prompt) == "id:sealed"
     assert warnings == []
+
+
+def test_file_and_argument_together_is_a_usage_error(tmp_path: Path) -> None:
+    path = tmp_path / "token.wpat"
+    path.write_text("id:sealed\n")
+    with pytest.raises(TokenError, match="not both") as info:
+        read_wpat(path, "from-arg", _Warnings(), prompt=_no_prompt)
+    assert info.value.exit_code == 2
 
 
 def test_read_from_empty_file(tmp_path: Path) -> None:
@@ -122,8 +130,32 @@ def test_read_from_empty_file(tmp_path: Path) -> None:
 
 
 def test_read_from_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(TokenError, match="cannot be read"):
+    with pytest.raises(TokenError, match="does not exist") as info:
         read_wpat(tmp_path / "nope", None, _Warnings(), prompt=_no_prompt)
+    assert "nope" in info.value.message
+    assert "Errno" not in info.value.message
+
+
+@pytest.mark.parametrize("cut", [1, 10, 60])
+def test_token_cut_short_is_damaged(user_keys: KeyPair, cut: int) -> None:
+    _, text = make_wpat(user_keys.public)
+    with pytest.raises(TokenError, match="incomplete or damaged") as info:
+        open_wpat(text[:-cut], user_keys)
+    assert f"{len(text) - cut} characters, expected 133" in info.value.message
+    assert "copy it again" in info.value.message
+    assert "not issued" not in info.value.message
+
+
+def test_token_wrapped_onto_two_lines_is_damaged(user_keys: KeyPair) -> None:
+    _, text = make_wpat(user_keys.public)
+    with pytest.raises(TokenError, match=r"incomplete or damaged.*several lines"):
+        open_wpat(text[:70] + "\n" + text[70:], user_keys)
+
+
+def test_token_with_bad_base64_is_damaged(user_keys: KeyPair) -> None:
+    _, text = make_wpat(user_keys.public)
+    with pytest.raises(TokenError, match="incomplete or damaged"):
+        open_wpat(text[:-4] + "!!!!", user_keys)
 
 
 def test_read_from_argument_warns(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,6 +14,7 @@ import hashlib
 import io
 import os
 import random
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,7 +28,7 @@ from ghga_connector.c4gh.keys import KeyPair
 from ghga_connector.core.journal import FileIdentity, JournalStore
 from ghga_connector.core.ports import UploadJob
 from ghga_connector.core.upload import Uploader, multipart_etag
-from ghga_connector.errors import ServiceUnreachableError
+from ghga_connector.errors import ServiceUnreachableError, UploadRejectedError
 from ghga_connector.models import FileOutcome, Outcome, UploadChecksums, WellKnownValues
 
 PART = 5 * 65_564 * 16  # 5.0 MiB, segment-aligned (the smallest part UCS accepts)
@@ -49,6 +50,9 @@ class MemoryGhga:
         self.wrong_etags = 0
         self.fail_put_of_part: int | None = None
         self.fail_complete = 0
+        self.reject_complete: str | None = None
+        self.fail_delete = False
+        self.url_requests = 0
         self.on_put: Callable[[int], None] | None = None
         self.file_id = "11111111-2222-4333-8444-555555555555"
 
@@ -63,10 +67,14 @@ class MemoryGhga:
         return self.file_id, "hub"
 
     async def get_part_url(self, box_id: str, file_id: str, part_no: int, token: object) -> str:
-        return f"http://s3/{part_no}"
+        assert file_id == self.file_id
+        self.url_requests += 1
+        return f"http://s3/{file_id}/{part_no}"
 
     async def put_part(self, url: str, data: memoryview | bytes) -> str | None:
-        part_no = int(url.rsplit("/", 1)[1])
+        _, file_id, number = url.rsplit("/", 2)
+        assert file_id == self.file_id
+        part_no = int(number)
         if part_no == self.fail_put_of_part:
             self.fail_put_of_part = None
             raise ServiceUnreachableError("connection reset")
@@ -82,13 +90,22 @@ class MemoryGhga:
     async def complete_upload(
         self, box_id: str, file_id: str, checksums: UploadChecksums, token: object
     ) -> None:
+        assert file_id == self.file_id
         if self.fail_complete:
             self.fail_complete -= 1
             raise ServiceUnreachableError("connection reset")
+        if self.reject_complete:
+            raise UploadRejectedError(
+                "Upload integrity checksum mismatch.",
+                exception_id=self.reject_complete,
+                status_code=400,
+            )
         self.completed.append(checksums)
 
     async def delete_upload(self, box_id: str, file_id: str, token: object) -> None:
         self.deleted.append(file_id)
+        if self.fail_delete:
+            raise ServiceUnreachableError("connection reset")
         self.parts.clear()
 
     def plaintext(self) -> bytes:
@@ -111,6 +128,17 @@ def source(tmp_path: Path) -> Path:
     return path
 
 
+class CountingReporter(FakeReporter):
+    """Also adds up the progress reported per file."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.progress: dict[str, int] = {}
+
+    def advance(self, name: str, nbytes: int) -> None:
+        self.progress[name] = self.progress.get(name, 0) + nbytes
+
+
 async def _upload(
     ghga: MemoryGhga,
     keys: KeyPair,
@@ -120,8 +148,9 @@ async def _upload(
     unfinished: str | None = None,
     restart: bool = False,
     concurrency: int = 2,
-) -> tuple[FileOutcome, FakeReporter]:
-    reporter = FakeReporter()
+    journals: bool = True,
+) -> tuple[FileOutcome, CountingReporter]:
+    reporter = CountingReporter()
     with ThreadPoolExecutor(max_workers=2) as executor:
         uploader = Uploader(
             accessor=FakeAccessor(UPLOAD_PACKAGE),
@@ -133,7 +162,7 @@ async def _upload(
             executor=executor,
             part_size=PART,
             concurrency=concurrency,
-            journals=JournalStore(state),
+            journals=JournalStore(state) if journals else None,
             sleep=lambda _s: asyncio.sleep(0),
         )
         job = UploadJob(
@@ -154,7 +183,7 @@ def _journals(state: Path) -> list[Path]:
 async def test_upload_stores_exactly_the_file(
     ghga: MemoryGhga, user_keys: KeyPair, source: Path, tmp_path: Path
 ) -> None:
-    outcome, _ = await _upload(ghga, user_keys, source, tmp_path / "state")
+    outcome, reporter = await _upload(ghga, user_keys, source, tmp_path / "state")
     assert outcome.outcome is Outcome.DONE
     assert ghga.plaintext() == source.read_bytes()
     (sent,) = ghga.completed
@@ -162,9 +191,55 @@ async def test_upload_stores_exactly_the_file(
     md5s = [hashlib.md5(ghga.parts[n]).hexdigest() for n in sorted(ghga.parts)]
     assert sent.encrypted_parts_md5 == md5s
     assert sent.encrypted_md5 == multipart_etag(md5s)
+    assert sent.encrypted_parts_sha256 == [
+        hashlib.sha256(ghga.parts[n]).hexdigest() for n in sorted(ghga.parts)
+    ]
     assert outcome.details["parts_resumed"] == 0
     assert outcome.transferred == SIZE
+    assert reporter.progress == {"sample.bam": SIZE}
+    assert ghga.url_requests == 4  # one URL per part, fetched while the part is built
     assert not _journals(tmp_path / "state")
+
+
+def test_multipart_etag_is_the_s3_one() -> None:
+    """MD5 of the concatenated binary part MD5s, then -N (a known answer)."""
+    md5s = [hashlib.md5(b"a").hexdigest(), hashlib.md5(b"b").hexdigest()]
+    expected = hashlib.md5(hashlib.md5(b"a").digest() + hashlib.md5(b"b").digest()).hexdigest()
+    assert multipart_etag(md5s) == f"{expected}-2"
+    assert multipart_etag([md5s[0]]) == hashlib.md5(hashlib.md5(b"a").digest()).hexdigest() + "-1"
+
+
+async def test_upload_without_journals(
+    ghga: MemoryGhga, user_keys: KeyPair, source: Path, tmp_path: Path
+) -> None:
+    outcome, _ = await _upload(ghga, user_keys, source, tmp_path / "state", journals=False)
+    assert outcome.outcome is Outcome.DONE
+    assert ghga.plaintext() == source.read_bytes()
+    assert not (tmp_path / "state").exists()
+
+
+@pytest.mark.parametrize("exception_id", ["checksumMismatch", "uploadSizeMismatch"])
+async def test_a_completion_the_server_rejects_drops_the_journal(
+    ghga: MemoryGhga, user_keys: KeyPair, source: Path, tmp_path: Path, exception_id: str
+) -> None:
+    ghga.reject_complete = exception_id
+    outcome, _ = await _upload(ghga, user_keys, source, tmp_path / "state")
+    assert outcome.outcome is Outcome.FAILED
+    assert outcome.message == "Upload integrity checksum mismatch."
+    assert not _journals(tmp_path / "state")  # the server marked it failed: no resume
+
+
+async def test_other_rejections_keep_the_upload_resumable(
+    ghga: MemoryGhga, user_keys: KeyPair, source: Path, tmp_path: Path
+) -> None:
+    ghga.reject_complete = "boxStateError"
+    outcome, _ = await _upload(ghga, user_keys, source, tmp_path / "state")
+    assert outcome.outcome is Outcome.FAILED
+    assert outcome.message == (
+        "Upload integrity checksum mismatch. "
+        "Run the same command again to continue where it stopped."
+    )
+    assert _journals(tmp_path / "state")
 
 
 async def test_a_part_with_a_wrong_etag_is_sent_again(
@@ -205,11 +280,21 @@ def _rewrite_keeping_mtime(path: Path) -> Callable[[int], None]:
             data = bytearray(path.read_bytes())
             data[-100] ^= 0xFF
             path.write_bytes(bytes(data))
-            os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+            keep_mtime(path, stat)
 
     return change
 
 
+def keep_mtime(path: Path, before: os.stat_result) -> None:
+    """Put the old modification time back, as ``touch -r`` does, and make sure the
+    status-change time moved (the kernel's clock may tick only every few ms)."""
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    while path.stat().st_ctime_ns == before.st_ctime_ns:
+        time.sleep(0.001)
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+@pytest.mark.parametrize("delete_fails", [False, True])
 @pytest.mark.parametrize("change", [_append, _rewrite_keeping_mtime])
 async def test_a_file_that_changes_during_the_upload_is_never_completed(
     ghga: MemoryGhga,
@@ -217,8 +302,10 @@ async def test_a_file_that_changes_during_the_upload_is_never_completed(
     source: Path,
     tmp_path: Path,
     change: Callable[[Path], Callable[[int], None]],
+    delete_fails: bool,
 ) -> None:
     ghga.on_put = change(source)
+    ghga.fail_delete = delete_fails
     outcome, _ = await _upload(ghga, user_keys, source, tmp_path / "state")
     assert outcome.outcome is Outcome.FAILED
     assert outcome.message == (
@@ -240,7 +327,9 @@ async def _interrupted(
     ghga.fail_put_of_part = at_part
     outcome, _ = await _upload(ghga, keys, path, state, concurrency=1)
     assert outcome.outcome is Outcome.FAILED
-    assert "Run the same command again" in outcome.message
+    assert outcome.message.startswith(
+        "connection reset Run the same command again to continue where it stopped"
+    )
     assert _journals(state)
 
 
@@ -261,8 +350,14 @@ async def test_resume_sends_only_the_missing_parts(
     assert ("info", f"sample.bam: resuming: {stored} of 4 parts already stored.") in (
         reporter.messages
     )
+    assert reporter.progress == {"sample.bam": SIZE}
     assert ghga.plaintext() == source.read_bytes()
-    assert ghga.completed[-1].decrypted_sha256 == hashlib.sha256(source.read_bytes()).hexdigest()
+    sent = ghga.completed[-1]
+    assert sent.decrypted_sha256 == hashlib.sha256(source.read_bytes()).hexdigest()
+    stored = [ghga.parts[n] for n in sorted(ghga.parts)]
+    assert sent.encrypted_parts_md5 == [hashlib.md5(p).hexdigest() for p in stored]
+    assert sent.encrypted_parts_sha256 == [hashlib.sha256(p).hexdigest() for p in stored]
+    assert sent.encrypted_md5 == multipart_etag(sent.encrypted_parts_md5)
 
 
 async def test_a_resume_that_only_finalises_says_so_and_shows_no_speed(
@@ -295,7 +390,7 @@ async def test_resume_refuses_a_file_changed_with_its_mtime_kept(
     await _interrupted(ghga, user_keys, source, state)
     before = source.stat()
     _flip_first_byte(source)
-    os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns))  # touch -r / cp -p
+    keep_mtime(source, before)  # touch -r / cp -p
     journal = _journals(state)[0].read_bytes()
     ghga.puts.clear()
     outcome, _ = await _upload(ghga, user_keys, source, state, unfinished=ghga.file_id)
@@ -331,7 +426,9 @@ async def test_resume_checks_stored_parts_against_the_file_before_sending(
     ghga.puts.clear()
     outcome, _ = await _upload(ghga, user_keys, source, state, unfinished=ghga.file_id)
     assert outcome.outcome is Outcome.FAILED
-    assert "has changed since the interrupted upload; run again with --restart" in outcome.message
+    assert outcome.message == (
+        f"{source} has changed since the interrupted upload; run again with --restart."
+    )
     assert ghga.puts == []
     assert _journals(state)
 
@@ -350,3 +447,36 @@ async def test_restart_uploads_a_changed_file_from_the_start(
     assert outcome.outcome is Outcome.DONE
     assert sorted(ghga.puts) == [1, 2, 3, 4]
     assert ghga.plaintext() == source.read_bytes()
+
+
+async def test_resume_with_a_gap_checks_and_hashes_every_stored_part(
+    ghga: MemoryGhga, user_keys: KeyPair, source: Path, tmp_path: Path
+) -> None:
+    """Parts 1, 2 and 4 stored, 3 missing: the stored part after the gap is checked first
+    and hashed in order later; only part 3 is sent."""
+    state = tmp_path / "state"
+    part_4_stored = asyncio.Event()
+    real_put = ghga.put_part
+
+    async def put_part(url: str, data: memoryview | bytes) -> str | None:
+        if url.endswith("/3"):
+            await part_4_stored.wait()
+            raise ServiceUnreachableError("connection reset")
+        etag = await real_put(url, data)
+        if url.endswith("/4"):
+            part_4_stored.set()
+        return etag
+
+    ghga.put_part = put_part  # type: ignore[method-assign]
+    first, _ = await _upload(ghga, user_keys, source, state)
+    assert first.outcome is Outcome.FAILED
+    ghga.put_part = real_put  # type: ignore[method-assign]
+    ghga.puts.clear()
+    outcome, _ = await asyncio.wait_for(
+        _upload(ghga, user_keys, source, state, unfinished=ghga.file_id), timeout=60
+    )
+    assert outcome.outcome is Outcome.DONE
+    assert ghga.puts == [3]
+    assert outcome.details["parts_resumed"] == 3
+    assert ghga.plaintext() == source.read_bytes()
+    assert ghga.completed[-1].decrypted_sha256 == hashlib.sha256(source.read_bytes()).hexdigest()

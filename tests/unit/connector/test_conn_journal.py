@@ -1,0 +1,160 @@
+"""core/journal.py: upload journals round-trip, survive torn lines, never hold the secret in the clear."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from tests.unit.connector.test_conn_upload import keep_mtime
+
+from ghga_connector.c4gh.keys import KeyPair
+from ghga_connector.c4gh.sealed import SealedBoxError
+from ghga_connector.core.journal import (
+    JOURNAL_VERSION,
+    FileIdentity,
+    JournalStore,
+    PartRecord,
+    UploadJournal,
+    seal_secret,
+)
+
+SECRET = bytes(range(32))
+
+
+def _journal(source: Path, keys: KeyPair, alias: str = "a.bam") -> UploadJournal:
+    return UploadJournal(
+        box_id="box-1",
+        alias=alias,
+        file_id="file-1",
+        storage_alias="hub",
+        path=str(source.resolve()),
+        identity=FileIdentity.of(source),
+        part_size=5_245_120,
+        envelope=b"crypt4gh" + bytes(116),
+        sealed_secret=seal_secret(SECRET, keys),
+    )
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    path = tmp_path / "a.bam"
+    path.write_bytes(b"x" * 1000)
+    return path
+
+
+def test_round_trip(tmp_path: Path, source: Path, user_keys: KeyPair) -> None:
+    store = JournalStore(tmp_path / "state")
+    journal = _journal(source, user_keys)
+    store.create(journal)
+    store.add_part(journal, PartRecord(1, "m1", "s1", "p1"))
+    store.add_part(journal, PartRecord(2, "m2", "s2", "p2"))
+    loaded = store.load("box-1", "a.bam")
+    assert loaded is not None
+    assert loaded.header() == journal.header()
+    assert loaded.parts == {1: PartRecord(1, "m1", "s1", "p1"), 2: PartRecord(2, "m2", "s2", "p2")}
+    assert loaded.secret(user_keys) == SECRET
+    assert loaded.size == 1000
+    assert loaded.matches_file(source)
+    assert [j.alias for j in store.all()] == ["a.bam"]
+    assert store.load("box-1", "b.bam") is None
+    assert store.load("box-2", "a.bam") is None
+
+
+def test_journals_are_private_and_hold_no_secret(
+    tmp_path: Path, source: Path, user_keys: KeyPair
+) -> None:
+    store = JournalStore(tmp_path / "state")
+    store.create(_journal(source, user_keys))
+    (path,) = (tmp_path / "state" / "uploads").glob("*.jsonl")
+    if os.name == "posix":
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    text = path.read_text()
+    assert SECRET.hex() not in text
+    assert json.loads(text.splitlines()[0])["version"] == JOURNAL_VERSION
+
+
+def test_another_key_cannot_open_the_secret(
+    tmp_path: Path, source: Path, user_keys: KeyPair, other_keys: KeyPair
+) -> None:
+    journal = _journal(source, user_keys)
+    with pytest.raises(SealedBoxError):
+        journal.secret(other_keys)
+
+
+def test_a_torn_last_line_is_ignored(tmp_path: Path, source: Path, user_keys: KeyPair) -> None:
+    store = JournalStore(tmp_path / "state")
+    journal = _journal(source, user_keys)
+    store.create(journal)
+    store.add_part(journal, PartRecord(1, "m1", "s1", "p1"))
+    (path,) = (tmp_path / "state" / "uploads").glob("*.jsonl")
+    with path.open("a") as handle:
+        handle.write('{"part": 2, "md5": "m')
+    loaded = store.load("box-1", "a.bam")
+    assert loaded is not None and list(loaded.parts) == [1]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda head: {**head, "version": JOURNAL_VERSION - 1},
+        lambda head: {k: v for k, v in head.items() if k != "ctime_ns"},
+        lambda head: {**head, "size": "many"},
+    ],
+)
+def test_an_unreadable_header_means_no_journal(
+    tmp_path: Path, source: Path, user_keys: KeyPair, damage: object
+) -> None:
+    store = JournalStore(tmp_path / "state")
+    store.create(_journal(source, user_keys))
+    (path,) = (tmp_path / "state" / "uploads").glob("*.jsonl")
+    head = json.loads(path.read_text().splitlines()[0])
+    path.write_text(json.dumps(damage(head)) + "\n")  # type: ignore[operator]
+    assert store.load("box-1", "a.bam") is None
+    assert store.all() == []
+
+
+def test_create_replaces_and_remove_forgets(
+    tmp_path: Path, source: Path, user_keys: KeyPair
+) -> None:
+    store = JournalStore(tmp_path / "state")
+    first = _journal(source, user_keys)
+    store.create(first)
+    store.add_part(first, PartRecord(1, "m1", "s1", "p1"))
+    store.create(_journal(source, user_keys))
+    loaded = store.load("box-1", "a.bam")
+    assert loaded is not None and loaded.parts == {}
+    store.remove("box-1", "a.bam")
+    store.remove("box-1", "a.bam")  # twice is fine
+    assert store.load("box-1", "a.bam") is None
+    assert store.all() == []
+    assert JournalStore(tmp_path / "nothing").all() == []
+
+
+def test_matches_file_needs_the_same_path_and_identity(
+    tmp_path: Path, source: Path, user_keys: KeyPair
+) -> None:
+    journal = _journal(source, user_keys)
+    assert journal.matches_file(source)
+    copy = tmp_path / "copy.bam"
+    copy.write_bytes(source.read_bytes())
+    assert not journal.matches_file(copy)  # another path
+    moved = _journal(source, user_keys)
+    moved.path = str(copy.resolve())
+    assert not moved.matches_file(source)  # same identity, another recorded path
+    before = source.stat()
+    source.write_bytes(b"y" * 1000)
+    keep_mtime(source, before)
+    assert not journal.matches_file(source)  # same size and mtime, new ctime
+    source.unlink()
+    assert not journal.matches_file(source)
+
+
+def test_file_identity_reads_stat(source: Path) -> None:
+    stat_result = source.stat()
+    assert FileIdentity.of(source) == FileIdentity(
+        stat_result.st_size, stat_result.st_mtime_ns, stat_result.st_ctime_ns, stat_result.st_ino
+    )
