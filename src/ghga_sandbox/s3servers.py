@@ -46,6 +46,10 @@ class S3FaultSource(Protocol):
         """Return by how many bytes to move this ranged request's range, or ``None``."""
         ...
 
+    def take_s3_etag_forgery(self, method: str) -> bool:
+        """Return whether to answer this part ``PUT`` with a wrong ``ETag``."""
+        ...
+
 
 def presigned_expiry(query: dict[str, list[str]]) -> float | None:
     """Expiry (epoch seconds) of a presigned request's query, or ``None`` if unsigned.
@@ -180,7 +184,27 @@ class PresignGuard:
                 if method == "PUT":
                     return _drop_request_body(environ, after_bytes)
                 return _truncated(environ, self._app(environ, start_response), after_bytes)
+        if (
+            self._faults is not None
+            and expiry is not None
+            and self._faults.take_s3_etag_forgery(method)
+        ):
+            return self._app(environ, _forging_etag(start_response))
         return self._app(environ, start_response)
+
+
+#: The ``ETag`` the ``put_wrong_etag`` fault answers instead of the stored part's MD5.
+FORGED_ETAG = '"00000000000000000000000000000000"'
+
+
+def _forging_etag(start_response: Callable[..., Any]) -> Callable[..., Any]:
+    """A ``start_response`` that replaces the answer's ``ETag`` (the part is stored intact)."""
+
+    def forge(status: str, headers: list[tuple[str, str]], *args: Any) -> Any:
+        headers = [(k, FORGED_ETAG if k.lower() == "etag" else v) for k, v in headers]
+        return start_response(status, headers, *args)
+
+    return forge
 
 
 class ThreadedWsgiServer:
