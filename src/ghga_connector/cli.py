@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import sys
 from dataclasses import asdict, replace
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -22,33 +21,32 @@ import typer
 from ghga_connector import cli_options as opt
 from ghga_connector import package_version
 from ghga_connector.adapters.http import safe_proxy_url
-from ghga_connector.c4gh.keys import load_private_key
 from ghga_connector.cli_help import GlobalOptionsGroup
 from ghga_connector.cli_options import GlobalOptions
 from ghga_connector.cli_session import (
     Credentials,
     config_origin,
+    confirm_deletion,
     execute,
     fail,
     global_options,
-    key_paths,
     listing_reporter,
     load_run_config,
+    load_secret_key,
     make_reporter,
     print_rows,
     summary,
+    take_share,
 )
 from ghga_connector.config import describe_sources
 from ghga_connector.core.handler import decrypt_batch, decrypt_sources, unfinished_uploads
-from ghga_connector.errors import EXIT_INTERRUPTED, EXIT_OK, OutputError, UserInputError
+from ghga_connector.errors import EXIT_INTERRUPTED, EXIT_OK, UserInputError
 from ghga_connector.inject import Session
-from ghga_connector.manifest import load_manifest, plan_uploads
+from ghga_connector.manifest import plan_uploads
 from ghga_connector.models import FileOutcome
-from ghga_connector.prompts import passphrase_source
 from ghga_connector.reporting import tables
 from ghga_connector.reporting.console import clean_text
 from ghga_connector.reporting.errors import print_note
-from ghga_connector.sharding import Shard, select_share
 
 __all__ = ["app", "run"]
 
@@ -103,32 +101,6 @@ def main(
 # --- commands -----------------------------------------------------------------------
 
 
-def _upload(
-    options: GlobalOptions,
-    entries: list[tuple[Path, str]],
-    credentials: Credentials,
-    *,
-    overwrite: bool,
-    dry_run: bool,
-    restart: bool = False,
-    shard: Shard | None = None,
-) -> None:
-    def work() -> int:
-        config = load_run_config(options)
-        jobs = [replace(j, restart=restart) for j in plan_uploads(entries, overwrite=overwrite)]
-        reporter = make_reporter(options)
-        if shard is not None:
-            total = len(jobs)
-            jobs = select_share(jobs, shard, size=lambda j: j.size, name=lambda j: j.alias)
-            nbytes = sum(j.size for j in jobs)
-            reporter.message(f"Shard {shard}: {len(jobs)} of {total} file(s), {nbytes:,} bytes.")
-        run = credentials.start(config, reporter)
-        outcomes, session = run.run(lambda s: s.handler.upload(jobs, dry_run=dry_run))
-        return summary(options, outcomes, "Dry run" if dry_run else "Upload", session)
-
-    raise typer.Exit(execute(options, work))
-
-
 @app.command(
     "upload",
     epilog="Examples:\n\n"
@@ -157,18 +129,20 @@ def upload(
     parallel parts. Files already in the box are skipped unless --overwrite.
     """
     options = global_options(ctx, debug)
-
-    listed = execute(options, lambda: opt.upload_entries(files, manifest, alias))
+    entries = execute(options, lambda: opt.upload_entries(files, manifest, alias))
     credentials = Credentials(wpat_file, wpat, my_public_key_path, my_private_key_path)
-    _upload(
-        options,
-        listed,
-        credentials,
-        overwrite=overwrite,
-        dry_run=dry_run,
-        restart=restart,
-        shard=shard,
-    )
+
+    def work() -> int:
+        config = load_run_config(options)
+        jobs = [replace(j, restart=restart) for j in plan_uploads(entries, overwrite=overwrite)]
+        reporter = make_reporter(options)
+        if shard is not None:
+            jobs = take_share(jobs, shard, reporter, size=lambda j: j.size, name=lambda j: j.alias)
+        run = credentials.start(config, reporter)
+        outcomes, session = run.run(lambda s: s.handler.upload(jobs, dry_run=dry_run))
+        return summary(options, outcomes, "Dry run" if dry_run else "Upload", session)
+
+    raise typer.Exit(execute(options, work))
 
 
 @app.command(
@@ -188,10 +162,21 @@ def batch_upload(
     debug: opt.DebugOpt = False,
 ) -> None:
     """Upload the files listed in a TSV file."""
-    options = global_options(ctx, debug)
-    listed = execute(options, lambda: load_manifest(tsv))
-    credentials = Credentials(wpat_file, wpat, my_public_key_path, my_private_key_path)
-    _upload(options, listed, credentials, overwrite=overwrite, dry_run=dry_run)
+    upload(
+        ctx,
+        None,
+        tsv,
+        None,
+        overwrite,
+        dry_run,
+        False,
+        None,
+        wpat_file,
+        wpat,
+        my_public_key_path,
+        my_private_key_path,
+        debug,
+    )
 
 
 @app.command(
@@ -235,29 +220,17 @@ def download(
         _stream_to_stdout(
             options, output, file or [], decrypt, allow_unverified, refused, credentials
         )
-    if output_dir is None:
-        error = UserInputError(
-            "Missing option --output-dir.",
-            hint="Name an existing folder, or use --output - with one --file.",
-        )
-        raise fail(options, error, 2)
+    folder = execute(options, lambda: opt.require_output_dir(output_dir))
 
     def work() -> int:
         config = load_run_config(options)
-        if not output_dir.is_dir():
-            raise OutputError(
-                f"The output folder {str(output_dir)!r} does not exist.",
-                hint=f"Create it first: mkdir {output_dir}",
-            )
+        opt.check_output_folder(folder)
         run = credentials.start(config, make_reporter(options))
 
         async def go(session: Session) -> list[FileOutcome]:
-            jobs = await session.handler.download_plan(output_dir, accessions=file, decrypt=decrypt)
-            if shard is not None:
-                total = len(jobs)
-                # Sizes are known only once files are staged: shares by count.
-                jobs = select_share(jobs, shard, size=lambda _: 1, name=lambda j: j.accession)
-                run.reporter.message(f"Shard {shard}: {len(jobs)} of {total} file(s).")
+            jobs = await session.handler.download_plan(folder, accessions=file, decrypt=decrypt)
+            if shard is not None:  # sizes are known only once files are staged: by count
+                jobs = take_share(jobs, shard, run.reporter, size=None, name=lambda j: j.accession)
             return await session.handler.download(
                 jobs, overwrite=overwrite, dry_run=dry_run, verify=verify
             )
@@ -315,11 +288,8 @@ def decrypt(
     def work() -> int:
         target_dir = output_dir if output_dir is not None else input_dir
         sources = decrypt_sources(input_dir, target_dir)
-        config = load_run_config(options)
+        secret = load_secret_key(load_run_config(options), my_private_key_path)
         reporter = make_reporter(options)
-        # only the private key is needed ("-" stands in for the public one)
-        _, private = key_paths(config, Path("-"), my_private_key_path)
-        secret = load_private_key(private, passphrase_source(private))
         outcomes = decrypt_batch(sources, target_dir, secret, reporter, overwrite=overwrite)
         return summary(options, outcomes, "Decrypt", allow_unverified=allow_unverified)
 
@@ -374,14 +344,9 @@ def delete(
 
         async def go(session: Session) -> str:
             item = await session.handler.find_upload(alias=alias, file_id=file_id)
-            if not yes:
-                if not sys.stdin.isatty():
-                    raise UserInputError("Refusing to delete without confirmation; pass --yes.")
-                question = (
-                    f"Remove {clean_text(item.alias)} ({item.state.value}) from the upload box?"
-                )
-                if not typer.confirm(question):
-                    return "kept"
+            question = f"Remove {clean_text(item.alias)} ({item.state.value}) from the upload box?"
+            if not confirm_deletion(question, yes=yes):
+                return "kept"
             await session.handler.remove_upload(item)
             return f"removed {item.alias}"
 

@@ -14,11 +14,17 @@ from typing import Annotated
 
 import typer
 
-from ghga_connector.errors import UserInputError
+from ghga_connector.errors import OutputError, UserInputError
 from ghga_connector.manifest import load_manifest
 from ghga_connector.sharding import Shard, parse_shard
 
-__all__ = ["GlobalOptions", "check_stdout_request", "upload_entries"]
+__all__ = [
+    "GlobalOptions",
+    "check_output_folder",
+    "check_stdout_request",
+    "require_output_dir",
+    "upload_entries",
+]
 
 
 @dataclass
@@ -62,6 +68,33 @@ def upload_entries(
     if alias is not None and len(files) != 1:
         raise UserInputError("--alias needs exactly one FILE.")
     return [(f, alias if alias is not None else f.name) for f in files]
+
+
+def require_output_dir(output_dir: Path | None) -> Path:
+    """``download`` without ``--output -`` needs ``--output-dir``: return it.
+
+    Raises:
+        UserInputError: it is missing.
+    """
+    if output_dir is None:
+        raise UserInputError(
+            "Missing option --output-dir.",
+            hint="Name an existing folder, or use --output - with one --file.",
+        )
+    return output_dir
+
+
+def check_output_folder(folder: Path) -> None:
+    """The ``--output-dir`` of ``download`` must exist (it is not created).
+
+    Raises:
+        OutputError: it does not.
+    """
+    if not folder.is_dir():
+        raise OutputError(
+            f"The output folder {str(folder)!r} does not exist.",
+            hint=f"Create it first: mkdir {folder}",
+        )
 
 
 def check_stdout_request(

@@ -24,6 +24,7 @@ from ghga_connector.c4gh.keys import (
     KeyPair,
     default_key_paths,
     load_key_pair,
+    load_private_key,
     private_key_is_exposed,
 )
 from ghga_connector.cli_options import GlobalOptions
@@ -54,20 +55,24 @@ from ghga_connector.reporting.console import (
 )
 from ghga_connector.reporting.errors import print_error, print_interrupted, print_note
 from ghga_connector.reporting.json_lines import write_json_lines, write_planned
+from ghga_connector.sharding import Shard, select_share
 
 __all__ = [
     "CommandRun",
     "Credentials",
     "config_origin",
+    "confirm_deletion",
     "execute",
     "fail",
     "global_options",
     "key_paths",
     "listing_reporter",
     "load_run_config",
+    "load_secret_key",
     "make_reporter",
     "print_rows",
     "summary",
+    "take_share",
 ]
 
 #: Tries for a passphrase typed at the prompt.
@@ -243,6 +248,47 @@ def _load_keys(public: Path, private: Path, reporter: ProgressReporter) -> KeyPa
             level="warning",
         )
     return keys
+
+
+def load_secret_key(config: Config, private: Path | None) -> bytes:
+    """Only the private key (``decrypt``): the option, else the setting, else the default.
+
+    Raises:
+        KeyFileError, PassphraseError: it cannot be loaded.
+    """
+    _, path = key_paths(config, Path("-"), private)  # "-" stands in for the public key
+    return load_private_key(path, passphrase_source(path))
+
+
+def confirm_deletion(question: str, *, yes: bool) -> bool:
+    """``yes``, or the user's answer to ``question`` at the terminal.
+
+    Raises:
+        UserInputError: no ``yes`` and standard input is not a terminal.
+    """
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        raise UserInputError("Refusing to delete without confirmation; pass --yes.")
+    return typer.confirm(question)
+
+
+def take_share(
+    items: Sequence[T],
+    shard: Shard,
+    reporter: ProgressReporter,
+    *,
+    size: Callable[[T], int] | None,
+    name: Callable[[T], str],
+) -> list[T]:
+    """The items of ``shard`` (see :func:`select_share`), announced through ``reporter``.
+
+    ``size`` in bytes; ``None`` when sizes are not known yet: shares by count.
+    """
+    chosen = select_share(items, shard, size=size or (lambda _: 1), name=name)
+    nbytes = f", {sum(map(size, chosen)):,} bytes" if size is not None else ""
+    reporter.message(f"Shard {shard}: {len(chosen)} of {len(items)} file(s){nbytes}.")
+    return chosen
 
 
 def _ignore(_: str) -> None:
