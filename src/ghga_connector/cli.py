@@ -14,12 +14,10 @@ from __future__ import annotations
 import logging
 import sys
 from dataclasses import asdict, replace
-from typing import Annotated
 
 import typer
 
 from ghga_connector import cli_options as opt
-from ghga_connector import package_version
 from ghga_connector.adapters.http import safe_proxy_url
 from ghga_connector.cli_help import GlobalOptionsGroup
 from ghga_connector.cli_options import GlobalOptions
@@ -56,15 +54,7 @@ logging.getLogger("crypt4gh").addHandler(logging.NullHandler())
 
 app = typer.Typer(
     name="ghga-connector",
-    help=(
-        "Upload files to and download files from GHGA, the German Human Genome-Phenome "
-        "Archive. Files are Crypt4GH-encrypted on your machine before upload and checked "
-        "after download.\n\n"
-        "Typical use:\n\n"
-        "  ghga-connector upload --wpat-file upload.wpat sample1.bam sample2.bam\n\n"
-        "  ghga-connector download --wpat-file download.wpat --output-dir data --decrypt\n\n"
-        "--json, --quiet, --debug and --config may also follow the command (ghga-connector ls --json)."
-    ),
+    help=opt.APP_HELP,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
@@ -73,22 +63,10 @@ app = typer.Typer(
 )
 
 
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"ghga-connector {package_version()}")
-        raise typer.Exit(EXIT_OK)
-
-
-VersionOpt = Annotated[
-    bool,
-    typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit."),
-]
-
-
 @app.callback()
 def main(
     ctx: typer.Context,
-    version: VersionOpt = False,
+    version: opt.VersionOpt = False,
     debug: opt.DebugOpt = False,
     json_output: opt.JsonOpt = False,
     quiet: opt.QuietOpt = False,
@@ -101,13 +79,7 @@ def main(
 # --- commands -----------------------------------------------------------------------
 
 
-@app.command(
-    "upload",
-    epilog="Examples:\n\n"
-    "  ghga-connector upload --wpat-file upload.wpat sample1.bam sample2.vcf.gz\n\n"
-    "  ghga-connector upload --wpat-file upload.wpat --alias tumor.bam /data/x.bam\n\n"
-    "  ghga-connector upload --wpat-file upload.wpat --manifest files.tsv --dry-run",
-)
+@app.command("upload", epilog=opt.UPLOAD_EXAMPLES)
 def upload(
     ctx: typer.Context,
     files: opt.UploadFilesArg = None,
@@ -164,28 +136,18 @@ def batch_upload(
     """Upload the files listed in a TSV file."""
     upload(
         ctx,
-        None,
-        tsv,
-        None,
-        overwrite,
-        dry_run,
-        False,
-        None,
-        wpat_file,
-        wpat,
-        my_public_key_path,
-        my_private_key_path,
-        debug,
+        manifest=tsv,
+        overwrite=overwrite,
+        dry_run=dry_run,
+        wpat_file=wpat_file,
+        wpat=wpat,
+        my_public_key_path=my_public_key_path,
+        my_private_key_path=my_private_key_path,
+        debug=debug,
     )
 
 
-@app.command(
-    "download",
-    epilog="Examples:\n\n"
-    "  ghga-connector download --wpat-file download.wpat --output-dir data\n\n"
-    "  ghga-connector download --wpat-file download.wpat --output-dir data --decrypt\n\n"
-    "  ghga-connector download --wpat-file download.wpat --output-dir data --file GHGAF00000000000001",
-)
+@app.command("download", epilog=opt.DOWNLOAD_EXAMPLES)
 def download(
     ctx: typer.Context,
     output_dir: opt.OutputDirOpt = None,
@@ -214,12 +176,18 @@ def download(
     """
     options = global_options(ctx, debug)
     credentials = Credentials(wpat_file, wpat, my_public_key_path, my_private_key_path)
+
+    def stream(output: str, accessions: list[str]) -> int:  # --output -: plaintext to stdout
+        given = {"--json": options.json, "--output-dir": output_dir is not None}
+        given |= {"--shard": shard is not None, "--dry-run": dry_run, "--verify": verify}
+        clashing = [name for name, on in (given | {"--overwrite": overwrite}).items() if on]
+        opt.check_stdout_request(output, accessions, decrypt=decrypt, clashing=clashing)
+        run = credentials.start(load_run_config(options), make_reporter(options))
+        outcome, session = run.run(lambda s: s.handler.stream(accessions[0], sys.stdout.buffer))
+        return summary(options, [outcome], "Stream", session, allow_unverified=allow_unverified)
+
     if output is not None:
-        refused = {"--output-dir": output_dir is not None, "--shard": shard is not None}
-        refused |= {"--dry-run": dry_run, "--verify": verify, "--overwrite": overwrite}
-        _stream_to_stdout(
-            options, output, file or [], decrypt, allow_unverified, refused, credentials
-        )
+        raise typer.Exit(execute(options, lambda: stream(output, file or [])))
     folder = execute(options, lambda: opt.require_output_dir(output_dir))
 
     def work() -> int:
@@ -242,31 +210,7 @@ def download(
     raise typer.Exit(execute(options, work))
 
 
-def _stream_to_stdout(
-    options: GlobalOptions,
-    output: str,
-    accessions: list[str],
-    decrypt: bool,
-    allow_unverified: bool,
-    refused: dict[str, bool],
-    credentials: Credentials,
-) -> None:
-    """``download --file ACCESSION --decrypt --output -``: plaintext to standard output."""
-
-    def work() -> int:
-        clashing = ["--json"] * options.json + [name for name, given in refused.items() if given]
-        opt.check_stdout_request(output, accessions, decrypt=decrypt, clashing=clashing)
-        run = credentials.start(load_run_config(options), make_reporter(options))
-        outcome, session = run.run(lambda s: s.handler.stream(accessions[0], sys.stdout.buffer))
-        return summary(options, [outcome], "Stream", session, allow_unverified=allow_unverified)
-
-    raise typer.Exit(execute(options, work))
-
-
-@app.command(
-    "decrypt",
-    epilog="Example:\n\n  ghga-connector decrypt --input-dir data --my-private-key-path key.sec",
-)
+@app.command("decrypt", epilog=opt.DECRYPT_EXAMPLE)
 def decrypt(
     ctx: typer.Context,
     input_dir: opt.InputDirOpt,
@@ -296,7 +240,7 @@ def decrypt(
     raise typer.Exit(execute(options, work))
 
 
-@app.command("ls", epilog="Example:\n\n  ghga-connector ls --wpat-file upload.wpat")
+@app.command("ls", epilog=opt.LS_EXAMPLE)
 def list_files(
     ctx: typer.Context,
     show_all: opt.ShowAllOpt = False,
@@ -318,10 +262,7 @@ def list_files(
     raise typer.Exit(execute(options, work))
 
 
-@app.command(
-    "delete",
-    epilog="Example:\n\n  ghga-connector delete --wpat-file upload.wpat --alias sample1.bam",
-)
+@app.command("delete", epilog=opt.DELETE_EXAMPLE)
 def delete(
     ctx: typer.Context,
     alias: opt.DeleteAliasOpt = None,

@@ -14,7 +14,8 @@ from typing import Annotated
 
 import typer
 
-from ghga_connector.errors import OutputError, UserInputError
+from ghga_connector import package_version
+from ghga_connector.errors import EXIT_OK, OutputError, UserInputError
 from ghga_connector.manifest import load_manifest
 from ghga_connector.sharding import Shard, parse_shard
 
@@ -126,6 +127,42 @@ def check_stdout_request(
         )
 
 
+# --- help texts ---------------------------------------------------------------------
+
+APP_HELP = (
+    "Upload files to and download files from GHGA, the German Human Genome-Phenome "
+    "Archive. Files are Crypt4GH-encrypted on your machine before upload and checked "
+    "after download.\n\n"
+    "Typical use:\n\n"
+    "  ghga-connector upload --wpat-file upload.wpat sample1.bam sample2.bam\n\n"
+    "  ghga-connector download --wpat-file download.wpat --output-dir data --decrypt\n\n"
+    "--json, --quiet, --debug and --config may also follow the command (ghga-connector ls --json)."
+)
+UPLOAD_EXAMPLES = (
+    "Examples:\n\n"
+    "  ghga-connector upload --wpat-file upload.wpat sample1.bam sample2.vcf.gz\n\n"
+    "  ghga-connector upload --wpat-file upload.wpat --alias tumor.bam /data/x.bam\n\n"
+    "  ghga-connector upload --wpat-file upload.wpat --manifest files.tsv --dry-run"
+)
+DOWNLOAD_EXAMPLES = (
+    "Examples:\n\n"
+    "  ghga-connector download --wpat-file download.wpat --output-dir data\n\n"
+    "  ghga-connector download --wpat-file download.wpat --output-dir data --decrypt\n\n"
+    "  ghga-connector download --wpat-file download.wpat --output-dir data --file GHGAF00000000000001"
+)
+DECRYPT_EXAMPLE = (
+    "Example:\n\n  ghga-connector decrypt --input-dir data --my-private-key-path key.sec"
+)
+LS_EXAMPLE = "Example:\n\n  ghga-connector ls --wpat-file upload.wpat"
+DELETE_EXAMPLE = "Example:\n\n  ghga-connector delete --wpat-file upload.wpat --alias sample1.bam"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"ghga-connector {package_version()}")
+        raise typer.Exit(EXIT_OK)
+
+
 # --- global options -----------------------------------------------------------------
 
 JsonOpt = Annotated[
@@ -139,6 +176,10 @@ ConfigFileOpt = Annotated[
         help="YAML configuration file (default: $GHGA_CONNECTOR_CONFIG_YAML, "
         "./.ghga_connector.yaml, ~/.ghga_connector.yaml).",
     ),
+]
+VersionOpt = Annotated[
+    bool,
+    typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit."),
 ]
 DebugOpt = Annotated[
     bool, typer.Option("--debug", help="Show tracebacks and request details on errors.")
