@@ -1,4 +1,9 @@
-"""The ``ghga-connector`` command line: parse, build the config, call the core, map errors.
+"""The ``ghga-connector`` command line: parse, call the handler, render through reporting/.
+
+Options and the checks of their combinations live in :mod:`ghga_connector.cli_options`;
+what every command does before and around the handler (configuration, reporter,
+credentials, session, exit codes) in :mod:`ghga_connector.cli_session`; tables and JSON
+lines in :mod:`ghga_connector.reporting`.
 
 Exit codes: 0 all done (or skipped), 1 at least one file failed or a server failed,
 2 usage, configuration or credential error, 130 interrupted (Ctrl-C).
@@ -6,72 +11,42 @@ Exit codes: 0 all done (or skipped), 1 at least one file failed or a server fail
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
 import sys
-import traceback
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from dataclasses import asdict, replace
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from ghga_connector import package_version
-from ghga_connector.c4gh.keys import (
-    KeyPair,
-    default_key_paths,
-    load_key_pair,
-    load_private_key,
-    private_key_is_exposed,
-)
+from ghga_connector import cli_options as opt
+from ghga_connector.adapters.http import safe_proxy_url
 from ghga_connector.cli_help import GlobalOptionsGroup
-from ghga_connector.config import CONFIG_FILE_NAME, Config, find_config_file, load_config
-from ghga_connector.core.decrypt import decrypt_file
-from ghga_connector.core.journal import JournalStore
-from ghga_connector.core.planning import encrypted_size
-from ghga_connector.core.ports import ProgressReporter
-from ghga_connector.errors import (
-    EXIT_FAILURE,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    ConnectorError,
-    InputFileError,
-    OutputError,
-    PassphraseError,
-    ServiceUnreachableError,
-    UserInputError,
+from ghga_connector.cli_options import GlobalOptions
+from ghga_connector.cli_session import (
+    Credentials,
+    config_origin,
+    confirm_deletion,
+    execute,
+    fail,
+    global_options,
+    listing_reporter,
+    load_run_config,
+    load_secret_key,
+    make_reporter,
+    print_rows,
+    summary,
+    take_share,
 )
-from ghga_connector.inject import Session, open_session
-from ghga_connector.manifest import load_manifest, plan_uploads
-from ghga_connector.models import FileOutcome, FileUploadState, Outcome
-from ghga_connector.prompts import (
-    passphrase_source,
-    prompts_interactively,
-    read_wpat,
-    token_file_is_exposed,
-)
-from ghga_connector.reporting.console import (
-    JsonReporter,
-    PlainReporter,
-    QuietReporter,
-    RichReporter,
-    clean_text,
-    outcome_json,
-    plain,
-    print_table,
-)
-from ghga_connector.sharding import Shard, parse_shard, select_share
+from ghga_connector.config import describe_sources
+from ghga_connector.core.handler import decrypt_batch, decrypt_sources, unfinished_uploads
+from ghga_connector.errors import EXIT_INTERRUPTED, EXIT_OK, UserInputError
+from ghga_connector.inject import Session
+from ghga_connector.manifest import plan_uploads
+from ghga_connector.models import FileOutcome
+from ghga_connector.reporting import tables
+from ghga_connector.reporting.console import clean_text
+from ghga_connector.reporting.errors import print_note
 
 __all__ = ["app", "run"]
-
-#: Tries for a passphrase typed at the prompt.
-PASSPHRASE_ATTEMPTS = 3
-
-T = TypeVar("T")
 
 # crypt4gh logs failed header decryptions itself ("X25519 Packet Decryption failed");
 # the connector reports them as its own errors. With --debug they reach the root log.
@@ -79,15 +54,7 @@ logging.getLogger("crypt4gh").addHandler(logging.NullHandler())
 
 app = typer.Typer(
     name="ghga-connector",
-    help=(
-        "Upload files to and download files from GHGA, the German Human Genome-Phenome "
-        "Archive. Files are Crypt4GH-encrypted on your machine before upload and checked "
-        "after download.\n\n"
-        "Typical use:\n\n"
-        "  ghga-connector upload --wpat-file upload.wpat sample1.bam sample2.bam\n\n"
-        "  ghga-connector download --wpat-file download.wpat --output-dir data --decrypt\n\n"
-        "--json, --quiet, --debug and --config may also follow the command (ghga-connector ls --json)."
-    ),
+    help=opt.APP_HELP,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
@@ -96,500 +63,58 @@ app = typer.Typer(
 )
 
 
-@dataclass
-class GlobalOptions:
-    """Options given before the command."""
-
-    debug: bool = False
-    json: bool = False
-    quiet: bool = False
-    config_file: Path | None = None
-    #: Which configuration is in force, once loaded (for messages).
-    config_origin: str | None = None
-
-
-# --- shared options -----------------------------------------------------------------
-
-PublicKeyOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--my-public-key-path",
-        metavar="PATH",
-        help="Your Crypt4GH public key file (the one registered with GHGA). If not given: "
-        "the my_public_key_path setting (.ghga_connector.yaml or "
-        "GHGA_CONNECTOR_MY_PUBLIC_KEY_PATH), else ~/.c4gh/key.pub, else ./key.pub.",
-    ),
-]
-PrivateKeyOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--my-private-key-path",
-        metavar="PATH",
-        help="Your Crypt4GH private key file; its passphrase is asked for hidden, or "
-        "taken from C4GH_PASSPHRASE. If not given: the my_private_key_path setting "
-        "(.ghga_connector.yaml or GHGA_CONNECTOR_MY_PRIVATE_KEY_PATH), else ~/.c4gh/key, "
-        "else ./key.sec.",
-    ),
-]
-WpatFileOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--wpat-file",
-        metavar="PATH",
-        help="File holding the work package access token from the GHGA Data Portal "
-        "('-': read it from standard input). Alternatives: env GHGA_CONNECTOR_WPAT, a "
-        "token piped on standard input, or a hidden prompt.",
-    ),
-]
-WpatOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--wpat",
-        help="The access token itself (discouraged: visible to other users in the process list).",
-        hidden=False,
-    ),
-]
-DebugOpt = Annotated[
-    bool, typer.Option("--debug", help="Show tracebacks and request details on errors.")
-]
-
-
-def _shard_option(value: str | None) -> Shard | None:
-    if value is None:
-        return None
-    try:
-        return parse_shard(value)
-    except ValueError as error:
-        raise typer.BadParameter(str(error)) from None
-
-
-ShardOpt = Annotated[
-    Shard | None,
-    typer.Option(
-        "--shard",
-        metavar="K/N",
-        parser=_shard_option,
-        help="Process only the K-th of N shares of the files (1-based; the same shares on "
-        "every host), e.g. --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT.",
-    ),
-]
-
-
-def _announce_share(
-    reporter: ProgressReporter, shard: Shard, chosen: int, total: int, nbytes: int | None
-) -> None:
-    size = f", {nbytes:,} bytes" if nbytes is not None else ""
-    reporter.message(f"Shard {shard}: {chosen} of {total} file(s){size}.")
-
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"ghga-connector {package_version()}")
-        raise typer.Exit(EXIT_OK)
-
-
 @app.callback()
 def main(
     ctx: typer.Context,
-    version: Annotated[
-        bool,
-        typer.Option(
-            "--version", callback=_version, is_eager=True, help="Show the version and exit."
-        ),
-    ] = False,
-    debug: DebugOpt = False,
-    json_output: Annotated[
-        bool,
-        typer.Option("--json", help="Write one JSON object per file to standard output."),
-    ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Show errors only.")] = False,
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            "--config",
-            help="YAML configuration file (default: $GHGA_CONNECTOR_CONFIG_YAML, "
-            "./.ghga_connector.yaml, ~/.ghga_connector.yaml).",
-        ),
-    ] = None,
+    version: opt.VersionOpt = False,
+    debug: opt.DebugOpt = False,
+    json_output: opt.JsonOpt = False,
+    quiet: opt.QuietOpt = False,
+    config: opt.ConfigFileOpt = None,
 ) -> None:
     """Global options."""
     ctx.obj = GlobalOptions(debug=debug, json=json_output, quiet=quiet, config_file=config)
 
 
-# --- plumbing -----------------------------------------------------------------------
-
-
-def _options(ctx: typer.Context, debug: bool = False) -> GlobalOptions:
-    options = ctx.obj if isinstance(ctx.obj, GlobalOptions) else GlobalOptions()
-    if debug:
-        options.debug = True
-    if options.debug:
-        # Request log on standard error: method, host and path, status, time; no query
-        # strings, no headers (adapters/http.py LoggingTransport).
-        logging.basicConfig(
-            level=logging.WARNING, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr
-        )
-        logging.getLogger("ghga_connector").setLevel(logging.DEBUG)
-    return options
-
-
-def _err_console() -> Console:
-    return Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def _reporter(options: GlobalOptions) -> ProgressReporter:
-    console = _err_console()
-    if options.json:
-        return JsonReporter(console)
-    if options.quiet:
-        return QuietReporter(console)
-    if console.is_terminal:
-        return RichReporter(console)
-    return PlainReporter(console)
-
-
-def _fail(options: GlobalOptions, error: BaseException, code: int) -> typer.Exit:
-    console = _err_console()
-    if options.debug:
-        console.print("".join(traceback.format_exception(error)), markup=False)
-    if isinstance(error, ConnectorError):
-        console.print(plain("Error: ", "bold red") + plain(error.message), highlight=False)
-        if error.hint:
-            console.print(plain(f"  {error.hint}"), highlight=False)
-        if isinstance(error, ServiceUnreachableError) and options.config_origin:
-            console.print(plain(f"  Configuration: {options.config_origin}."), highlight=False)
-    else:
-        text = plain(f"{type(error).__name__}: {error}")
-        console.print(plain("Error: ", "bold red") + text, highlight=False)
-        if not options.debug:
-            console.print("  Rerun with --debug for details.", highlight=False)
-    return typer.Exit(code)
-
-
-def _execute(options: GlobalOptions, work: Callable[[], T]) -> T:
-    """Run ``work``, turning errors into messages and exit codes."""
-    try:
-        return work()
-    except typer.Exit:
-        raise
-    except KeyboardInterrupt:
-        _err_console().print("[yellow]Interrupted.[/]")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-    except ConnectorError as error:
-        raise _fail(options, error, error.exit_code) from None
-    except Exception as error:
-        raise _fail(options, error, EXIT_FAILURE) from None
-
-
-def _run_async(reporter: ProgressReporter, coroutine: Awaitable[T]) -> T:
-    async def wrapped() -> T:
-        return await coroutine
-
-    if isinstance(reporter, RichReporter):
-        with reporter:
-            return asyncio.run(wrapped())
-    return asyncio.run(wrapped())
-
-
-def _load_keys(public: Path, private: Path, reporter: ProgressReporter) -> KeyPair:
-    """Load the key pair; a passphrase typed at the prompt may be retried three times."""
-    for attempt in range(1, PASSPHRASE_ATTEMPTS + 1):
-        try:
-            keys = load_key_pair(public, private, passphrase_source(private))
-            break
-        except PassphraseError as error:
-            if attempt == PASSPHRASE_ATTEMPTS or not prompts_interactively():
-                raise
-            reporter.message(f"{error.message} Try again.", level="warning")
-    if private_key_is_exposed(private):
-        reporter.message(
-            f"Warning: the private key {str(private)!r} is readable by other users; "
-            f"restrict it with 'chmod 600 {private}'.",
-            level="warning",
-        )
-    return keys
-
-
-class _WarningsReporter(QuietReporter):
-    """Errors and warnings only: for commands that transfer nothing (ls, delete)."""
-
-    def message(self, text: str, *, level: str = "info") -> None:
-        """Warnings and errors on standard error."""
-        if level != "info":
-            self.console.print(text, highlight=False, markup=False)
-
-
-def _listing_reporter(options: GlobalOptions) -> ProgressReporter:
-    console = _err_console()
-    return QuietReporter(console) if options.quiet else _WarningsReporter(console)
-
-
-def _ignore(_: str) -> None:
-    """Discard a message (used where the CLI already said it)."""
-
-
-def _warn_if_token_on_argv(wpat: str | None, reporter: ProgressReporter) -> None:
-    """Warn first thing that a token on the command line is visible to other users."""
-    if wpat:
-        reporter.message(
-            "Warning: passing the access token with --wpat makes it visible to other users "
-            "of this machine; prefer --wpat-file or GHGA_CONNECTOR_WPAT.",
-            level="warning",
-        )
-
-
-def _summary(
-    options: GlobalOptions,
-    outcomes: list[FileOutcome],
-    verb: str,
-    session: Session | None = None,
-    *,
-    allow_unverified: bool = False,
-) -> int:
-    """Print the final table; return the exit code.
-
-    1 if any file failed, or was written ``unverified`` (no checksum to compare with)
-    and ``allow_unverified`` is not set; else 0.
-    """
-    failed = [o for o in outcomes if o.outcome is Outcome.FAILED]
-    unverified = [o for o in outcomes if o.outcome is Outcome.UNVERIFIED]
-    if options.json:
-        # a dry run's plan: its rows were not reported as finished files
-        for o in outcomes:
-            if o.outcome is Outcome.PLANNED:
-                sys.stdout.write(json.dumps(outcome_json(o)) + "\n")
-    if not options.json and not options.quiet:
-        table = Table(title=f"{verb} summary", title_justify="left")
-        for column in ("file", "result", "size (bytes)", "MB/s", "note"):
-            table.add_column(column, overflow="fold")
-        for o in outcomes:
-            style = {"done": "green", "failed": "red", "skipped": "yellow"}.get(o.outcome.value, "")
-            if o.outcome is Outcome.UNVERIFIED:
-                style = "yellow"
-            table.add_row(
-                plain(o.name),
-                plain(o.outcome.value, style),
-                f"{o.size:,}",
-                f"{o.throughput / 1e6:.1f}" if o.throughput else "",
-                plain(o.message),
-            )
-        print_table(table, stderr=True)
-        console = _err_console()
-        if session is not None and session.retry_stats.total:
-            reasons = ", ".join(
-                f"{k} ×{v}" for k, v in sorted(session.retry_stats.by_reason.items())
-            )
-            console.print(f"Retried requests: {session.retry_stats.total} ({reasons})")
-    if failed:
-        if not options.json:
-            _err_console().print(
-                f"[bold red]{len(failed)} of {len(outcomes)} file(s) failed.[/]", highlight=False
-            )
-        return EXIT_FAILURE
-    if unverified and not allow_unverified:
-        _err_console().print(
-            plain(
-                f"{len(unverified)} of {len(outcomes)} file(s) could not be verified against a "
-                "checksum; pass --allow-unverified to accept them.",
-                "bold yellow",
-            ),
-            highlight=False,
-        )
-        return EXIT_FAILURE
-    return EXIT_OK
-
-
-AllowUnverifiedOpt = Annotated[
-    bool,
-    typer.Option(
-        "--allow-unverified",
-        help="Exit 0 even if a file could not be verified because no checksum was available "
-        "(it is still reported as 'unverified').",
-    ),
-]
-
-
-def _config_origin(config: Config, path: Path | None) -> str:
-    """Which configuration is in force, in words (no secrets: settings hold none)."""
-    url = str(config.wkvs_api_url)
-    if path is not None:
-        return f"{path} (wkvs_api_url {url})"
-    default = str(Config.model_fields["wkvs_api_url"].default)
-    where = f"no {CONFIG_FILE_NAME} here or in ~/"
-    if url == default:
-        return f"{where}; using GHGA production ({url})"
-    return f"{where}; wkvs_api_url {url} from the environment"
-
-
-def _config(options: GlobalOptions) -> Config:
-    config, path = load_config(options.config_file)
-    options.config_origin = _config_origin(config, path)
-    if options.debug:
-        _err_console().print(f"Configuration: {options.config_origin}", markup=False)
-    return config
-
-
-def _key_paths(config: Config, public: Path | None, private: Path | None) -> tuple[Path, Path]:
-    """The key files: the options, else the settings, else :func:`default_key_paths`."""
-    public = public or config.my_public_key_path
-    private = private or config.my_private_key_path
-    if public is None or private is None:
-        default_public, default_private = default_key_paths()
-        public = public or default_public
-        private = private or default_private
-    return public.expanduser(), private.expanduser()
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """Where the access token and the key pair come from (paths and options, no secrets)."""
-
-    wpat_file: Path | None
-    wpat: str | None
-    public_key: Path | None
-    private_key: Path | None
-
-    def load(self, reporter: ProgressReporter, config: Config) -> tuple[KeyPair, str]:
-        """The key pair and the WPAT text; warns first about a token on the command line.
-
-        Raises:
-            TokenError: both --wpat and --wpat-file, or no usable token.
-            KeyFileError, PassphraseError: the key pair cannot be loaded.
-        """
-        if self.wpat_file is not None and self.wpat:
-            raise UserInputError(
-                "Give the access token either with --wpat-file or with --wpat, not both."
-            )
-        _warn_if_token_on_argv(self.wpat, reporter)
-        public, private = _key_paths(config, self.public_key, self.private_key)
-        keys = _load_keys(public, private, reporter)
-        token = read_wpat(self.wpat_file, self.wpat, _ignore)
-        if self.wpat_file is not None and token_file_is_exposed(self.wpat_file):
-            reporter.message(
-                f"Warning: the token file {str(self.wpat_file)!r} is readable by other users; "
-                f"restrict it with 'chmod 600 {self.wpat_file}'.",
-                level="warning",
-            )
-        return keys, token
-
-
 # --- commands -----------------------------------------------------------------------
 
 
-def _upload(
-    options: GlobalOptions,
-    entries: list[tuple[Path, str]],
-    credentials: Credentials,
-    *,
-    overwrite: bool,
-    dry_run: bool,
-    restart: bool = False,
-    shard: Shard | None = None,
-) -> None:
-    def work() -> int:
-        config = _config(options)
-        jobs = [replace(j, restart=restart) for j in plan_uploads(entries, overwrite=overwrite)]
-        reporter = _reporter(options)
-        if shard is not None:
-            total = len(jobs)
-            jobs = select_share(jobs, shard, size=lambda j: j.size, name=lambda j: j.alias)
-            _announce_share(reporter, shard, len(jobs), total, sum(j.size for j in jobs))
-        keys, token = credentials.load(reporter, config)
-
-        async def go() -> tuple[list[FileOutcome], Session]:
-            async with open_session(config, keys, token, reporter) as session:
-                return await session.handler.upload(jobs, dry_run=dry_run), session
-
-        outcomes, session = _run_async(reporter, go())
-        return _summary(options, outcomes, "Dry run" if dry_run else "Upload", session)
-
-    raise typer.Exit(_execute(options, work))
-
-
-@app.command(
-    "upload",
-    epilog="Examples:\n\n"
-    "  ghga-connector upload --wpat-file upload.wpat sample1.bam sample2.vcf.gz\n\n"
-    "  ghga-connector upload --wpat-file upload.wpat --alias tumor.bam /data/x.bam\n\n"
-    "  ghga-connector upload --wpat-file upload.wpat --manifest files.tsv --dry-run",
-)
+@app.command("upload", epilog=opt.UPLOAD_EXAMPLES)
 def upload(
     ctx: typer.Context,
-    files: Annotated[
-        list[Path] | None,
-        typer.Argument(
-            metavar="FILE...", help="Files to upload; each keeps its file name as alias."
-        ),
-    ] = None,
-    manifest: Annotated[
-        Path | None,
-        typer.Option(
-            "--manifest",
-            "--tsv",
-            metavar="TSV",
-            help="TSV file of 'path<TAB>alias' lines (a 'path<TAB>alias' header line is skipped).",
-        ),
-    ] = None,
-    alias: Annotated[
-        str | None,
-        typer.Option(
-            "--alias", metavar="ALIAS", help="Alias for a single FILE (default: its name)."
-        ),
-    ] = None,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace files already in the upload box.")
-    ] = False,
-    dry_run: Annotated[
-        bool,
-        typer.Option(
-            "--dry-run", help="Check token, box, keys and files; print the plan; send nothing."
-        ),
-    ] = False,
-    restart: Annotated[
-        bool,
-        typer.Option(
-            "--restart",
-            help="Start interrupted uploads from the beginning instead of continuing them.",
-        ),
-    ] = False,
-    shard: ShardOpt = None,
-    wpat_file: WpatFileOpt = None,
-    wpat: WpatOpt = None,
-    my_public_key_path: PublicKeyOpt = None,
-    my_private_key_path: PrivateKeyOpt = None,
-    debug: DebugOpt = False,
+    files: opt.UploadFilesArg = None,
+    manifest: opt.ManifestOpt = None,
+    alias: opt.UploadAliasOpt = None,
+    overwrite: opt.UploadOverwriteOpt = False,
+    dry_run: opt.UploadDryRunOpt = False,
+    restart: opt.RestartOpt = False,
+    shard: opt.ShardOpt = None,
+    wpat_file: opt.WpatFileOpt = None,
+    wpat: opt.WpatOpt = None,
+    my_public_key_path: opt.PublicKeyOpt = None,
+    my_private_key_path: opt.PrivateKeyOpt = None,
+    debug: opt.DebugOpt = False,
 ) -> None:
     """Encrypt files with Crypt4GH and upload them into your GHGA upload box.
 
     Files are encrypted while they are read (no encrypted copy on disk) and sent in
     parallel parts. Files already in the box are skipped unless --overwrite.
     """
-    options = _options(ctx, debug)
-
-    def entries() -> list[tuple[Path, str]]:
-        if manifest is not None and files:
-            raise UserInputError("Give either FILE arguments or --manifest, not both.")
-        if manifest is not None:
-            return load_manifest(manifest)
-        if not files:
-            raise UserInputError(
-                "No files given.", hint="Name files to upload, or a --manifest TSV file."
-            )
-        if alias is not None and len(files) != 1:
-            raise UserInputError("--alias needs exactly one FILE.")
-        return [(f, alias if alias is not None else f.name) for f in files]
-
-    listed = _execute(options, entries)
+    options = global_options(ctx, debug)
+    entries = execute(options, lambda: opt.upload_entries(files, manifest, alias))
     credentials = Credentials(wpat_file, wpat, my_public_key_path, my_private_key_path)
-    _upload(
-        options,
-        listed,
-        credentials,
-        overwrite=overwrite,
-        dry_run=dry_run,
-        restart=restart,
-        shard=shard,
-    )
+
+    def work() -> int:
+        config = load_run_config(options)
+        jobs = [replace(j, restart=restart) for j in plan_uploads(entries, overwrite=overwrite)]
+        reporter = make_reporter(options)
+        if shard is not None:
+            jobs = take_share(jobs, shard, reporter, size=lambda j: j.size, name=lambda j: j.alias)
+        run = credentials.start(config, reporter)
+        outcomes, session = run.run(lambda s: s.handler.upload(jobs, dry_run=dry_run))
+        return summary(options, outcomes, "Dry run" if dry_run else "Upload", session)
+
+    raise typer.Exit(execute(options, work))
 
 
 @app.command(
@@ -597,90 +122,48 @@ def upload(
 )
 def batch_upload(
     ctx: typer.Context,
-    tsv: Annotated[Path, typer.Option("--tsv", help="TSV file of 'path<TAB>alias' lines.")],
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing files.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan only.")] = False,
-    max_retries: Annotated[
-        int,
-        typer.Option(
-            "--max-retries", help="Accepted for compatibility; parts are retried individually."
-        ),
-    ] = 3,
-    shorten_names: Annotated[
-        bool, typer.Option("--shorten-names", help="Accepted for compatibility; no effect.")
-    ] = False,
-    wpat_file: WpatFileOpt = None,
-    wpat: WpatOpt = None,
-    my_public_key_path: PublicKeyOpt = None,
-    my_private_key_path: PrivateKeyOpt = None,
-    debug: DebugOpt = False,
+    tsv: opt.BatchTsvOpt,
+    overwrite: opt.BatchOverwriteOpt = False,
+    dry_run: opt.BatchDryRunOpt = False,
+    max_retries: opt.MaxRetriesOpt = 3,
+    shorten_names: opt.ShortenNamesOpt = False,
+    wpat_file: opt.WpatFileOpt = None,
+    wpat: opt.WpatOpt = None,
+    my_public_key_path: opt.PublicKeyOpt = None,
+    my_private_key_path: opt.PrivateKeyOpt = None,
+    debug: opt.DebugOpt = False,
 ) -> None:
     """Upload the files listed in a TSV file."""
-    options = _options(ctx, debug)
-    listed = _execute(options, lambda: load_manifest(tsv))
-    credentials = Credentials(wpat_file, wpat, my_public_key_path, my_private_key_path)
-    _upload(options, listed, credentials, overwrite=overwrite, dry_run=dry_run)
+    upload(
+        ctx,
+        manifest=tsv,
+        overwrite=overwrite,
+        dry_run=dry_run,
+        wpat_file=wpat_file,
+        wpat=wpat,
+        my_public_key_path=my_public_key_path,
+        my_private_key_path=my_private_key_path,
+        debug=debug,
+    )
 
 
-@app.command(
-    "download",
-    epilog="Examples:\n\n"
-    "  ghga-connector download --wpat-file download.wpat --output-dir data\n\n"
-    "  ghga-connector download --wpat-file download.wpat --output-dir data --decrypt\n\n"
-    "  ghga-connector download --wpat-file download.wpat --output-dir data --file GHGAF00000000000001",
-)
+@app.command("download", epilog=opt.DOWNLOAD_EXAMPLES)
 def download(
     ctx: typer.Context,
-    output_dir: Annotated[
-        Path | None,
-        typer.Option("--output-dir", help="Existing folder to write the files into."),
-    ] = None,
-    output: Annotated[
-        str | None,
-        typer.Option(
-            "--output",
-            metavar="-",
-            help="'-': write the decrypted bytes of the one --file to standard output "
-            "(needs --decrypt; nothing is written to disk; messages go to standard error).",
-        ),
-    ] = None,
-    file: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--file",
-            metavar="ACCESSION",
-            help="Download only this file: its accession (GHGAF…) as listed by "
-            "'ghga-connector ls' with the download token (repeatable).",
-        ),
-    ] = None,
-    decrypt: Annotated[
-        bool,
-        typer.Option(
-            "--decrypt",
-            help="Decrypt while downloading: write the plaintext, keep no encrypted copy.",
-        ),
-    ] = False,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace files that exist in the output folder.")
-    ] = False,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Show what would be downloaded; send nothing else.")
-    ] = False,
-    verify: Annotated[
-        bool,
-        typer.Option(
-            "--verify",
-            help="Check files that are already there (checksum; every Crypt4GH segment) "
-            "and download damaged ones again.",
-        ),
-    ] = False,
-    allow_unverified: AllowUnverifiedOpt = False,
-    shard: ShardOpt = None,
-    wpat_file: WpatFileOpt = None,
-    wpat: WpatOpt = None,
-    my_public_key_path: PublicKeyOpt = None,
-    my_private_key_path: PrivateKeyOpt = None,
-    debug: DebugOpt = False,
+    output_dir: opt.OutputDirOpt = None,
+    output: opt.StdoutOpt = None,
+    file: opt.AccessionsOpt = None,
+    decrypt: opt.DecryptOpt = False,
+    overwrite: opt.DownloadOverwriteOpt = False,
+    dry_run: opt.DownloadDryRunOpt = False,
+    verify: opt.VerifyOpt = False,
+    allow_unverified: opt.AllowUnverifiedOpt = False,
+    shard: opt.ShardOpt = None,
+    wpat_file: opt.WpatFileOpt = None,
+    wpat: opt.WpatOpt = None,
+    my_public_key_path: opt.PublicKeyOpt = None,
+    my_private_key_path: opt.PrivateKeyOpt = None,
+    debug: opt.DebugOpt = False,
 ) -> None:
     """Download the files of a download work package.
 
@@ -691,141 +174,51 @@ def download(
     decrypt'. A file GHGA has no checksum for is reported 'unverified' (exit 1 unless
     --allow-unverified).
     """
-    options = _options(ctx, debug)
+    options = global_options(ctx, debug)
+    credentials = Credentials(wpat_file, wpat, my_public_key_path, my_private_key_path)
+
+    def stream(output: str, accessions: list[str]) -> int:  # --output -: plaintext to stdout
+        given = {"--json": options.json, "--output-dir": output_dir is not None}
+        given |= {"--shard": shard is not None, "--dry-run": dry_run, "--verify": verify}
+        clashing = [name for name, on in (given | {"--overwrite": overwrite}).items() if on]
+        opt.check_stdout_request(output, accessions, decrypt=decrypt, clashing=clashing)
+        run = credentials.start(load_run_config(options), make_reporter(options))
+        outcome, session = run.run(lambda s: s.handler.stream(accessions[0], sys.stdout.buffer))
+        return summary(options, [outcome], "Stream", session, allow_unverified=allow_unverified)
+
     if output is not None:
-        _stream_to_stdout(
-            options,
-            output,
-            file or [],
-            decrypt=decrypt,
-            allow_unverified=allow_unverified,
-            refused={
-                "--output-dir": output_dir is not None,
-                "--shard": shard is not None,
-                "--dry-run": dry_run,
-                "--verify": verify,
-                "--overwrite": overwrite,
-            },
-            credentials=Credentials(wpat_file, wpat, my_public_key_path, my_private_key_path),
-        )
-    if output_dir is None:
-        raise _fail(
-            options,
-            UserInputError(
-                "Missing option --output-dir.",
-                hint="Name an existing folder, or use --output - with one --file.",
-            ),
-            2,
-        )
+        raise typer.Exit(execute(options, lambda: stream(output, file or [])))
+    folder = execute(options, lambda: opt.require_output_dir(output_dir))
 
     def work() -> int:
-        config = _config(options)
-        if not output_dir.is_dir():
-            raise OutputError(
-                f"The output folder {str(output_dir)!r} does not exist.",
-                hint=f"Create it first: mkdir {output_dir}",
+        config = load_run_config(options)
+        opt.check_output_folder(folder)
+        run = credentials.start(config, make_reporter(options))
+
+        async def go(session: Session) -> list[FileOutcome]:
+            jobs = await session.handler.download_plan(folder, accessions=file, decrypt=decrypt)
+            if shard is not None:  # sizes are known only once files are staged: by count
+                jobs = take_share(jobs, shard, run.reporter, size=None, name=lambda j: j.accession)
+            return await session.handler.download(
+                jobs, overwrite=overwrite, dry_run=dry_run, verify=verify
             )
-        reporter = _reporter(options)
-        credentials = Credentials(wpat_file, wpat, my_public_key_path, my_private_key_path)
-        keys, token = credentials.load(reporter, config)
 
-        async def go() -> tuple[list[FileOutcome], Session]:
-            async with open_session(config, keys, token, reporter) as session:
-                jobs = await session.handler.download_plan(
-                    output_dir, accessions=file, decrypt=decrypt
-                )
-                if shard is not None:
-                    total = len(jobs)
-                    # Sizes are known only once files are staged: shares by count.
-                    jobs = select_share(jobs, shard, size=lambda _: 1, name=lambda j: j.accession)
-                    _announce_share(reporter, shard, len(jobs), total, None)
-                outcomes = await session.handler.download(
-                    jobs, overwrite=overwrite, dry_run=dry_run, verify=verify
-                )
-                return outcomes, session
+        outcomes, session = run.run(go)
+        verb = "Dry run" if dry_run else "Download"
+        return summary(options, outcomes, verb, session, allow_unverified=allow_unverified)
 
-        outcomes, session = _run_async(reporter, go())
-        return _summary(
-            options,
-            outcomes,
-            "Dry run" if dry_run else "Download",
-            session,
-            allow_unverified=allow_unverified,
-        )
-
-    raise typer.Exit(_execute(options, work))
+    raise typer.Exit(execute(options, work))
 
 
-def _stream_to_stdout(
-    options: GlobalOptions,
-    output: str,
-    accessions: list[str],
-    *,
-    decrypt: bool,
-    allow_unverified: bool,
-    refused: dict[str, bool],
-    credentials: Credentials,
-) -> None:
-    """``download --file ACCESSION --decrypt --output -``: plaintext to standard output."""
-
-    def work() -> int:
-        if output != "-":
-            raise UserInputError(
-                f"--output takes only '-' (standard output), not {output!r}.",
-                hint="Use --output-dir FOLDER to write files.",
-            )
-        if len(accessions) != 1:
-            raise UserInputError("--output - needs exactly one --file ACCESSION.")
-        if not decrypt:
-            raise UserInputError(
-                "--output - writes decrypted data: add --decrypt.",
-                hint="Encrypted files are downloaded with --output-dir.",
-            )
-        clashing = [name for name, given in refused.items() if given]
-        if options.json:
-            clashing.insert(0, "--json")
-        if clashing:
-            raise UserInputError(f"--output - cannot be combined with {', '.join(clashing)}.")
-        if sys.stdout.isatty():
-            raise UserInputError(
-                "Standard output is a terminal; --output - is for a pipe.",
-                hint="Pipe it into a program, e.g. '... --output - | samtools view -c -'.",
-            )
-        config = _config(options)
-        reporter = _reporter(options)
-        keys, token = credentials.load(reporter, config)
-
-        async def go() -> tuple[list[FileOutcome], Session]:
-            async with open_session(config, keys, token, reporter) as session:
-                outcome = await session.handler.stream(accessions[0], sys.stdout.buffer)
-                return [outcome], session
-
-        outcomes, session = _run_async(reporter, go())
-        return _summary(options, outcomes, "Stream", session, allow_unverified=allow_unverified)
-
-    raise typer.Exit(_execute(options, work))
-
-
-@app.command(
-    "decrypt",
-    epilog="Example:\n\n  ghga-connector decrypt --input-dir data --my-private-key-path key.sec",
-)
+@app.command("decrypt", epilog=opt.DECRYPT_EXAMPLE)
 def decrypt(
     ctx: typer.Context,
-    input_dir: Annotated[Path, typer.Option("--input-dir", help="Folder with .c4gh files.")],
-    output_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--output-dir",
-            help="Existing folder for the decrypted files (default: the input folder).",
-        ),
-    ] = None,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace existing outputs.")
-    ] = False,
-    allow_unverified: AllowUnverifiedOpt = False,
-    my_private_key_path: PrivateKeyOpt = None,
-    debug: DebugOpt = False,
+    input_dir: opt.InputDirOpt,
+    output_dir: opt.DecryptOutputDirOpt = None,
+    overwrite: opt.DecryptOverwriteOpt = False,
+    allow_unverified: opt.AllowUnverifiedOpt = False,
+    my_private_key_path: opt.PrivateKeyOpt = None,
+    debug: opt.DebugOpt = False,
 ) -> None:
     """Decrypt downloaded .c4gh files and verify them against GHGA's checksum.
 
@@ -834,259 +227,104 @@ def decrypt(
     no output behind; a file without a checksum file is decrypted but reported
     'unverified' (exit 1 unless --allow-unverified).
     """
-    options = _options(ctx, debug)
+    options = global_options(ctx, debug)
 
     def work() -> int:
         target_dir = output_dir if output_dir is not None else input_dir
-        if not input_dir.is_dir():
-            raise InputFileError(f"The input folder {str(input_dir)!r} does not exist.")
-        if not target_dir.is_dir():
-            raise OutputError(
-                f"The output folder {str(target_dir)!r} does not exist.",
-                hint=f"Create it first: mkdir {target_dir}",
-            )
-        sources = sorted(p for p in input_dir.glob("*.c4gh") if p.is_file())
-        if not sources:
-            raise InputFileError(f"There are no .c4gh files in {str(input_dir)!r}.")
-        config = _config(options)
-        reporter = _reporter(options)
-        # only the private key is needed ("-" stands in for the public one)
-        _, private = _key_paths(config, Path("-"), my_private_key_path)
-        secret = load_private_key(private, passphrase_source(private))
-        outcomes = []
-        for source in sources:
-            target = target_dir / source.name.removesuffix(".c4gh")
-            try:
-                outcome = decrypt_file(source, target, secret, overwrite=overwrite)
-            except ConnectorError as error:
-                outcome = FileOutcome(
-                    name=source.name,
-                    outcome=Outcome.FAILED,
-                    path=target,
-                    message=error.message,
-                )
-            reporter.file_finished(outcome)
-            outcomes.append(outcome)
-        return _summary(options, outcomes, "Decrypt", allow_unverified=allow_unverified)
+        sources = decrypt_sources(input_dir, target_dir)
+        secret = load_secret_key(load_run_config(options), my_private_key_path)
+        reporter = make_reporter(options)
+        outcomes = decrypt_batch(sources, target_dir, secret, reporter, overwrite=overwrite)
+        return summary(options, outcomes, "Decrypt", allow_unverified=allow_unverified)
 
-    raise typer.Exit(_execute(options, work))
+    raise typer.Exit(execute(options, work))
 
 
-def _ls_cell(row: dict[str, Any], key: str) -> str:
-    """One cell of the ``ls`` table (``--json`` keeps the raw values)."""
-    value = row[key]
-    if key == "staged" and isinstance(value, bool):
-        return "yes" if value else "no (being staged)"
-    if value is None:
-        return "known once staged" if key == "size" and row.get("staged") is False else ""
-    return f"{value:,}" if isinstance(value, int) else str(value)
-
-
-@app.command("ls", epilog="Example:\n\n  ghga-connector ls --wpat-file upload.wpat")
+@app.command("ls", epilog=opt.LS_EXAMPLE)
 def list_files(
     ctx: typer.Context,
-    show_all: Annotated[
-        bool,
-        typer.Option("--all", help="Also list removed (cancelled) uploads of the upload box."),
-    ] = False,
-    wpat_file: WpatFileOpt = None,
-    wpat: WpatOpt = None,
-    my_public_key_path: PublicKeyOpt = None,
-    my_private_key_path: PrivateKeyOpt = None,
-    debug: DebugOpt = False,
+    show_all: opt.ShowAllOpt = False,
+    wpat_file: opt.WpatFileOpt = None,
+    wpat: opt.WpatOpt = None,
+    my_public_key_path: opt.PublicKeyOpt = None,
+    my_private_key_path: opt.PrivateKeyOpt = None,
+    debug: opt.DebugOpt = False,
 ) -> None:
     """List the files of a work package: uploads in the box, or files you may download."""
-    options = _options(ctx, debug)
+    options = global_options(ctx, debug)
 
     def work() -> int:
-        config = _config(options)
-        reporter = _listing_reporter(options)
         credentials = Credentials(wpat_file, wpat, my_public_key_path, my_private_key_path)
-        keys, token = credentials.load(reporter, config)
+        run = credentials.start(load_run_config(options), listing_reporter(options))
+        rows, _ = run.run(lambda s: s.handler.listing(show_all=show_all))
+        return print_rows(options, rows, tables.print_listing)
 
-        async def go() -> list[dict[str, Any]]:
-            async with open_session(config, keys, token, reporter) as session:
-                package = await session.accessor.get_work_package()
-                if package.type == "upload":
-                    return [
-                        {
-                            "alias": item.alias,
-                            "state": item.state.value,
-                            "size": item.decrypted_size,
-                            "file_id": item.id,
-                        }
-                        for item in sorted(
-                            await session.handler.list_uploads(), key=lambda i: i.alias
-                        )
-                        if show_all or item.state is not FileUploadState.CANCELLED
-                    ]
-                return await session.handler.download_listing()
-
-        rows = asyncio.run(go())
-        if options.json:
-            for row in rows:
-                sys.stdout.write(json.dumps(row) + "\n")
-            return EXIT_OK
-        table = Table()
-        if rows:
-            for column in rows[0]:
-                table.add_column(column)
-            for row in rows:
-                table.add_row(*(plain(_ls_cell(row, key)) for key in row))
-            print_table(table)
-        else:
-            Console().print("No files.")
-        return EXIT_OK
-
-    raise typer.Exit(_execute(options, work))
+    raise typer.Exit(execute(options, work))
 
 
-@app.command(
-    "delete",
-    epilog="Example:\n\n  ghga-connector delete --wpat-file upload.wpat --alias sample1.bam",
-)
+@app.command("delete", epilog=opt.DELETE_EXAMPLE)
 def delete(
     ctx: typer.Context,
-    alias: Annotated[
-        str | None, typer.Option("--alias", help="Alias of the upload to remove.")
-    ] = None,
-    file_id: Annotated[
-        str | None, typer.Option("--file-id", help="File id of the upload to remove.")
-    ] = None,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-    wpat_file: WpatFileOpt = None,
-    wpat: WpatOpt = None,
-    my_public_key_path: PublicKeyOpt = None,
-    my_private_key_path: PrivateKeyOpt = None,
-    debug: DebugOpt = False,
+    alias: opt.DeleteAliasOpt = None,
+    file_id: opt.DeleteFileIdOpt = None,
+    yes: opt.YesOpt = False,
+    wpat_file: opt.WpatFileOpt = None,
+    wpat: opt.WpatOpt = None,
+    my_public_key_path: opt.PublicKeyOpt = None,
+    my_private_key_path: opt.PrivateKeyOpt = None,
+    debug: opt.DebugOpt = False,
 ) -> None:
     """Remove a file, or cancel an unfinished upload, in your upload box."""
-    options = _options(ctx, debug)
+    options = global_options(ctx, debug)
 
     def work() -> int:
         if (alias is None) == (file_id is None):
             raise UserInputError("Give exactly one of --alias or --file-id.")
-        config = _config(options)
-        reporter = _listing_reporter(options)
         credentials = Credentials(wpat_file, wpat, my_public_key_path, my_private_key_path)
-        keys, token = credentials.load(reporter, config)
+        run = credentials.start(load_run_config(options), listing_reporter(options))
 
-        async def go() -> str:
-            async with open_session(config, keys, token, reporter) as session:
-                items = [i for i in await session.handler.list_uploads() if not i.state.is_absent]
-                match = [i for i in items if i.alias == alias or i.id == file_id]
-                if not match:
-                    raise UserInputError(
-                        f"No upload {alias or file_id!r} in the upload box.",
-                        hint="Run 'ghga-connector ls' to see the uploads.",
-                    )
-                item = match[0]
-                if not yes:
-                    if not sys.stdin.isatty():
-                        raise UserInputError("Refusing to delete without confirmation; pass --yes.")
-                    if not typer.confirm(
-                        f"Remove {clean_text(item.alias)} ({item.state.value}) from the upload box?"
-                    ):
-                        return "kept"
-                await session.handler.delete_upload(item.id)
-                JournalStore(config.state_dir).remove(
-                    session.accessor.file_upload_box_id, item.alias
-                )
-                return f"removed {item.alias}"
+        async def go(session: Session) -> str:
+            item = await session.handler.find_upload(alias=alias, file_id=file_id)
+            question = f"Remove {clean_text(item.alias)} ({item.state.value}) from the upload box?"
+            if not confirm_deletion(question, yes=yes):
+                return "kept"
+            await session.handler.remove_upload(item)
+            return f"removed {item.alias}"
 
-        result = asyncio.run(go())
-        _err_console().print(plain(result), highlight=False)
+        result, _ = run.run(go)
+        print_note(result)
         return EXIT_OK
 
-    raise typer.Exit(_execute(options, work))
+    raise typer.Exit(execute(options, work))
 
 
 @app.command("status")
 def status(ctx: typer.Context) -> None:
     """List unfinished uploads that the next 'upload' of the same file will continue."""
-    options = _options(ctx)
+    options = global_options(ctx)
 
     def work() -> int:
-        config = _config(options)
-        journals = JournalStore(config.state_dir).all()
-        rows = [
-            {
-                "alias": j.alias,
-                "path": j.path,
-                "bytes": j.size,
-                "parts_stored": len(j.parts),
-                "parts_total": -(-encrypted_size(j.size) // j.part_size),
-                "file_id": j.file_id,
-            }
-            for j in journals
-        ]
-        if options.json:
-            for row in rows:
-                sys.stdout.write(json.dumps(row) + "\n")
-            return EXIT_OK
-        if not rows:
-            Console().print("No unfinished uploads.")
-            return EXIT_OK
-        table = Table(title="Unfinished uploads", title_justify="left")
-        for column in rows[0]:
-            table.add_column(column)
-        for row in rows:
-            table.add_row(*(plain(str(v)) for v in row.values()))
-        print_table(table)
-        return EXIT_OK
+        rows = [asdict(u) for u in unfinished_uploads(load_run_config(options).state_dir)]
+        return print_rows(options, rows, tables.print_unfinished)
 
-    raise typer.Exit(_execute(options, work))
+    raise typer.Exit(execute(options, work))
 
 
 @app.command("config")
 def show_config(ctx: typer.Context) -> None:
     """Show the effective configuration and where each value comes from."""
-    options = _options(ctx)
+    options = global_options(ctx)
 
     def work() -> int:
-        import os
+        sources, path = describe_sources(options.config_file, redact={"proxy": safe_proxy_url})
+        rows = [asdict(source) for source in sources]
+        return print_rows(options, rows, lambda r: tables.print_config(r, path))
 
-        from ghga_connector.config import ENV_PREFIX
+    raise typer.Exit(execute(options, work))
 
-        path = find_config_file(options.config_file)
-        config, _ = load_config(options.config_file)
-        file_keys: set[str] = set()
-        if path is not None:
-            import yaml
 
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-            file_keys = {str(k).lower() for k in loaded}
-        env_keys = {
-            k.lower().removeprefix(ENV_PREFIX.lower())
-            for k in os.environ
-            if k.upper().startswith(ENV_PREFIX)
-        }
-        rows = []
-        for name in Config.model_fields:
-            value = getattr(config, name)
-            if name == "proxy" and value:
-                from ghga_connector.adapters.http import safe_proxy_url
-
-                value = safe_proxy_url(value)
-            source = (
-                "environment"
-                if name in env_keys
-                else (str(path) if name in file_keys else "default")
-            )
-            rows.append({"setting": name, "value": str(value), "source": source})
-        if options.json:
-            for row in rows:
-                sys.stdout.write(json.dumps(row) + "\n")
-            return EXIT_OK
-        table = Table(title=f"Configuration file: {path or 'none'}", title_justify="left")
-        for column in ("setting", "value", "source"):
-            table.add_column(column)
-        for row in rows:
-            table.add_row(plain(row["setting"]), plain(row["value"]), plain(row["source"]))
-        print_table(table)
-        return EXIT_OK
-
-    raise typer.Exit(_execute(options, work))
+#: Names of earlier versions of this module.
+_config_origin, _fail, _summary = config_origin, fail, summary
 
 
 def run() -> None:

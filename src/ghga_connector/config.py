@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,11 +38,22 @@ from pydantic_settings import (
 
 from ghga_connector.errors import ConfigurationError
 
-__all__ = ["CONFIG_ENV_VAR", "ENV_PREFIX", "Config", "find_config_file", "load_config"]
+__all__ = [
+    "CONFIG_ENV_VAR",
+    "DOTENV_FILE",
+    "ENV_PREFIX",
+    "Config",
+    "SettingSource",
+    "describe_sources",
+    "find_config_file",
+    "load_config",
+]
 
 ENV_PREFIX = "GHGA_CONNECTOR_"
 CONFIG_ENV_VAR = "GHGA_CONNECTOR_CONFIG_YAML"
 CONFIG_FILE_NAME = ".ghga_connector.yaml"
+#: The dotenv file read from the working directory (pydantic-settings ``env_file``).
+DOTENV_FILE = ".env"
 
 
 class Config(BaseSettings):
@@ -48,7 +61,7 @@ class Config(BaseSettings):
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
-        env_file=".env",
+        env_file=DOTENV_FILE,
         env_file_encoding="utf-8",
         extra="ignore",
         frozen=True,
@@ -241,6 +254,17 @@ def _check_keys(path: Path, values: dict[str, Any]) -> None:
         )
 
 
+def _env_settings() -> tuple[set[str], set[str]]:
+    """Setting names (lower case, no prefix) set in the environment, and in ``./.env``."""
+    prefix = ENV_PREFIX.lower()
+
+    def names(keys: Iterable[str]) -> set[str]:
+        return {k.lower().removeprefix(prefix) for k in keys if k.lower().startswith(prefix)}
+
+    dotenv = Path(DOTENV_FILE)
+    return names(os.environ), names(dotenv_values(dotenv)) if dotenv.is_file() else set()
+
+
 def load_config(config_file: Path | None = None, **overrides: Any) -> tuple[Config, Path | None]:
     """Build the configuration and return it with the YAML file it used (if any).
 
@@ -252,25 +276,17 @@ def load_config(config_file: Path | None = None, **overrides: Any) -> tuple[Conf
     """
     path = find_config_file(config_file)
     file_values = _read_yaml(path) if path else {}
-    env_names = {key.lower() for key in os.environ if key.upper().startswith(ENV_PREFIX)}
-    dotenv = Path(".env")
-    if dotenv.is_file():
-        env_names |= {
-            key.lower() for key in dotenv_values(dotenv) if key.upper().startswith(ENV_PREFIX)
-        }
+    environ, dotenv = _env_settings()
+    env_names = environ | dotenv
     # YAML values are passed as init values, but must lose against the environment and .env.
-    file_values = {
-        key: value
-        for key, value in file_values.items()
-        if f"{ENV_PREFIX.lower()}{key}" not in env_names
-    }
+    file_values = {key: value for key, value in file_values.items() if key not in env_names}
     try:
         config = Config(**{**file_values, **overrides})
     except ValidationError as error:
         problems = []
         for err in error.errors():
             field = ".".join(str(p) for p in err["loc"])
-            if f"{ENV_PREFIX.lower()}{field}" in env_names:
+            if field in env_names:
                 where = f"environment variable {ENV_PREFIX}{field.upper()}"
             elif field in file_values and path is not None:
                 where = str(path)
@@ -282,3 +298,50 @@ def load_config(config_file: Path | None = None, **overrides: Any) -> tuple[Conf
             hint="Fix the value, or remove it to use the default (see docs/configuration.md).",
         ) from None
     return config, path
+
+
+@dataclass(frozen=True)
+class SettingSource:
+    """One row of ``ghga-connector config``: a setting, its value as text, where it came from.
+
+    ``source`` is ``"environment"``, ``".env"``, the path of the YAML file, or ``"default"``.
+    """
+
+    setting: str
+    value: str
+    source: str
+
+
+def describe_sources(
+    config_file: Path | None = None,
+    *,
+    redact: Mapping[str, Callable[[str], str]] | None = None,
+) -> tuple[list[SettingSource], Path | None]:
+    """Every setting's effective value and its source, with the YAML file used (if any).
+
+    The sources follow the precedence of :func:`load_config`: environment, then
+    ``./.env``, then the YAML file, then the default. ``redact`` maps a setting name to
+    a function that makes its (non-empty) value safe to print, e.g. a proxy password.
+
+    Raises:
+        ConfigurationError: as :func:`load_config`.
+    """
+    config, path = load_config(config_file)
+    file_keys = set(_read_yaml(path)) if path is not None else set()
+    environ, dotenv = _env_settings()
+    rows = []
+    for name in Config.model_fields:
+        value = getattr(config, name)
+        text = str(value)
+        if value and redact and name in redact:
+            text = redact[name](text)
+        if name in environ:
+            source = "environment"
+        elif name in dotenv:
+            source = DOTENV_FILE
+        elif name in file_keys:
+            source = str(path)
+        else:
+            source = "default"
+        rows.append(SettingSource(name, text, source))
+    return rows, path

@@ -23,7 +23,8 @@ def render() -> str:
         f"`{ENV_PREFIX}<SETTING>` (any case); a `.env` file in the working directory; a YAML "
         f"file (`--config PATH`, else the file named by `{CONFIG_ENV_VAR}`, else "
         "`./.ghga_connector.yaml`, else `~/.ghga_connector.yaml`); the defaults below. "
-        "`ghga-connector config` shows the effective values and where each comes from. "
+        "`ghga-connector config` shows the effective values and where each comes from "
+        "(`environment`, `.env`, the YAML file's path, or `default`). "
         "A setting in the YAML file that is not listed below is an error (exit code 2) "
         "naming the nearest valid one.",
         "",

@@ -12,16 +12,18 @@ import contextlib
 import re
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
+from ghga_connector.core.decrypt import decrypt_file
+from ghga_connector.core.journal import JournalStore
 from ghga_connector.core.locks import (
     TransferLock,
     TransferLockBusy,
     download_lock_path,
 )
-from ghga_connector.core.planning import plaintext_size
+from ghga_connector.core.planning import encrypted_size, plaintext_size
 from ghga_connector.core.ports import (
     DownloaderBase,
     DownloadJob,
@@ -36,6 +38,8 @@ from ghga_connector.core.scheduler import run_bounded
 from ghga_connector.core.stream import StreamDownloader
 from ghga_connector.errors import (
     ConnectorError,
+    InputFileError,
+    OutputError,
     ServerResponseError,
     ServiceUnreachableError,
     StagingTimeoutError,
@@ -44,7 +48,14 @@ from ghga_connector.errors import (
 )
 from ghga_connector.models import FileOutcome, FileUploadState, Outcome, UploadListItem
 
-__all__ = ["TransferHandler", "safe_file_name"]
+__all__ = [
+    "TransferHandler",
+    "UnfinishedUpload",
+    "decrypt_batch",
+    "decrypt_sources",
+    "safe_file_name",
+    "unfinished_uploads",
+]
 
 #: DRS requests in flight while asking the archive to stage a batch.
 STAGING_REQUESTS_IN_FLIGHT = 8
@@ -95,6 +106,87 @@ def _clear_leftovers(target: Path) -> None:
                 journal.unlink()
         finally:
             lock.release()
+
+
+@dataclass(frozen=True)
+class UnfinishedUpload:
+    """An upload journal in the state folder: what ``ghga-connector status`` lists.
+
+    ``bytes`` is the plaintext size of the file; ``parts_total`` counts the parts of its
+    encrypted form (Crypt4GH envelope and segments) at the journal's part size.
+    """
+
+    alias: str
+    path: str
+    bytes: int
+    parts_stored: int
+    parts_total: int
+    file_id: str
+
+
+def unfinished_uploads(state_dir: Path) -> list[UnfinishedUpload]:
+    """The unfinished uploads recorded in ``state_dir`` (no network).
+
+    The next ``upload`` of the same file continues them. Unreadable journals are left out.
+    """
+    return [
+        UnfinishedUpload(
+            alias=journal.alias,
+            path=journal.path,
+            bytes=journal.size,
+            parts_stored=len(journal.parts),
+            parts_total=-(-encrypted_size(journal.size) // journal.part_size),
+            file_id=journal.file_id,
+        )
+        for journal in JournalStore(state_dir).all()
+    ]
+
+
+def decrypt_sources(input_dir: Path, target_dir: Path) -> list[Path]:
+    """The ``.c4gh`` files in ``input_dir`` (sorted by name), for ``ghga-connector decrypt``.
+
+    Raises:
+        InputFileError: ``input_dir`` is not a folder, or holds no ``.c4gh`` file.
+        OutputError: ``target_dir`` is not a folder.
+    """
+    if not input_dir.is_dir():
+        raise InputFileError(f"The input folder {str(input_dir)!r} does not exist.")
+    if not target_dir.is_dir():
+        raise OutputError(
+            f"The output folder {str(target_dir)!r} does not exist.",
+            hint=f"Create it first: mkdir {target_dir}",
+        )
+    sources = sorted(p for p in input_dir.glob("*.c4gh") if p.is_file())
+    if not sources:
+        raise InputFileError(f"There are no .c4gh files in {str(input_dir)!r}.")
+    return sources
+
+
+def decrypt_batch(
+    sources: list[Path],
+    target_dir: Path,
+    secret_key: bytes,
+    reporter: ProgressReporter,
+    *,
+    overwrite: bool = False,
+) -> list[FileOutcome]:
+    """Decrypt each ``X.c4gh`` of ``sources`` to ``target_dir/X`` with :func:`decrypt_file`.
+
+    A file that fails is a ``FAILED`` outcome and does not stop the others; each outcome
+    is reported as it is known.
+    """
+    outcomes = []
+    for source in sources:
+        target = target_dir / source.name.removesuffix(".c4gh")
+        try:
+            outcome = decrypt_file(source, target, secret_key, overwrite=overwrite)
+        except ConnectorError as error:
+            outcome = FileOutcome(
+                name=source.name, outcome=Outcome.FAILED, path=target, message=error.message
+            )
+        reporter.file_finished(outcome)
+        outcomes.append(outcome)
+    return outcomes
 
 
 class TransferHandler:
@@ -164,6 +256,60 @@ class TransferHandler:
         """Remove an upload from the file upload box."""
         await self._require("upload")
         await self._uploader.delete(file_id)
+
+    async def find_upload(
+        self, *, alias: str | None = None, file_id: str | None = None
+    ) -> UploadListItem:
+        """The upload in the box with this ``alias`` or ``file_id`` (removed ones excluded).
+
+        Raises:
+            UserInputError: the box holds no such upload, or this is not an upload package.
+        """
+        items = [i for i in await self.list_uploads() if not i.state.is_absent]
+        for item in items:
+            if item.alias == alias or item.id == file_id:
+                return item
+        raise UserInputError(
+            f"No upload {alias or file_id!r} in the upload box.",
+            hint="Run 'ghga-connector ls' to see the uploads.",
+        )
+
+    async def remove_upload(self, item: UploadListItem) -> None:
+        """Remove ``item`` from the box and forget the local journal of its alias.
+
+        UCS ``DELETE /boxes/{box}/uploads/{file_id}``; without the journal no later run
+        tries to continue the removed upload.
+
+        Raises:
+            UserInputError: not an upload work package.
+            ServerResponseError, ServiceUnreachableError: the service refused or failed.
+        """
+        await self.delete_upload(item.id)
+        self._uploader.forget(item.alias)
+
+    async def listing(self, *, show_all: bool = False) -> list[dict[str, str | int | bool | None]]:
+        """For ``ls``: the rows of an upload box, or of a download package.
+
+        Upload box: alias, state, plaintext size in bytes and file id, sorted by alias;
+        removed (cancelled) uploads only with ``show_all``. Download package: see
+        :meth:`download_listing`.
+
+        Raises:
+            ServerResponseError, ServiceUnreachableError: the services failed.
+        """
+        package = await self._accessor.get_work_package()
+        if package.type != "upload":
+            return await self.download_listing()
+        return [
+            {
+                "alias": item.alias,
+                "state": item.state.value,
+                "size": item.decrypted_size,
+                "file_id": item.id,
+            }
+            for item in sorted(await self.list_uploads(), key=lambda i: i.alias)
+            if show_all or item.state is not FileUploadState.CANCELLED
+        ]
 
     async def upload(self, jobs: list[UploadJob], *, dry_run: bool = False) -> list[FileOutcome]:
         """Upload ``jobs`` into the file upload box.
