@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from ghga_connector.core.planning import (
+from ghga_connector.c4gh.layout import (
     CIPHER_DIFF,
     CIPHER_SEGMENT_SIZE,
     ENVELOPE_SIZE,

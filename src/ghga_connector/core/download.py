@@ -34,12 +34,6 @@ from pathlib import Path
 from tenacity import AsyncRetrying
 
 from ghga_connector.adapters.retry import BODY_ATTEMPTS, RetryPolicy, body_retrying
-from ghga_connector.adapters.services import (
-    BodyBrokenError,
-    DcsClient,
-    ObjectStorageClient,
-    PresignedUrlExpired,
-)
 from ghga_connector.c4gh.envelope import EnvelopeError, MalformedEnvelopeError, open_envelope
 from ghga_connector.c4gh.keys import KeyPair
 from ghga_connector.c4gh.segments import (
@@ -75,19 +69,23 @@ from ghga_connector.core.planning import (
     plaintext_size,
 )
 from ghga_connector.core.ports import (
+    DcsPort,
     DownloaderBase,
     DownloadJob,
     FileStagerBase,
+    ObjectStoragePort,
     ProgressReporter,
     WorkPackageAccessorBase,
     unique_temp_path,
 )
 from ghga_connector.core.tasks import BufferPool, Turnstile, first_cause
 from ghga_connector.errors import (
+    BodyBrokenError,
     ConnectorError,
     IntegrityError,
     KeyFileError,
     OutputError,
+    PresignedUrlExpired,
     ServerResponseError,
     ServiceUnreachableError,
     StagingTimeoutError,
@@ -117,7 +115,7 @@ class FileStager(FileStagerBase):
         self,
         *,
         accessor: WorkPackageAccessorBase,
-        dcs: DcsClient,
+        dcs: DcsPort,
         reporter: ProgressReporter,
         max_wait_time: float,
         clock: Callable[[], float] = time.monotonic,
@@ -231,8 +229,8 @@ class Downloader(DownloaderBase):
         self,
         *,
         accessor: WorkPackageAccessorBase,
-        dcs: DcsClient,
-        storage: ObjectStorageClient,
+        dcs: DcsPort,
+        storage: ObjectStoragePort,
         stager: FileStagerBase,
         keys: KeyPair,
         reporter: ProgressReporter,

@@ -19,11 +19,6 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import BinaryIO
 
-from ghga_connector.adapters.services import (
-    DcsClient,
-    ObjectStorageClient,
-    PresignedUrlExpired,
-)
 from ghga_connector.c4gh.envelope import EnvelopeError, open_envelope
 from ghga_connector.c4gh.keys import KeyPair
 from ghga_connector.c4gh.segments import SegmentAuthenticationError, SegmentCipher
@@ -36,13 +31,20 @@ from ghga_connector.core.planning import (
     download_range_size,
     plaintext_size,
 )
-from ghga_connector.core.ports import FileStagerBase, ProgressReporter, WorkPackageAccessorBase
+from ghga_connector.core.ports import (
+    DcsPort,
+    FileStagerBase,
+    ObjectStoragePort,
+    ProgressReporter,
+    WorkPackageAccessorBase,
+)
 from ghga_connector.core.tasks import first_cause
 from ghga_connector.errors import (
     ConnectorError,
     IntegrityError,
     KeyFileError,
     OutputError,
+    PresignedUrlExpired,
     ServiceUnreachableError,
 )
 from ghga_connector.models import DrsObject, FileOutcome, Outcome
@@ -75,8 +77,8 @@ class StreamDownloader:
         self,
         *,
         accessor: WorkPackageAccessorBase,
-        dcs: DcsClient,
-        storage: ObjectStorageClient,
+        dcs: DcsPort,
+        storage: ObjectStoragePort,
         stager: FileStagerBase,
         keys: KeyPair,
         reporter: ProgressReporter,

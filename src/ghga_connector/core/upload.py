@@ -16,11 +16,6 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ghga_connector.adapters.services import (
-    ObjectStorageClient,
-    PresignedUrlExpired,
-    UcsClient,
-)
 from ghga_connector.c4gh.envelope import make_envelope, new_data_secret
 from ghga_connector.c4gh.keys import KeyPair
 from ghga_connector.c4gh.sealed import SealedBoxError
@@ -49,7 +44,9 @@ from ghga_connector.core.planning import (
     upload_part_size,
 )
 from ghga_connector.core.ports import (
+    ObjectStoragePort,
     ProgressReporter,
+    UcsPort,
     UploaderBase,
     UploadJob,
     WorkPackageAccessorBase,
@@ -60,6 +57,7 @@ from ghga_connector.errors import (
     InputFileError,
     IntegrityError,
     KeyFileError,
+    PresignedUrlExpired,
     ServerResponseError,
     UploadRejectedError,
     UserInputError,
@@ -131,8 +129,8 @@ class Uploader(UploaderBase):
         self,
         *,
         accessor: WorkPackageAccessorBase,
-        ucs: UcsClient,
-        storage: ObjectStorageClient,
+        ucs: UcsPort,
+        storage: ObjectStoragePort,
         values: WellKnownValues,
         keys: KeyPair,
         reporter: ProgressReporter,

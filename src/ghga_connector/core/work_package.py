@@ -15,12 +15,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ghga_connector.adapters.services import UcsClient, UploadWorkType, WpsClient
 from ghga_connector.c4gh.keys import KeyPair
 from ghga_connector.c4gh.sealed import SealedBoxError, open_sealed_b64
-from ghga_connector.core.ports import WorkPackageAccessorBase
+from ghga_connector.core.ports import UcsPort, WorkPackageAccessorBase, WpsPort
 from ghga_connector.errors import KeyFileError, ServerResponseError, UserInputError
-from ghga_connector.models import UploadListItem, WorkPackage
+from ghga_connector.models import UploadListItem, UploadWorkType, WorkPackage
 
 __all__ = ["WOT_SAFETY_MARGIN", "WorkPackageAccessor"]
 
@@ -54,8 +53,8 @@ class WorkPackageAccessor(WorkPackageAccessorBase):
 
     def __init__(
         self,
-        wps: WpsClient,
-        ucs: UcsClient | None,
+        wps: WpsPort,
+        ucs: UcsPort | None,
         keys: KeyPair,
         *,
         clock: Callable[[], float] = time.monotonic,
