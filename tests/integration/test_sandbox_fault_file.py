@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from conftest import start_sandbox
 
 pytestmark = pytest.mark.integration
