@@ -44,7 +44,7 @@ from ghga_connector.errors import UploadRejectedError
 from ghga_connector.models import DrsObject, Outcome, UploadListItem, WellKnownValues
 from ghga_connector.sharding import Shard, parse_shard, select_share
 
-POSIX_ONLY = pytest.mark.skipif(os.name != "posix", reason="SIGKILL of a lock holder")
+POSIX_ONLY = pytest.mark.posix_only  # SIGKILL of a lock holder
 
 # --- shards -----------------------------------------------------------------------------
 
