@@ -163,7 +163,12 @@ class FileStager(FileStagerBase):
                 remaining -= step
 
     async def probe(self, accession: str) -> DrsObject | None:
-        """One ``GET /objects/{accession}``: the DRS object, or ``None`` while staging."""
+        """One ``GET /objects/{accession}``: the DRS object, or ``None`` while staging.
+
+        Raises:
+            FileNotDownloadableError: the file is unknown or access was refused.
+            ServiceUnreachableError: the download service cannot be reached.
+        """
 
         async def token(force: bool) -> str:
             return await self._accessor.download_wot(accession, force_new=force)
@@ -277,6 +282,10 @@ class Downloader(DownloaderBase):
 
         Failures become a ``FAILED`` outcome with nothing left under the final name;
         interruptions propagate and the ``.part`` file stays.
+
+        Raises:
+            asyncio.CancelledError, KeyboardInterrupt: the run was interrupted (the ``.part``
+                file and its range journal stay for the next run); nothing else.
         """
         name = job.target.name
         try:
@@ -360,6 +369,10 @@ class Downloader(DownloaderBase):
         An encrypted ``.c4gh`` file is decrypted in memory (every segment authenticated)
         and its plaintext SHA-256 compared with the ``.sha256`` file written beside it; a
         decrypted file's SHA-256 is compared with the DRS checksum.
+
+        Raises:
+            FileNotDownloadableError, StagingTimeoutError, ServiceUnreachableError: asking
+                for the DRS checksum of a decrypted file failed (a failed check returns False).
         """
         loop = asyncio.get_running_loop()
         self._reporter.file_status(job.target.name, "verifying the existing file")

@@ -52,7 +52,11 @@ def _round_up(value: int, multiple: int) -> int:
 
 
 def segment_count(plain_size: int) -> int:
-    """Number of Crypt4GH segments for ``plain_size`` bytes of plaintext."""
+    """Number of Crypt4GH segments for ``plain_size`` bytes of plaintext.
+
+    Raises:
+        ValueError: if ``plain_size`` is negative.
+    """
     if plain_size < 0:
         raise ValueError("plain_size must not be negative")
     return _ceil_div(plain_size, SEGMENT_SIZE)
@@ -62,12 +66,19 @@ def body_size(plain_size: int) -> int:
     """Size of the Crypt4GH body (segments, no envelope) for ``plain_size`` bytes.
 
     This is the DRS object ``size`` of a downloadable file (contract §4.4).
+
+    Raises:
+        ValueError: if ``plain_size`` is negative.
     """
     return plain_size + CIPHER_DIFF * segment_count(plain_size)
 
 
 def encrypted_size(plain_size: int) -> int:
-    """Size of the uploaded object: envelope plus body (contract §4.1 ``encrypted_size``)."""
+    """Size of the uploaded object: envelope plus body (contract §4.1 ``encrypted_size``).
+
+    Raises:
+        ValueError: if ``plain_size`` is negative.
+    """
     return ENVELOPE_SIZE + body_size(plain_size)
 
 
@@ -109,6 +120,9 @@ def download_range_size(configured: int) -> int:
     """Length of one download Range request: ``configured`` rounded up to whole segments.
 
     Segment-aligned ranges let each range be authenticated and decrypted on its own.
+
+    Raises:
+        ValueError: if ``configured`` is not positive.
     """
     if configured <= 0:
         raise ValueError("part size must be positive")

@@ -268,7 +268,12 @@ class WorkPackageAccessorBase(ABC):
 
     @abstractmethod
     async def get_work_package(self) -> WorkPackage:
-        """The work package details (fetched once per run)."""
+        """The work package details (fetched once per run).
+
+        Raises:
+            AccessDeniedError: the access token was refused.
+            ServiceUnreachableError, ServerResponseError: the work package service failed.
+        """
 
     @abstractmethod
     async def upload_wot(
@@ -279,20 +284,44 @@ class WorkPackageAccessorBase(ABC):
         file_id: str | None = None,
         force_new: bool = False,
     ) -> str:
-        """An opened upload-path WOT (compact JWS), cached while it is fresh."""
+        """An opened upload-path WOT (compact JWS), cached while it is fresh.
+
+        Raises:
+            UserInputError: not an upload work package.
+            ServiceUnreachableError: the work package service cannot be reached.
+            AccessDeniedError: the access token was refused.
+            ServerResponseError: the WOT is not a valid sealed JWS.
+            KeyFileError: the WOT was not sealed to the user's key.
+        """
 
     @abstractmethod
     async def download_wot(self, accession: str, *, force_new: bool = False) -> str:
-        """An opened download WOT for ``accession``, cached while it is fresh."""
+        """An opened download WOT for ``accession``, cached while it is fresh.
+
+        Raises:
+            ServiceUnreachableError: the work package service cannot be reached.
+            AccessDeniedError: the access token was refused.
+            ServerResponseError: the WOT is not a valid sealed JWS.
+            KeyFileError: the WOT was not sealed to the user's key.
+        """
 
     @abstractmethod
     async def list_uploads(self) -> list[UploadListItem]:
-        """The uploads currently in the work package's file upload box."""
+        """The uploads currently in the work package's file upload box.
+
+        Raises:
+            UserInputError: not an upload work package.
+            ServiceUnreachableError, ServerResponseError: a GHGA service failed.
+        """
 
     @property
     @abstractmethod
     def file_upload_box_id(self) -> str:
-        """The file upload box id (after :meth:`get_work_package`)."""
+        """The file upload box id (after :meth:`get_work_package`).
+
+        Raises:
+            UserInputError: not an upload work package.
+        """
 
 
 class FileStagerBase(ABC):
@@ -300,11 +329,22 @@ class FileStagerBase(ABC):
 
     @abstractmethod
     async def staged_object(self, accession: str, *, force_new: bool = False) -> DrsObject:
-        """The DRS object of ``accession`` once staged (waits on 202 + Retry-After)."""
+        """The DRS object of ``accession`` once staged (waits on 202 + Retry-After).
+
+        Raises:
+            StagingTimeoutError: not staged within the configured wait.
+            FileNotDownloadableError: the file is unknown or access was refused.
+            ServiceUnreachableError: the download service cannot be reached.
+        """
 
     @abstractmethod
     async def probe(self, accession: str) -> DrsObject | None:
-        """One look: the DRS object if staged, else ``None`` (asks the server to stage it)."""
+        """One look: the DRS object if staged, else ``None`` (asks the server to stage it).
+
+        Raises:
+            FileNotDownloadableError: the file is unknown or access was refused.
+            ServiceUnreachableError: the download service cannot be reached.
+        """
 
 
 class UploaderBase(ABC):
@@ -312,11 +352,20 @@ class UploaderBase(ABC):
 
     @abstractmethod
     async def upload(self, job: UploadJob) -> FileOutcome:
-        """Upload ``job``; return its outcome (raises only on interruption)."""
+        """Upload ``job``; return its outcome (raises only on interruption).
+
+        Raises:
+            asyncio.CancelledError, KeyboardInterrupt: the run was interrupted.
+        """
 
     @abstractmethod
     async def delete(self, file_id: str) -> None:
-        """Remove an upload (any state) from the file upload box."""
+        """Remove an upload (any state) from the file upload box.
+
+        Raises:
+            UploadRejectedError: the upload service refused.
+            ServiceUnreachableError: the upload service cannot be reached.
+        """
 
     def forget(self, alias: str) -> None:  # noqa: B027 - optional hook
         """Drop local resume state of ``alias`` (the server has it complete or removed it)."""
@@ -327,10 +376,18 @@ class DownloaderBase(ABC):
 
     @abstractmethod
     async def download(self, job: DownloadJob, drs: DrsObject) -> FileOutcome:
-        """Download ``job``; return its outcome (raises only on interruption)."""
+        """Download ``job``; return its outcome (raises only on interruption).
+
+        Raises:
+            asyncio.CancelledError, KeyboardInterrupt: the run was interrupted.
+        """
 
     async def verify_existing(self, job: DownloadJob) -> bool:
-        """Whether ``job.target``, already on disk, is complete and intact."""
+        """Whether ``job.target``, already on disk, is complete and intact.
+
+        Raises:
+            ConnectorError: asking GHGA for the checksum failed (a failed check returns False).
+        """
         return True
 
 

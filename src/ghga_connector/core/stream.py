@@ -105,6 +105,10 @@ class StreamDownloader:
         of them when the outcome is ``DONE``). Without a checksum in the DRS object the
         outcome is ``UNVERIFIED``. Failures after the first byte cannot take
         back what was written; the outcome's message says the streamed data is invalid.
+
+        Raises:
+            asyncio.CancelledError, KeyboardInterrupt: the run was interrupted (the sink may
+                hold part of the file); every other failure is the ``FAILED`` outcome.
         """
         started = time.monotonic()
         try:

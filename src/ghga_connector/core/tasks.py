@@ -42,6 +42,9 @@ async def run_bounded(items: Iterable[T], limit: int, func: Callable[[T], Awaita
 
     Uses ``limit`` worker tasks in one ``asyncio.TaskGroup`` (never one task per item).
     The first exception cancels the rest and is re-raised unwrapped.
+
+    Raises:
+        Exception: the first exception raised by ``func`` (not an exception group).
     """
     indexed = list(enumerate(items))
     results: list[R | None] = [None] * len(indexed)

@@ -226,7 +226,12 @@ class Uploader(UploaderBase):
             self._journals.remove(self._accessor.file_upload_box_id, alias)
 
     async def delete(self, file_id: str) -> None:
-        """Remove an upload from the box: ``DELETE /boxes/{box}/uploads/{file_id}``."""
+        """Remove an upload from the box: ``DELETE /boxes/{box}/uploads/{file_id}``.
+
+        Raises:
+            UploadRejectedError: the upload service refused.
+            ServiceUnreachableError: the upload service cannot be reached.
+        """
         await self._accessor.get_work_package()
         await self._delete(file_id)
 
@@ -242,6 +247,10 @@ class Uploader(UploaderBase):
         failure or an interruption the upload stays open on the server and its journal
         is kept, so that running the same command again continues with the missing
         parts (the server discards idle unfinished uploads after 72 hours).
+
+        Raises:
+            asyncio.CancelledError, KeyboardInterrupt: the run was interrupted (the upload
+                and its journal stay for the next run).
         """
         if self._open_uploads is None:
             return await self._upload(job)
