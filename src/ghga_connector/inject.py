@@ -34,8 +34,8 @@ from ghga_connector.core.download import Downloader, FileStager
 from ghga_connector.core.handler import TransferHandler
 from ghga_connector.core.journal import JournalStore
 from ghga_connector.core.ports import ProgressReporter
+from ghga_connector.core.scheduler import BufferPool
 from ghga_connector.core.stream import StreamDownloader
-from ghga_connector.core.tasks import BufferPool
 from ghga_connector.core.upload import Uploader
 from ghga_connector.core.work_package import WorkPackageAccessor
 from ghga_connector.errors import TokenError

@@ -70,6 +70,7 @@ _INTEGRITY_SWITCHES = (
     "swap_segments",
     "envelope_two_packets",
     "wrong_content_range",
+    "put_wrong_etag",
 )
 #: How far ``wrong_content_range`` moves a range: one Crypt4GH ciphertext segment.
 RANGE_SHIFT = 65_564
@@ -149,6 +150,7 @@ class FaultSettings(BaseModel):
     swap_segments: int = Field(default=0, ge=0)
     envelope_two_packets: int = Field(default=0, ge=0)
     wrong_content_range: int = Field(default=0, ge=0)
+    put_wrong_etag: int = Field(default=0, ge=0)
     drop_connections: DropRule | None = None
     api_latency_ms: int | None = Field(
         default=None,
@@ -267,6 +269,10 @@ class FaultPlan:
         if method.upper() != "GET" or not self.take("wrong_content_range"):
             return None
         return RANGE_SHIFT
+
+    def take_s3_etag_forgery(self, method: str) -> bool:
+        """Consume one ``put_wrong_etag`` use for a presigned part ``PUT``."""
+        return method.upper() == "PUT" and self.take("put_wrong_etag")
 
     def take(self, name: str) -> bool:
         """Consume one use of a counted switch; return whether it fired."""

@@ -3,7 +3,7 @@
 Clients get presigned URLs on the proxy's address; the proxy passes every request on
 to the real S3 unchanged, including the ``Host`` header the URL was signed for, so the
 back end's SigV4 check and expiry check stay real. In front of the forwarder sits the
-same :class:`~ghga_sandbox.storage.PresignGuard` as in front of embedded moto, so the
+same :class:`~ghga_sandbox.s3servers.PresignGuard` as in front of embedded moto, so the
 S3 fault switches (status answers, dropped connections, expiry) apply to every back end.
 
 Bodies are streamed in 1 MiB (request) and 256 KiB (response) chunks; one upstream connection per
@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from ghga_sandbox.storage import PresignGuard, S3FaultSource, ThreadedWsgiServer
+from ghga_sandbox.s3servers import PresignGuard, S3FaultSource, ThreadedWsgiServer
 
 __all__ = ["ForwardingApp", "S3ProxyServer"]
 

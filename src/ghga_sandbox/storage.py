@@ -1,38 +1,44 @@
-"""Object storage: bucket layout, boto3 calls, and the embedded moto S3 server.
+"""Object storage client: the bucket layout and the boto3 calls the sandbox services make.
 
 * Buckets per storage alias ``A`` (lower-cased): ``a-inbox``, ``a-interrogation``,
   ``a-permanent``, ``a-outbox`` (contract §6.1).
 * Presigned URLs are SigV4, path-style (``endpoint/bucket/key``), on the S3 endpoint the
   client reaches (contract §3.5).
-* :class:`EmbeddedS3` runs moto's S3 Flask app on a free loopback port in a thread of
-  this process. moto itself ignores presigned-URL expiry, so :class:`PresignGuard`
-  answers an expired presigned request with S3's ``403 AccessDenied`` ("Request has
-  expired"), and injects S3 faults from the fault plan.
+
+The S3 servers (embedded moto, the presign guard with the S3 faults) live in
+:mod:`ghga_sandbox.s3servers`; their names are re-exported here for older imports.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
-import socket
 import threading
-import time
-import uuid
-from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
-from urllib.parse import parse_qs
+from collections.abc import Callable, Iterable
+from typing import Any, Literal
 
 import boto3
+from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from ghga_sandbox.s3servers import (
+    EmbeddedS3,
+    PresignGuard,
+    S3FaultSource,
+    ThreadedWsgiServer,
+    presigned_expiry,
+)
+
 __all__ = [
+    "BUCKET_KINDS",
     "BucketKind",
     "EmbeddedS3",
     "PresignGuard",
+    "S3FaultSource",
     "S3Storage",
+    "ThreadedWsgiServer",
     "bucket_name",
+    "presigned_expiry",
 ]
 
 BucketKind = Literal["inbox", "interrogation", "permanent", "outbox"]
@@ -40,241 +46,25 @@ BUCKET_KINDS: tuple[BucketKind, ...] = ("inbox", "interrogation", "permanent", "
 
 SINGLE_COPY_LIMIT = 5 * 1024**3
 """S3's limit for a single ``CopyObject`` in bytes (5 GiB)."""
+MIN_PART_SIZE = 5 * 1024**2
+"""S3's smallest part of a multipart upload or copy, except the last, in bytes (5 MiB)."""
+COPY_THRESHOLD = 256 * 1024**2
+"""Objects of at least this many bytes are copied in parts (``UploadPartCopy``).
 
-WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+A single ``CopyObject`` of several GiB outlasts botocore's 60 s read timeout on
+SeaweedFS, which answers only when the whole copy is done.
+"""
+COPY_PART_SIZE = 128 * 1024**2
+"""Bytes per ``UploadPartCopy`` request (s3transfer enlarges it above 10 000 parts)."""
+COPY_CONCURRENCY = 4
+"""``UploadPartCopy`` requests at once per copied object."""
+COPY_READ_TIMEOUT = 300
+"""Seconds the copy client waits for an answer to one copy request (botocore: 60)."""
 
 
 def bucket_name(storage_alias: str, kind: BucketKind) -> str:
     """The bucket of one kind for a storage alias, e.g. ``hd01-inbox``."""
     return f"{storage_alias.lower()}-{kind}"
-
-
-class S3FaultSource(Protocol):
-    """Where :class:`PresignGuard` asks whether to fail an S3 request."""
-
-    def take_s3_fault(self, method: str) -> tuple[int, int | None] | None:
-        """Return ``(status, retry_after)`` to fail this request with, or ``None``."""
-        ...
-
-    def take_s3_drop(self, method: str) -> int | None:
-        """Return after how many body bytes to cut this request's connection, or ``None``."""
-        ...
-
-    def take_s3_range_shift(self, method: str) -> int | None:
-        """Return by how many bytes to move this ranged request's range, or ``None``."""
-        ...
-
-
-def presigned_expiry(query: dict[str, list[str]]) -> float | None:
-    """Expiry (epoch seconds) of a presigned request's query, or ``None`` if unsigned.
-
-    SigV4: ``X-Amz-Date`` (``%Y%m%dT%H%M%SZ``) + ``X-Amz-Expires``; SigV2: ``Expires``.
-    """
-    if "X-Amz-Date" in query and "X-Amz-Expires" in query:
-        signed = datetime.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
-        return signed.timestamp() + int(query["X-Amz-Expires"][0])
-    if "Expires" in query and "Signature" in query:
-        return float(query["Expires"][0])
-    return None
-
-
-def _s3_error(code: str, message: str) -> bytes:
-    request_id = uuid.uuid4().hex[:16].upper()
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        f"<Error><Code>{code}</Code><Message>{message}</Message>"
-        f"<RequestId>{request_id}</RequestId><HostId></HostId></Error>"
-    ).encode()
-
-
-def _cut_connection(environ: dict[str, Any]) -> None:
-    """Shut the client socket down (both directions) without an HTTP answer."""
-    sock = environ.get("werkzeug.socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-    # werkzeug treats a ConnectionError as a dropped connection and writes nothing more
-    raise ConnectionAbortedError("connection cut by the drop_connections fault")
-
-
-def _drop_request_body(environ: dict[str, Any], after_bytes: int) -> Iterable[bytes]:
-    """Read ``after_bytes`` of the request body, then cut the connection."""
-    stream = environ["wsgi.input"]
-    remaining = after_bytes
-    while remaining > 0:
-        chunk = stream.read(min(65536, remaining))
-        if not chunk:
-            break
-        remaining -= len(chunk)
-    _cut_connection(environ)
-    return []  # pragma: no cover - _cut_connection always raises
-
-
-def _truncated(environ: dict[str, Any], body: Iterable[bytes], after_bytes: int) -> Iterator[bytes]:
-    """Yield the first ``after_bytes`` of a response body, then cut the connection."""
-    remaining = after_bytes
-    try:
-        yield b""  # make the server send the status line and headers
-        for chunk in body:
-            if remaining <= 0:
-                break
-            piece = chunk[:remaining]
-            remaining -= len(piece)
-            yield piece
-    finally:
-        close = getattr(body, "close", None)
-        if close is not None:
-            close()
-    _cut_connection(environ)
-
-
-def _shift_range(environ: dict[str, Any], shift: int | None) -> None:
-    """Ask S3 for the same-length range ``shift`` bytes away (backwards if possible).
-
-    S3 then answers 206 with a ``Content-Range`` of the bytes it really sends, which
-    differs from what the client asked for (the ``wrong_content_range`` fault).
-    """
-    if not shift:
-        return
-    unit, _, spec = str(environ["HTTP_RANGE"]).partition("=")
-    first, _, last = spec.partition("-")
-    if unit.strip() != "bytes" or not first.isdigit() or not last.isdigit():
-        return
-    start, stop = int(first), int(last)
-    moved = -shift if start >= shift else shift
-    environ["HTTP_RANGE"] = f"bytes={start + moved}-{stop + moved}"
-
-
-class PresignGuard:
-    """WSGI middleware in front of S3: presigned-URL expiry and injected S3 faults.
-
-    Only presigned requests (the ones clients send) are affected by faults; the
-    sandbox's own boto3 calls pass through. Used in front of embedded moto and in
-    front of the forwarding proxy (:mod:`ghga_sandbox.s3proxy`) for other back ends.
-    """
-
-    def __init__(
-        self,
-        app: WSGIApp,
-        faults: S3FaultSource | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._app = app
-        self._faults = faults
-        self._clock = clock
-
-    def __call__(
-        self, environ: dict[str, Any], start_response: Callable[..., Any]
-    ) -> Iterable[bytes]:
-        """Answer 403 for an expired presigned request, else pass it to moto."""
-        query = parse_qs(environ.get("QUERY_STRING", ""))
-        try:
-            expiry = presigned_expiry(query)
-        except ValueError:
-            expiry = None
-        if expiry is not None and self._clock() > expiry:
-            body = _s3_error("AccessDenied", "Request has expired")
-            start_response(
-                "403 Forbidden",
-                [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))],
-            )
-            return [body]
-        if self._faults is not None and expiry is not None:
-            fault = self._faults.take_s3_fault(environ.get("REQUEST_METHOD", "GET"))
-            if fault is not None:
-                status, retry_after = fault
-                body = _s3_error("InternalError" if status >= 500 else "SlowDown", "Injected fault")
-                headers = [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))]
-                if retry_after is not None:
-                    headers.append(("Retry-After", str(retry_after)))
-                start_response(f"{status} Injected", headers)
-                return [body]
-        method = str(environ.get("REQUEST_METHOD", "GET")).upper()
-        if self._faults is not None and expiry is not None and environ.get("HTTP_RANGE"):
-            _shift_range(environ, self._faults.take_s3_range_shift(method))
-        if self._faults is not None and expiry is not None and method in {"GET", "PUT"}:
-            after_bytes = self._faults.take_s3_drop(method)
-            if after_bytes is not None:
-                if method == "PUT":
-                    return _drop_request_body(environ, after_bytes)
-                return _truncated(environ, self._app(environ, start_response), after_bytes)
-        return self._app(environ, start_response)
-
-
-class ThreadedWsgiServer:
-    """A WSGI app on ``host:<free port>``, served by werkzeug in a daemon thread.
-
-    Subclasses give the app (:meth:`_make_app`), the request handler and a label. Use
-    :meth:`start` and :meth:`stop`; :attr:`url` is the endpoint after start.
-    """
-
-    label = "server"
-
-    def __init__(self, host: str = "127.0.0.1", faults: S3FaultSource | None = None) -> None:
-        self._host = host
-        self._faults = faults
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        """``http://host:port`` of the running server."""
-        if self._server is None:
-            raise RuntimeError(f"the {self.label} is not running")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def _make_app(self) -> Any:
-        raise NotImplementedError
-
-    def _request_handler(self) -> Any:
-        from werkzeug.serving import WSGIRequestHandler
-
-        return WSGIRequestHandler
-
-    def start(self) -> None:
-        """Bind a free port and serve in a daemon thread."""
-        from werkzeug.serving import make_server
-
-        self._server = make_server(
-            self._host,
-            0,
-            self._make_app(),
-            threaded=True,
-            request_handler=self._request_handler(),
-        )
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name=self.label, daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Shut the server down and wait for its thread."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-
-class EmbeddedS3(ThreadedWsgiServer):
-    """moto's S3 server on ``127.0.0.1:<free port>`` in a daemon thread.
-
-    Memory: moto keeps objects in spooled temporary files but assembles completed
-    multipart objects in memory, so very large files need ``--s3 URL`` (e.g. MinIO).
-    """
-
-    label = "embedded S3 server"
-
-    def _make_app(self) -> Any:
-        from moto.moto_server.werkzeug_app import create_backend_app
-
-        return PresignGuard(create_backend_app("s3"), self._faults)
-
-    def _request_handler(self) -> Any:
-        from moto.moto_server.werkzeug_app import MotoRequestHandler
-
-        return MotoRequestHandler
 
 
 class S3Storage:
@@ -283,6 +73,12 @@ class S3Storage:
     ``endpoint_url`` is where the sandbox itself talks to S3; ``public_url`` (default:
     the same) is the endpoint clients reach, e.g. the fault proxy in front of it:
     presigned URLs are signed for that host and :attr:`endpoint_url` reports it.
+    :meth:`copy` copies objects of at least ``copy_threshold`` bytes in parts of
+    ``copy_part_size`` bytes.
+
+    Raises:
+        ValueError: ``copy_threshold`` is above 5 GiB (S3's single-copy limit) or
+            ``copy_part_size`` is below 5 MiB (S3's smallest part).
     """
 
     def __init__(
@@ -293,11 +89,22 @@ class S3Storage:
         access_key: str | None = None,
         secret_key: str | None = None,
         public_url: str | None = None,
+        copy_threshold: int = COPY_THRESHOLD,
+        copy_part_size: int = COPY_PART_SIZE,
     ) -> None:
+        if copy_threshold > SINGLE_COPY_LIMIT:
+            raise ValueError(f"copy_threshold must be at most {SINGLE_COPY_LIMIT} bytes")
+        if copy_part_size < MIN_PART_SIZE:
+            raise ValueError(f"copy_part_size must be at least {MIN_PART_SIZE} bytes")
         self.backend_url = endpoint_url
         self.endpoint_url = public_url or endpoint_url
+        self.copy_config = TransferConfig(
+            multipart_threshold=copy_threshold,
+            multipart_chunksize=copy_part_size,
+            max_concurrency=COPY_CONCURRENCY,
+        )
 
-        def client(url: str, *, bulk: bool = False) -> Any:
+        def client(url: str, *, bulk: bool = False, read_timeout: int | None = None) -> Any:
             s3: dict[str, Any] = {"addressing_style": "path"}
             checksums: dict[str, Any] = {}
             if bulk:
@@ -317,6 +124,7 @@ class S3Storage:
                     retries={"max_attempts": 3, "mode": "standard"},
                     max_pool_connections=32,
                     **checksums,
+                    **({} if read_timeout is None else {"read_timeout": read_timeout}),
                 ),
             )
 
@@ -327,6 +135,10 @@ class S3Storage:
         self._make_bulk_client: Callable[[], Any] = lambda: client(endpoint_url, bulk=True)
         self._bulk_client: Any = None
         self._bulk_lock = threading.Lock()
+        self._make_copy_client: Callable[[], Any] = lambda: client(
+            endpoint_url, read_timeout=COPY_READ_TIMEOUT
+        )
+        self._copy_client: Any = None
 
     def _bulk(self) -> Any:
         """The client for Data Hub part uploads, created on first use (thread-safe)."""
@@ -334,6 +146,13 @@ class S3Storage:
             if self._bulk_client is None:
                 self._bulk_client = self._make_bulk_client()
             return self._bulk_client
+
+    def _copier(self) -> Any:
+        """The client for server-side copies (long read timeout), created on first use."""
+        with self._bulk_lock:
+            if self._copy_client is None:
+                self._copy_client = self._make_copy_client()
+            return self._copy_client
 
     def ensure_buckets(self, storage_aliases: Iterable[str]) -> None:
         """Create the four buckets of every storage alias unless they exist."""
@@ -463,13 +282,19 @@ class S3Storage:
         return self._client.get_object(**kwargs)["Body"]
 
     def copy(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> None:
-        """Server-side copy: one ``CopyObject`` up to 5 GiB, else a managed multipart copy."""
+        """Server-side copy (boto3's managed copy, archival and staging), thread-safe.
+
+        Below ``copy_threshold`` bytes one ``CopyObject``; from there a multipart copy,
+        ``COPY_CONCURRENCY`` ``UploadPartCopy`` requests of ``copy_part_size`` bytes at
+        once (each retried by botocore). The copy client waits ``COPY_READ_TIMEOUT``
+        seconds per request, as S3 answers a copy only when it is done.
+
+        Raises:
+            botocore.exceptions.ClientError: S3 refused a request (e.g. no such source).
+            botocore.exceptions.BotoCoreError: S3 was not reachable or did not answer.
+        """
         source = {"Bucket": src_bucket, "Key": src_key}
-        head = self._client.head_object(**source)
-        if int(head["ContentLength"]) <= SINGLE_COPY_LIMIT:
-            self._client.copy_object(CopySource=source, Bucket=dst_bucket, Key=dst_key)
-        else:
-            self._client.copy(source, dst_bucket, dst_key)
+        self._copier().copy(source, dst_bucket, dst_key, Config=self.copy_config)
 
     def swap_segments(self, bucket: str, key: str, segment_size: int) -> bool:
         """Rewrite an object with its first two ``segment_size``-byte segments swapped.

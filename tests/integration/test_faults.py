@@ -173,3 +173,31 @@ def test_object_storage_faults_dropped_connections_and_expired_urls(
     assert fired.get("status:s3:503", 0) == 2
     assert fired.get("drop:s3:PUT", 0) == 1
     assert fired.get("drop:s3:GET", 0) >= 1
+
+
+def test_a_part_answered_with_a_wrong_etag_is_never_taken_as_stored(
+    sandbox, tmp_path: Path
+) -> None:
+    """S3 answers a part PUT with an ETag that is not the part's MD5: the part is sent
+    again; if that keeps happening the file fails and is never completed."""
+    small = tmp_path / "small.bam"
+    small.write_bytes(BAM.read_bytes()[: 3 * 1024 * 1024])
+    _arm(sandbox, put_wrong_etag=3)  # every attempt of the one part
+    failed = _run(
+        sandbox, "upload", "--json", "--wpat-file", str(sandbox.upload_wpat_file), str(small),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert failed.returncode == 1, failed.stderr
+    record = json.loads(failed.stdout.splitlines()[-1])
+    assert record["outcome"] == "failed"
+    assert "could not be stored intact" in record["message"]
+    assert _fired(sandbox).get("put_wrong_etag") == 3
+
+    _arm(sandbox, put_wrong_etag=1)  # once: the part is sent again and the file completes
+    done = _run(
+        sandbox, "upload", "--json", "--wpat-file", str(sandbox.upload_wpat_file), str(BAM),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1])["outcome"] == "done"
+    assert _fired(sandbox).get("put_wrong_etag") == 4

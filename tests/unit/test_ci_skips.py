@@ -29,6 +29,7 @@ def test_a_skip_is_a_failure_only_in_ci(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, ci: str, failed: int, skipped: int
 ) -> None:
     monkeypatch.setenv("CI", ci)
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(TESTS)
     result = pytester.runpytest("-p", "no:cacheprovider")

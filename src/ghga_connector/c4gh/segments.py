@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from dataclasses import dataclass
+from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
@@ -41,9 +42,8 @@ from ghga_connector.c4gh.layout import (
 )
 
 __all__ = [
-    "DigestAborted",
     "EncryptedPart",
-    "OrderedDigest",
+    "PlaintextDigest",
     "SegmentAuthenticationError",
     "SegmentCipher",
     "SourceChangedError",
@@ -64,10 +64,6 @@ class SegmentAuthenticationError(ValueError):
 
 class SourceChangedError(ValueError):
     """The file being uploaded changed while it was read (it became shorter)."""
-
-
-class DigestAborted(RuntimeError):
-    """The ordered digest was aborted because another part failed."""
 
 
 class SegmentCipher:
@@ -139,53 +135,11 @@ class SegmentCipher:
         return written
 
 
-class OrderedDigest:
-    """A SHA-256 fed by parallel workers strictly in part order (1, 2, 3, ...).
-
-    :meth:`update` blocks until all lower part numbers have been fed. A part number fed
-    before (a retried part) is ignored. :meth:`abort` wakes all waiters with
-    :class:`DigestAborted`, so no thread waits forever after a failure.
-    """
-
-    def __init__(self, first_part_no: int = 1) -> None:
-        self._hash = hashlib.sha256()
-        self._next = first_part_no
-        self._aborted = False
-        self._cond = threading.Condition()
+class PlaintextDigest(Protocol):
+    """Takes a part's plaintext in part order (see ``core.scheduler.OrderedDigest``)."""
 
     def update(self, part_no: int, data: memoryview | bytes | bytearray) -> None:
-        """Feed the bytes of ``part_no`` once its predecessors are in.
-
-        Raises:
-            DigestAborted: if :meth:`abort` was called.
-        """
-        with self._cond:
-            while self._next < part_no and not self._aborted:
-                self._cond.wait(timeout=1.0)
-            if self._aborted:
-                raise DigestAborted("aborted")
-            if part_no < self._next:
-                return
-        # Only the thread holding the next part number gets here; the others wait above.
-        self._hash.update(data)
-        with self._cond:
-            self._next += 1
-            self._cond.notify_all()
-
-    def abort(self) -> None:
-        """Release every waiting thread with :class:`DigestAborted`."""
-        with self._cond:
-            self._aborted = True
-            self._cond.notify_all()
-
-    @property
-    def parts_done(self) -> int:
-        """How many parts have been fed."""
-        return self._next - 1
-
-    def hexdigest(self) -> str:
-        """The SHA-256 (hex) of everything fed so far."""
-        return self._hash.hexdigest()
+        """Feed the plaintext of ``part_no``; may block until its predecessors are in."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,7 +190,7 @@ def build_upload_part(
     part: ByteRange,
     envelope: bytes,
     cipher: SegmentCipher,
-    plaintext_digest: OrderedDigest,
+    plaintext_digest: PlaintextDigest,
     out: bytearray | None = None,
     buffers: ThreadBuffers | None = None,
 ) -> EncryptedPart:
@@ -252,7 +206,7 @@ def build_upload_part(
     Raises:
         OSError: if the file cannot be read.
         ValueError: if the file is shorter than ``plain_size`` (it changed).
-        DigestAborted: if another part failed meanwhile.
+        Exception: whatever ``plaintext_digest.update`` raises (an aborted run).
     """
     if out is None or len(out) < part.length:
         out = bytearray(part.length)
@@ -320,7 +274,7 @@ def hash_part_plaintext(
     path: str,
     plain_size: int,
     part: ByteRange,
-    plaintext_digest: OrderedDigest | None,
+    plaintext_digest: PlaintextDigest | None,
     buffers: ThreadBuffers | None = None,
 ) -> str:
     """Read the plaintext of an already uploaded part again (on resume).
@@ -329,7 +283,7 @@ def hash_part_plaintext(
     :func:`part_fingerprint`, which the caller compares with the one in the journal.
 
     Raises:
-        OSError, ValueError, DigestAborted: as :func:`build_upload_part`.
+        OSError, ValueError: as :func:`build_upload_part`, and what the digest raises.
     """
     body_start = max(part.start - ENVELOPE_SIZE, 0)
     body_stop = max(part.stop - ENVELOPE_SIZE, 0)

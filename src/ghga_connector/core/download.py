@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
+import functools
 import json
 import os
 import time
@@ -78,7 +78,7 @@ from ghga_connector.core.ports import (
     WorkPackageAccessorBase,
     unique_temp_path,
 )
-from ghga_connector.core.tasks import BufferPool, Turnstile, first_cause
+from ghga_connector.core.scheduler import BufferPool, OrderedDigest, run_parts
 from ghga_connector.errors import (
     BodyBrokenError,
     ConnectorError,
@@ -92,7 +92,7 @@ from ghga_connector.errors import (
 )
 from ghga_connector.models import DrsObject, FileOutcome, Outcome
 
-__all__ = ["CHECKSUM_SUFFIX", "Downloader", "FileStager", "checksum_line"]
+__all__ = ["CHECKSUM_SUFFIX", "Downloader", "FileStager", "UrlHolder", "checksum_line"]
 
 #: Attempts per range when the body breaks off or fails authentication.
 RANGE_ATTEMPTS = BODY_ATTEMPTS
@@ -177,7 +177,7 @@ class FileStager(FileStagerBase):
         return result if isinstance(result, DrsObject) else None
 
 
-class _UrlHolder:
+class UrlHolder:
     """The current presigned URL of a file, renewed before it expires or after a 403."""
 
     def __init__(
@@ -198,11 +198,22 @@ class _UrlHolder:
         return self._clock() < self._fetched + self._drs.max_age - URL_SAFETY_MARGIN
 
     async def get(self) -> str:
+        """The current presigned URL, renewed first if it is about to expire.
+
+        Raises:
+            StagingTimeoutError, ServerResponseError, ServiceUnreachableError: renewing failed.
+        """
         if not self._fresh():
             await self.renew(self._drs.download_url)
         return self._drs.download_url
 
     async def renew(self, stale_url: str) -> None:
+        """Fetch a new URL (DCS ``GET /objects/{accession}``) unless another task already did.
+
+        Raises:
+            StagingTimeoutError, ServerResponseError, ServiceUnreachableError: as
+                :meth:`FileStager.staged_object`.
+        """
         async with self._lock:
             if self._drs.download_url != stale_url and self._fresh():
                 return
@@ -294,7 +305,7 @@ class Downloader(DownloaderBase):
             plain = 0
         try:
             refuse_links(*_output_names(job))
-            envelope, secret = await self._open_envelope(job)
+            envelope, secret = await self.open_envelope(job.accession)
         except ConnectorError as error:
             self._reporter.file_started(name, plain)
             return self._failed(job, plain, time.monotonic(), error)
@@ -408,31 +419,33 @@ class Downloader(DownloaderBase):
         self._reporter.file_finished(outcome)
         return outcome
 
-    async def _open_envelope(self, job: DownloadJob) -> tuple[bytes, bytes]:
+    async def open_envelope(self, accession: str) -> tuple[bytes, bytes]:
         """The file's Crypt4GH envelope for the user and the data secret in it.
 
-        The envelope comes from ``GET /objects/{accession}/envelopes`` (contract §3.4).
+        The envelope comes from ``GET /objects/{accession}/envelopes`` (contract §3.4)
+        and must be exactly one well-formed header with one packet.
 
         Raises:
             KeyFileError: the envelope is not for the user's key.
-            ServerResponseError, ServiceUnreachableError: the request failed.
+            ServerResponseError: the envelope is malformed, or the request failed.
+            ServiceUnreachableError: the service could not be reached.
         """
 
         async def token(force: bool) -> str:
-            return await self._accessor.download_wot(job.accession, force_new=force)
+            return await self._accessor.download_wot(accession, force_new=force)
 
-        envelope = await self._dcs.get_envelope(job.accession, token)
+        envelope = await self._dcs.get_envelope(accession, token)
         try:
             return envelope, open_envelope(envelope, self._keys.secret)
         except MalformedEnvelopeError as error:
             raise ServerResponseError(
-                f"The download service sent a malformed Crypt4GH envelope for {job.accession} "
+                f"The download service sent a malformed Crypt4GH envelope for {accession} "
                 f"({error}); nothing was downloaded.",
                 hint="Try again later; if it keeps happening, contact the GHGA helpdesk.",
             ) from None
         except EnvelopeError:
             raise KeyFileError(
-                f"The envelope of {job.accession} cannot be opened with your private key.",
+                f"The envelope of {accession} cannot be opened with your private key.",
                 hint="Use the key pair this work package was created for.",
             ) from None
 
@@ -446,7 +459,7 @@ class Downloader(DownloaderBase):
         secret: bytes,
     ) -> str:
         cipher = SegmentCipher(secret)
-        digest = hashlib.sha256()
+        digest = OrderedDigest()
         ranges = byte_ranges(drs.size, self._range_size)
         final_size = plain if job.decrypt else ENVELOPE_SIZE + drs.size
         journal = _RangeJournal(temp)
@@ -482,42 +495,75 @@ class Downloader(DownloaderBase):
             os.close(fd)
         return digest.hexdigest()
 
+    @property
+    def range_size(self) -> int:
+        """Bytes of the Crypt4GH body per ranged GET (whole segments)."""
+        return self._range_size
+
+    def url_holder(self, drs: DrsObject) -> UrlHolder:
+        """The presigned URL of ``drs``, renewed before it expires or after a 403."""
+        return UrlHolder(drs, self._stager, self._clock)
+
+    async def receive_range(
+        self,
+        accession: str,
+        urls: UrlHolder,
+        part: ByteRange,
+        into: memoryview,
+        check: Callable[[], object],
+    ) -> None:
+        """Fetch body bytes ``part`` into ``into``, then run ``check`` (in a thread).
+
+        ``check`` authenticates (and decrypts, and may write) what arrived. One retry
+        layer per failure kind (``adapters/retry.py``): a broken body or a failed MAC is
+        fetched again after a backoff, an expired URL is renewed and fetched again at
+        once, :data:`RANGE_ATTEMPTS` attempts in all; an unreachable server was already
+        retried by the transport and fails the range at once.
+
+        Raises:
+            IntegrityError: the range failed Crypt4GH authentication every time.
+            ServiceUnreachableError: the URL kept expiring, or the network failed.
+            OSError: ``check`` could not write.
+        """
+        loop = asyncio.get_running_loop()
+        try:
+            async for attempt in self._body_retrying():
+                with attempt:
+                    url = await urls.get()
+                    try:
+                        await self._storage.get_range(url, part.start, part.stop, into)
+                    except PresignedUrlExpired:
+                        await urls.renew(url)
+                        raise
+                    await loop.run_in_executor(self._executor, check)
+        except PresignedUrlExpired:
+            raise ServiceUnreachableError(
+                f"The download URL of {accession} kept expiring."
+            ) from None
+        except SegmentAuthenticationError:
+            raise IntegrityError(
+                f"Bytes {part.start}-{part.stop - 1} of {accession} "
+                f"failed Crypt4GH authentication {RANGE_ATTEMPTS} times."
+            ) from None
+
     async def _fetch_ranges(
         self,
         job: DownloadJob,
         drs: DrsObject,
         fd: int,
         cipher: SegmentCipher,
-        digest: hashlib._Hash,
+        digest: OrderedDigest,
         ranges: list[ByteRange],
         done: set[int],
         journal: _RangeJournal,
     ) -> None:
-        urls = _UrlHolder(drs, self._stager, self._clock)
-        pending = iter(ranges)
+        urls = self.url_holder(drs)
         loop = asyncio.get_running_loop()
 
-        # The plaintext SHA-256 must see the ranges in order while they arrive in any
-        # order: a worker waits for its turn on the event loop (never in a thread, which
-        # could starve the pool), then hashes in a thread.
-        turn = Turnstile()
-
-        async def hash_in_order(part: ByteRange, plain: memoryview) -> None:
-            await turn.wait(part.part_no)
-            await loop.run_in_executor(self._executor, digest.update, plain)
-            await turn.advance(part.part_no)
-
-        async def worker() -> None:
-            while True:
-                # A buffer first, then the next range: the lowest range not yet hashed
-                # always holds a buffer, so waiting for turns cannot starve the pool.
-                async with self._buffers.get(2 * self._range_size) as buffer:
-                    part = next(pending, None)
-                    if part is None:
-                        return
-                    await fetch(part, buffer)
-
         async def fetch(part: ByteRange, buffer: bytearray) -> None:
+            # The buffer holds the range as received, then its plaintext. Ranges arrive
+            # in any order; the plaintext SHA-256 takes them in order (run_parts hands
+            # out a buffer before a range, so the lowest range never waits for one).
             view = memoryview(buffer)[: part.length]
             plain = memoryview(buffer)[self._range_size :][: _plain_len(part)]
             if part.part_no in done:
@@ -525,49 +571,28 @@ class Downloader(DownloaderBase):
                     self._executor, _recheck, cipher, part, view, plain, fd, job.decrypt
                 )
                 if present:
-                    await hash_in_order(part, plain)
+                    await digest.update_async(part.part_no, plain, self._executor)
                     self._reporter.advance(job.target.name, len(plain))
                     return
-            # One retry layer per failure kind (adapters/retry.py): an unreachable server
-            # was already retried by the transport and fails the range at once.
-            try:
-                async for attempt in self._body_retrying():
-                    with attempt:
-                        url = await urls.get()
-                        try:
-                            await self._storage.get_range(url, part.start, part.stop, view)
-                        except PresignedUrlExpired:
-                            await urls.renew(url)
-                            raise
-                        await loop.run_in_executor(
-                            self._executor,
-                            _check_and_write,
-                            cipher,
-                            part,
-                            view,
-                            plain,
-                            fd,
-                            job.decrypt,
-                        )
-            except PresignedUrlExpired:
-                raise ServiceUnreachableError(
-                    f"The download URL of {job.accession} kept expiring."
-                ) from None
-            except SegmentAuthenticationError:
-                raise IntegrityError(
-                    f"Bytes {part.start}-{part.stop - 1} of {job.accession} "
-                    f"failed Crypt4GH authentication {RANGE_ATTEMPTS} times."
-                ) from None
-            await hash_in_order(part, plain)
+            await self.receive_range(
+                job.accession,
+                urls,
+                part,
+                view,
+                functools.partial(_check_and_write, cipher, part, view, plain, fd, job.decrypt),
+            )
+            await digest.update_async(part.part_no, plain, self._executor)
             journal.add(part.part_no)
             self._reporter.advance(job.target.name, len(plain))
 
-        try:
-            async with asyncio.TaskGroup() as group:
-                for _ in range(min(self._concurrency, len(ranges))):
-                    group.create_task(worker())
-        except BaseExceptionGroup as error:
-            raise first_cause(error) from None
+        await run_parts(
+            ranges,
+            fetch,
+            workers=self._concurrency,
+            buffers=self._buffers,
+            buffer_size=2 * self._range_size,
+            on_error=digest.abort,
+        )
 
 
 class _RangeJournal:

@@ -32,8 +32,8 @@ from ghga_connector.core.ports import (
     WorkPackageAccessorBase,
     unique_temp_path,
 )
+from ghga_connector.core.scheduler import run_bounded
 from ghga_connector.core.stream import StreamDownloader
-from ghga_connector.core.tasks import run_bounded
 from ghga_connector.errors import (
     ConnectorError,
     ServerResponseError,

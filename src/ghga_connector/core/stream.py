@@ -13,22 +13,22 @@ invalid"); a pipeline must treat the exit code as the verdict.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import BinaryIO
 
-from ghga_connector.c4gh.envelope import EnvelopeError, open_envelope
+from ghga_connector.adapters.retry import RetryPolicy
 from ghga_connector.c4gh.keys import KeyPair
-from ghga_connector.c4gh.segments import SegmentAuthenticationError, SegmentCipher
-from ghga_connector.core.download import RANGE_ATTEMPTS, _UrlHolder
+from ghga_connector.c4gh.segments import SegmentCipher
+from ghga_connector.core.download import Downloader
 from ghga_connector.core.planning import (
     CIPHER_SEGMENT_SIZE,
     SEGMENT_SIZE,
     ByteRange,
     byte_ranges,
-    download_range_size,
     plaintext_size,
 )
 from ghga_connector.core.ports import (
@@ -38,15 +38,8 @@ from ghga_connector.core.ports import (
     ProgressReporter,
     WorkPackageAccessorBase,
 )
-from ghga_connector.core.tasks import first_cause
-from ghga_connector.errors import (
-    ConnectorError,
-    IntegrityError,
-    KeyFileError,
-    OutputError,
-    PresignedUrlExpired,
-    ServiceUnreachableError,
-)
+from ghga_connector.core.scheduler import BufferPool, InOrder, run_parts
+from ghga_connector.errors import ConnectorError, IntegrityError, OutputError
 from ghga_connector.models import DrsObject, FileOutcome, Outcome
 
 __all__ = ["StreamDownloader"]
@@ -86,17 +79,26 @@ class StreamDownloader:
         part_size: int,
         window: int,
         clock: Callable[[], float] = time.monotonic,
+        retry: RetryPolicy | None = None,
     ) -> None:
-        self._accessor = accessor
-        self._dcs = dcs
-        self._storage = storage
-        self._stager = stager
-        self._keys = keys
+        self._window = max(window, 1)
         self._reporter = reporter
         self._executor = executor
-        self._range_size = download_range_size(part_size)
-        self._window = max(window, 1)
-        self._clock = clock
+        # The envelope, the ranged GETs and their retries are the downloader's own.
+        self._downloader = Downloader(
+            accessor=accessor,
+            dcs=dcs,
+            storage=storage,
+            stager=stager,
+            keys=keys,
+            reporter=reporter,
+            executor=executor,
+            part_size=part_size,
+            concurrency=self._window,
+            clock=clock,
+            retry=retry,
+        )
+        self._buffers = BufferPool(self._window)
 
     async def stream(self, accession: str, drs: DrsObject, sink: BinaryIO) -> FileOutcome:
         """Stream ``accession`` to ``sink``; a ``FAILED`` outcome if anything went wrong.
@@ -157,83 +159,35 @@ class StreamDownloader:
         self._reporter.file_finished(outcome)
         return outcome
 
-    async def _secret(self, accession: str) -> bytes:
-        async def token(force: bool) -> str:
-            return await self._accessor.download_wot(accession, force_new=force)
-
-        envelope = await self._dcs.get_envelope(accession, token)
-        try:
-            return open_envelope(envelope, self._keys.secret)
-        except EnvelopeError:
-            raise KeyFileError(
-                f"The envelope of {accession} cannot be opened with your private key.",
-                hint="Use the key pair this work package was created for.",
-            ) from None
-
     async def _stream(self, accession: str, drs: DrsObject, sink: BinaryIO) -> tuple[str, int]:
-        cipher = SegmentCipher(await self._secret(accession))
-        ranges = byte_ranges(drs.size, self._range_size)
-        urls = _UrlHolder(drs, self._stager, self._clock)
+        downloader = self._downloader
+        _, secret = await downloader.open_envelope(accession)
+        cipher = SegmentCipher(secret)
+        range_size = downloader.range_size
+        ranges = byte_ranges(drs.size, range_size)
+        urls = downloader.url_holder(drs)
         loop = asyncio.get_running_loop()
         digest = hashlib.sha256()
-        window = self._window
-        changed = asyncio.Condition()
-        ready: dict[int, bytearray] = {}
-        next_write = 1
+        order = InOrder()
         written = 0
-        pending = iter(ranges)
 
-        def write(data: bytearray) -> None:
+        def write(data: memoryview) -> None:
             digest.update(data)
             sink.write(data)
             sink.flush()
 
-        async def fetch(part: ByteRange) -> bytearray:
-            data = bytearray(part.length)
-            plain = bytearray(_plain_length(part))
-            for attempt in range(1, RANGE_ATTEMPTS + 1):
-                url = await urls.get()
+        async def fetch_and_write(part: ByteRange, buffer: bytearray) -> None:
+            # A range holds its buffer until it is written: at most `window` ranges are
+            # in flight or waiting in the reorder buffer.
+            nonlocal written
+            view = memoryview(buffer)[: part.length]
+            plain = memoryview(buffer)[range_size:][: _plain_length(part)]
+            await downloader.receive_range(
+                accession, urls, part, view, functools.partial(cipher.decrypt_into, view, plain)
+            )
+            async with order.turn(part.part_no):
                 try:
-                    await self._storage.get_range(url, part.start, part.stop, memoryview(data))
-                    await loop.run_in_executor(
-                        self._executor, cipher.decrypt_into, memoryview(data), memoryview(plain)
-                    )
-                    return plain
-                except PresignedUrlExpired:
-                    await urls.renew(url)
-                except (ServiceUnreachableError, SegmentAuthenticationError) as error:
-                    if attempt == RANGE_ATTEMPTS:
-                        if isinstance(error, SegmentAuthenticationError):
-                            raise IntegrityError(
-                                f"Bytes {part.start}-{part.stop - 1} of {accession} failed "
-                                f"Crypt4GH authentication {RANGE_ATTEMPTS} times: the "
-                                "streamed data is incomplete."
-                            ) from None
-                        raise
-            raise ServiceUnreachableError(f"The download URL of {accession} kept expiring.")
-
-        async def worker() -> None:
-            while True:
-                part = next(pending, None)
-                if part is None:
-                    return
-                number = part.part_no
-                async with changed:
-                    # The reorder buffer: never more than `window` ranges ahead of the writer.
-                    await changed.wait_for(lambda n=number: n < next_write + window)  # type: ignore[misc]
-                data = await fetch(part)
-                async with changed:
-                    ready[part.part_no] = data
-                    changed.notify_all()
-
-        async def writer() -> None:
-            nonlocal next_write, written
-            for number in range(1, len(ranges) + 1):
-                async with changed:
-                    await changed.wait_for(lambda n=number: n in ready)  # type: ignore[misc]
-                    data = ready.pop(number)
-                try:
-                    await loop.run_in_executor(self._executor, write, data)
+                    await loop.run_in_executor(self._executor, write, plain)
                 except BrokenPipeError:
                     raise OutputError(
                         f"The program reading {accession} closed the pipe before the end: "
@@ -243,17 +197,15 @@ class StreamDownloader:
                     raise OutputError(
                         f"Writing {accession} to standard output failed: {error.strerror}."
                     ) from None
-                written += len(data)
-                self._reporter.advance(accession, len(data))
-                async with changed:
-                    next_write += 1
-                    changed.notify_all()
+                written += len(plain)
+                self._reporter.advance(accession, len(plain))
 
-        try:
-            async with asyncio.TaskGroup() as group:
-                group.create_task(writer())
-                for _ in range(min(window, len(ranges))):
-                    group.create_task(worker())
-        except BaseExceptionGroup as error:
-            raise first_cause(error) from None
+        await run_parts(
+            ranges,
+            fetch_and_write,
+            workers=self._window,
+            buffers=self._buffers,
+            buffer_size=2 * range_size,
+            on_error=order.abort,
+        )
         return digest.hexdigest(), written

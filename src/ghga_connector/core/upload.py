@@ -1,8 +1,9 @@
 """The uploader: one file through the GHGA upload path (contract §1.2, §3.3, §4).
 
 create upload → encrypt parts in worker threads → per part: presigned URL, ``PUT``,
-ETag check → complete with all checksums. Parts run in an ``asyncio.TaskGroup`` of
-``concurrency`` workers; each worker holds one part, so memory stays bounded by
+ETag check → complete with all checksums. Parts run through the engine's scheduler
+(:func:`~ghga_connector.core.scheduler.run_parts`: an ``asyncio.TaskGroup`` of
+``concurrency`` workers); each worker holds one part, so memory stays bounded by
 ``(concurrency + crypto threads) × part size`` whatever the file size.
 """
 
@@ -21,7 +22,6 @@ from ghga_connector.c4gh.keys import KeyPair
 from ghga_connector.c4gh.sealed import SealedBoxError
 from ghga_connector.c4gh.segments import (
     EncryptedPart,
-    OrderedDigest,
     SegmentCipher,
     SourceChangedError,
     ThreadBuffers,
@@ -51,7 +51,7 @@ from ghga_connector.core.ports import (
     UploadJob,
     WorkPackageAccessorBase,
 )
-from ghga_connector.core.tasks import BufferPool, first_cause, run_bounded
+from ghga_connector.core.scheduler import BufferPool, OrderedDigest, run_bounded, run_parts
 from ghga_connector.errors import (
     ConnectorError,
     InputFileError,
@@ -515,81 +515,74 @@ class Uploader(UploaderBase):
         except BaseException:
             digest.abort()
             raise
-        pending = iter(ranges)
         loop = asyncio.get_running_loop()
         path = str(job.path)
         file_id = session.file_id
-        part_size, enc_size, envelope = session.part_size, session.enc_size, session.envelope
+        envelope = session.envelope
 
-        async def worker() -> None:
-            while True:
-                # A buffer first, then the next part: parts reach the crypto threads in
-                # order, which the ordered plaintext digest relies on (see OrderedDigest).
-                async with self._buffers.get(min(part_size, enc_size)) as buffer:
-                    part_range = next(pending, None)
-                    if part_range is None:
-                        return
-                    lo, hi = plaintext_span(part_range, job.size)
-                    record = done.get(part_range.part_no)
-                    if record is not None:
-                        if part_range.part_no not in verified:
-                            fingerprint = await loop.run_in_executor(
-                                self._executor,
-                                hash_part_plaintext,
-                                path,
-                                job.size,
-                                part_range,
-                                digest,
-                                self._thread_buffers,
-                            )
-                            if fingerprint != record.plaintext:
-                                raise SourceChangedError("a stored part no longer matches")
-                        parts_md5[record.part_no - 1] = record.md5
-                        parts_sha256[record.part_no - 1] = record.sha256
-                        session.resumed_parts += 1
-                        self._reporter.advance(job.alias, hi - lo)
-                        continue
-                    # The part is built in a thread while its URL is requested.
-                    built = loop.run_in_executor(
+        async def send(part_range: ByteRange, buffer: bytearray) -> None:
+            # Parts reach the crypto threads in order (run_parts hands them out in order),
+            # which the ordered plaintext digest relies on.
+            lo, hi = plaintext_span(part_range, job.size)
+            record = done.get(part_range.part_no)
+            if record is not None:
+                if part_range.part_no not in verified:
+                    fingerprint = await loop.run_in_executor(
                         self._executor,
-                        build_upload_part,
+                        hash_part_plaintext,
                         path,
                         job.size,
                         part_range,
-                        envelope,
-                        cipher,
                         digest,
-                        buffer,
                         self._thread_buffers,
                     )
-                    url_request = asyncio.ensure_future(self._part_url(file_id, part_range.part_no))
-                    try:
-                        part = await built
-                        url = await url_request
-                    finally:
-                        url_request.cancel()
-                        if url_request.done() and not url_request.cancelled():
-                            url_request.exception()  # retrieved: reported by the await
-                    await self._put_part(file_id, part, url)
-                parts_md5[part.part_no - 1] = part.md5
-                parts_sha256[part.part_no - 1] = part.sha256
-                session.sent_bytes += hi - lo
-                if self._journals is not None and session.journal is not None:
-                    self._journals.add_part(
-                        session.journal,
-                        PartRecord(part.part_no, part.md5, part.sha256, part.plaintext_fingerprint),
-                    )
+                    if fingerprint != record.plaintext:
+                        raise SourceChangedError("a stored part no longer matches")
+                parts_md5[record.part_no - 1] = record.md5
+                parts_sha256[record.part_no - 1] = record.sha256
+                session.resumed_parts += 1
                 self._reporter.advance(job.alias, hi - lo)
+                return
+            # The part is built in a thread while its URL is requested.
+            built = loop.run_in_executor(
+                self._executor,
+                build_upload_part,
+                path,
+                job.size,
+                part_range,
+                envelope,
+                cipher,
+                digest,
+                buffer,
+                self._thread_buffers,
+            )
+            url_request = asyncio.ensure_future(self._part_url(file_id, part_range.part_no))
+            try:
+                part = await built
+                url = await url_request
+            finally:
+                url_request.cancel()
+                if url_request.done() and not url_request.cancelled():
+                    url_request.exception()  # retrieved: reported by the await
+            await self._put_part(file_id, part, url)
+            parts_md5[part.part_no - 1] = part.md5
+            parts_sha256[part.part_no - 1] = part.sha256
+            session.sent_bytes += hi - lo
+            if self._journals is not None and session.journal is not None:
+                self._journals.add_part(
+                    session.journal,
+                    PartRecord(part.part_no, part.md5, part.sha256, part.plaintext_fingerprint),
+                )
+            self._reporter.advance(job.alias, hi - lo)
 
-        try:
-            async with asyncio.TaskGroup() as group:
-                for _ in range(min(self._concurrency, len(ranges))):
-                    group.create_task(worker())
-        except BaseException as error:
-            digest.abort()
-            if isinstance(error, BaseExceptionGroup):
-                raise first_cause(error) from None
-            raise
+        await run_parts(
+            ranges,
+            send,
+            workers=self._concurrency,
+            buffers=self._buffers,
+            buffer_size=min(session.part_size, session.enc_size),
+            on_error=digest.abort,
+        )
         return UploadChecksums(
             decrypted_sha256=digest.hexdigest(),
             encrypted_md5=multipart_etag(parts_md5),

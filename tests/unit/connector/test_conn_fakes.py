@@ -3,7 +3,7 @@
 Uploader, FileStager and Downloader run with real keys and real Crypt4GH bytes; each
 failure switch of :class:`MemoryGhga` is one case the engine must handle. Also the
 building blocks the engine is made of: the download range journal, ``BufferPool``,
-``Turnstile``, ``run_bounded``, the reporters and ``open_session``.
+``run_bounded``, the reporters and ``open_session``.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from ghga_connector.c4gh.keys import KeyPair
 from ghga_connector.config import Config
 from ghga_connector.core.download import Downloader, FileStager, _RangeJournal
 from ghga_connector.core.ports import DownloadJob
-from ghga_connector.core.tasks import BufferPool, Turnstile, run_bounded
+from ghga_connector.core.scheduler import BufferPool, run_bounded
 from ghga_connector.errors import (
     FileNotDownloadableError,
     ServiceUnreachableError,
@@ -270,7 +270,7 @@ def test_range_journal_with_a_broken_header_starts_over(tmp_path: Path) -> None:
     assert json.loads(journal.path.read_text(encoding="utf-8").splitlines()[0]) == HEADER
 
 
-# --- BufferPool, Turnstile, run_bounded --------------------------------------------------
+# --- BufferPool, run_bounded --------------------------------------------------
 
 
 async def test_buffer_pool_bounds_and_reuses_buffers() -> None:
@@ -294,21 +294,6 @@ async def test_buffer_pool_bounds_and_reuses_buffers() -> None:
     assert len(seen) <= 4  # reused: never one buffer per use
     async with pool.get(100) as grown:
         assert len(grown) == 100
-
-
-async def test_turnstile_lets_numbers_pass_in_order() -> None:
-    turnstile = Turnstile()
-    passed: list[int] = []
-
-    async def runner(number: int) -> None:
-        await turnstile.wait(number)
-        passed.append(number)
-        await turnstile.advance(number)
-
-    await asyncio.gather(*(runner(n) for n in (4, 2, 5, 1, 3)))
-    assert passed == [1, 2, 3, 4, 5]
-    await turnstile.advance(3)  # a repeated number changes nothing
-    await turnstile.wait(6)
 
 
 async def test_run_bounded_keeps_order_and_limit() -> None:

@@ -22,9 +22,7 @@ from ghga_connector.c4gh.envelope import (
 )
 from ghga_connector.c4gh.keys import KeyPair
 from ghga_connector.c4gh.segments import (
-    DigestAborted,
     EncryptedPart,
-    OrderedDigest,
     SegmentAuthenticationError,
     SegmentCipher,
     build_upload_part,
@@ -39,6 +37,7 @@ from ghga_connector.core.planning import (
     encrypted_size,
     upload_part_size,
 )
+from ghga_connector.core.scheduler import DigestAborted, OrderedDigest
 
 
 @pytest.fixture

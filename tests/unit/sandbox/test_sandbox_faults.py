@@ -129,6 +129,10 @@ def test_download_integrity_switches_are_counted() -> None:
     assert plan.take_s3_range_shift("PUT") is None  # only ranged GETs
     assert plan.take_s3_range_shift("GET") == 65_564
     assert plan.take_s3_range_shift("GET") is None
+    plan.arm(FaultSettings(put_wrong_etag=1))
+    assert not plan.take_s3_etag_forgery("GET")
+    assert plan.take_s3_etag_forgery("PUT")
+    assert not plan.take_s3_etag_forgery("PUT")
     assert plan.injected["wrong_content_range"] == 1
 
 
