@@ -139,7 +139,12 @@ class PlaintextDigest(Protocol):
     """Takes a part's plaintext in part order (see ``core.scheduler.OrderedDigest``)."""
 
     def update(self, part_no: int, data: memoryview | bytes | bytearray) -> None:
-        """Feed the plaintext of ``part_no``; may block until its predecessors are in."""
+        """Feed the plaintext of ``part_no``; may block until its predecessors are in.
+
+        Raises:
+            RuntimeError: the ordering was aborted because another part failed (the caller's
+                sequencer raises a subclass, e.g. ``OrderAborted``).
+        """
 
 
 @dataclass(frozen=True, slots=True)
