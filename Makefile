@@ -22,10 +22,11 @@ unit: install  ## unit tests only (no sandbox process)
 integration: install  ## integration tests against a real sandbox process
 	$(BIN)/python -m pytest -m integration
 
-lint: install  ## ruff, formatting and mypy
+lint: install  ## ruff, formatting, mypy and the layer contracts (import-linter)
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/ruff format --check src tests benchmarks examples
 	$(BIN)/mypy src/ghga_connector
+	$(BIN)/lint-imports
 
 mutation: install  ## mutation testing of core/, c4gh/ and adapters/ against the unit tests (mutmut; long)
 	rm -rf mutants

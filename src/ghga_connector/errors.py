@@ -125,6 +125,29 @@ class ServiceUnreachableError(ConnectorError):
     default_hint = "Check your network connection and the 'wkvs_api_url' setting, then retry."
 
 
+class BodyBrokenError(ServiceUnreachableError):
+    """An object body broke off after its headers arrived (retried per range, with backoff)."""
+
+
+class PresignedUrlExpired(ConnectorError):
+    """The object storage answered 403 to a presigned URL: it expired; get a new one.
+
+    The transfer engine catches it and asks the GHGA service for a new URL; it reaches
+    the user only if that keeps failing.
+    """
+
+    default_hint = "Run the same command again; the connector asks for fresh URLs."
+
+    def __init__(
+        self,
+        message: str = "A presigned object storage URL expired or was refused (HTTP 403).",
+        *,
+        hint: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint, request_id=request_id)
+
+
 class ServerResponseError(ConnectorError):
     """A GHGA service answered with an unexpected status or body.
 

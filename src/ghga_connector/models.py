@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -21,8 +22,11 @@ __all__ = [
     "FileOutcome",
     "FileUploadState",
     "Outcome",
+    "Staging",
+    "TokenSource",
     "UploadChecksums",
     "UploadListItem",
+    "UploadWorkType",
     "WellKnownValues",
     "WorkPackage",
 ]
@@ -113,6 +117,21 @@ class DrsObject(_Model):
     size: int
     sha256: str | None = None
     max_age: float | None = None
+
+
+#: The work types of an upload-path work order token (contract §2.3).
+UploadWorkType: TypeAlias = Literal["create", "upload", "close", "delete", "view"]
+
+#: A source of opened work order tokens: called with ``force_new=False`` first and
+#: ``True`` after the service rejected the token (401/403).
+TokenSource: TypeAlias = Callable[[bool], Awaitable[str]]
+
+
+@dataclass(frozen=True)
+class Staging:
+    """A DRS object that is not staged yet (HTTP 202): ask again after ``retry_after`` seconds."""
+
+    retry_after: float
 
 
 @dataclass(frozen=True)

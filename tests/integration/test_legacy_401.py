@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from conftest import venv_bin
 from ghga_sandbox.bootstrap import read_user_public_key
 
 pytestmark = [pytest.mark.integration, pytest.mark.posix_only]  # a pseudo-terminal
@@ -58,8 +59,8 @@ def sha256(path: Path) -> str:
 
 @pytest.fixture(scope="session")
 def connector_401() -> Path:
-    """``bin/ghga-connector`` of a venv with the released 4.0.1 (created once, then cached)."""
-    exe = VENV_401 / "bin" / "ghga-connector"
+    """``ghga-connector`` of a venv with the released 4.0.1 (created once, then cached)."""
+    exe = venv_bin(VENV_401, "ghga-connector")
     marker = VENV_401 / ".complete"
     if marker.exists() and exe.exists():
         return exe
@@ -68,7 +69,7 @@ def connector_401() -> Path:
     with log.open("w") as out:
         for cmd in (
             [sys.executable, "-m", "venv", "--clear", str(VENV_401)],
-            [str(VENV_401 / "bin" / "python"), "-m", "pip", "install", REQUIREMENT],
+            [str(venv_bin(VENV_401, "python")), "-m", "pip", "install", REQUIREMENT],
         ):
             done = subprocess.run(
                 cmd, stdout=out, stderr=subprocess.STDOUT, timeout=INSTALL_TIMEOUT, check=False

@@ -36,7 +36,7 @@ from tests.integration.conftest import SandboxProcess, start_sandbox
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(os.name != "posix", reason="SIGKILL and SIGSTOP are POSIX signals"),
+    pytest.mark.posix_only,  # SIGKILL and SIGSTOP are POSIX signals
 ]
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

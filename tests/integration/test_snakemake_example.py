@@ -24,9 +24,11 @@ from pathlib import Path
 import pytest
 from tests.integration.conftest import start_sandbox
 
+from conftest import venv_bin
+
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(os.name != "posix", reason="Snakemake's shell jobs need bash"),
+    pytest.mark.posix_only,  # Snakemake's shell jobs need bash
 ]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,8 +52,8 @@ def sha256(path: Path) -> str:
 
 @pytest.fixture(scope="session")
 def snakemake() -> Path:
-    """``bin/snakemake`` of a cached venv (installed once)."""
-    exe = VENV / "bin" / "snakemake"
+    """``snakemake`` of a cached venv (installed once)."""
+    exe = venv_bin(VENV, "snakemake")
     marker = VENV / ".complete"
     if marker.exists() and exe.exists():
         return exe
@@ -60,7 +62,7 @@ def snakemake() -> Path:
     with log.open("w") as out:
         for cmd in (
             [sys.executable, "-m", "venv", "--clear", str(VENV)],
-            [str(VENV / "bin" / "python"), "-m", "pip", "install", REQUIREMENT],
+            [str(venv_bin(VENV, "python")), "-m", "pip", "install", REQUIREMENT],
         ):
             done = subprocess.run(
                 cmd, stdout=out, stderr=subprocess.STDOUT, timeout=INSTALL_TIMEOUT, check=False

@@ -88,7 +88,12 @@ class BoundedResponseTransport(httpx.AsyncBaseTransport):
         self._limit = limit
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Send the request; wrap the response body in a size check."""
+        """Send the request; wrap the response body in a size check.
+
+        Raises:
+            ServerResponseError: the answer announces more than ``limit`` bytes.
+            httpx.TransportError: from the inner transport.
+        """
         response = await self._inner.handle_async_request(request)
         if request.extensions.get("ghga_stream"):
             return response
@@ -124,7 +129,11 @@ class LoggingTransport(httpx.AsyncBaseTransport):
         self._inner = inner
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Send the request and log the outcome."""
+        """Send the request and log the outcome.
+
+        Raises:
+            httpx.TransportError: from the inner transport (logged, then re-raised).
+        """
         if not _LOG.isEnabledFor(logging.DEBUG):
             return await self._inner.handle_async_request(request)
         started = time()

@@ -234,6 +234,10 @@ def network_errors(target: str) -> Iterator[None]:
     """Turn httpx network errors (after all retries) into :class:`ServiceUnreachableError`.
 
     ``target`` names the service or host; it must not contain a presigned URL.
+
+    Raises:
+        ServiceUnreachableError: for ``httpx.TransportError`` (proxy, timeout, connection)
+            raised inside the block.
     """
     try:
         yield

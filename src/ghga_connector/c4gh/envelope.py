@@ -15,7 +15,7 @@ import os
 
 from crypt4gh import header as c4gh_header
 
-from ghga_connector.core.planning import ENVELOPE_SIZE
+from ghga_connector.c4gh.layout import ENVELOPE_SIZE
 
 __all__ = [
     "EnvelopeError",

@@ -33,7 +33,7 @@ from typing import Protocol
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from ghga_connector.core.planning import (
+from ghga_connector.c4gh.layout import (
     CIPHER_DIFF,
     CIPHER_SEGMENT_SIZE,
     ENVELOPE_SIZE,
@@ -139,7 +139,12 @@ class PlaintextDigest(Protocol):
     """Takes a part's plaintext in part order (see ``core.scheduler.OrderedDigest``)."""
 
     def update(self, part_no: int, data: memoryview | bytes | bytearray) -> None:
-        """Feed the plaintext of ``part_no``; may block until its predecessors are in."""
+        """Feed the plaintext of ``part_no``; may block until its predecessors are in.
+
+        Raises:
+            RuntimeError: the ordering was aborted because another part failed (the caller's
+                sequencer raises a subclass, e.g. ``OrderAborted``).
+        """
 
 
 @dataclass(frozen=True, slots=True)

@@ -139,7 +139,11 @@ def plaintext_sha256(source: Path, secret_key: bytes) -> str:
 
 
 def file_sha256(path: Path) -> str:
-    """The SHA-256 (hex) of a plain file, read in 16 MiB blocks."""
+    """The SHA-256 (hex) of a plain file, read in 16 MiB blocks.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while block := handle.read(16 * 1024 * 1024):

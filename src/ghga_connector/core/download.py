@@ -34,12 +34,6 @@ from pathlib import Path
 from tenacity import AsyncRetrying
 
 from ghga_connector.adapters.retry import BODY_ATTEMPTS, RetryPolicy, body_retrying
-from ghga_connector.adapters.services import (
-    BodyBrokenError,
-    DcsClient,
-    ObjectStorageClient,
-    PresignedUrlExpired,
-)
 from ghga_connector.c4gh.envelope import EnvelopeError, MalformedEnvelopeError, open_envelope
 from ghga_connector.c4gh.keys import KeyPair
 from ghga_connector.c4gh.segments import (
@@ -75,19 +69,23 @@ from ghga_connector.core.planning import (
     plaintext_size,
 )
 from ghga_connector.core.ports import (
+    DcsPort,
     DownloaderBase,
     DownloadJob,
     FileStagerBase,
+    ObjectStoragePort,
     ProgressReporter,
     WorkPackageAccessorBase,
     unique_temp_path,
 )
 from ghga_connector.core.scheduler import BufferPool, OrderedDigest, run_parts
 from ghga_connector.errors import (
+    BodyBrokenError,
     ConnectorError,
     IntegrityError,
     KeyFileError,
     OutputError,
+    PresignedUrlExpired,
     ServerResponseError,
     ServiceUnreachableError,
     StagingTimeoutError,
@@ -117,7 +115,7 @@ class FileStager(FileStagerBase):
         self,
         *,
         accessor: WorkPackageAccessorBase,
-        dcs: DcsClient,
+        dcs: DcsPort,
         reporter: ProgressReporter,
         max_wait_time: float,
         clock: Callable[[], float] = time.monotonic,
@@ -165,7 +163,12 @@ class FileStager(FileStagerBase):
                 remaining -= step
 
     async def probe(self, accession: str) -> DrsObject | None:
-        """One ``GET /objects/{accession}``: the DRS object, or ``None`` while staging."""
+        """One ``GET /objects/{accession}``: the DRS object, or ``None`` while staging.
+
+        Raises:
+            FileNotDownloadableError: the file is unknown or access was refused.
+            ServiceUnreachableError: the download service cannot be reached.
+        """
 
         async def token(force: bool) -> str:
             return await self._accessor.download_wot(accession, force_new=force)
@@ -242,8 +245,8 @@ class Downloader(DownloaderBase):
         self,
         *,
         accessor: WorkPackageAccessorBase,
-        dcs: DcsClient,
-        storage: ObjectStorageClient,
+        dcs: DcsPort,
+        storage: ObjectStoragePort,
         stager: FileStagerBase,
         keys: KeyPair,
         reporter: ProgressReporter,
@@ -290,6 +293,10 @@ class Downloader(DownloaderBase):
 
         Failures become a ``FAILED`` outcome with nothing left under the final name;
         interruptions propagate and the ``.part`` file stays.
+
+        Raises:
+            asyncio.CancelledError, KeyboardInterrupt: the run was interrupted (the ``.part``
+                file and its range journal stay for the next run); nothing else.
         """
         name = job.target.name
         try:
@@ -373,6 +380,10 @@ class Downloader(DownloaderBase):
         An encrypted ``.c4gh`` file is decrypted in memory (every segment authenticated)
         and its plaintext SHA-256 compared with the ``.sha256`` file written beside it; a
         decrypted file's SHA-256 is compared with the DRS checksum.
+
+        Raises:
+            FileNotDownloadableError, StagingTimeoutError, ServiceUnreachableError: asking
+                for the DRS checksum of a decrypted file failed (a failed check returns False).
         """
         loop = asyncio.get_running_loop()
         self._reporter.file_status(job.target.name, "verifying the existing file")

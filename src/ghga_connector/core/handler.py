@@ -248,12 +248,23 @@ class TransferHandler:
     # --- upload ------------------------------------------------------------------
 
     async def list_uploads(self) -> list[UploadListItem]:
-        """The uploads in the file upload box of an upload work package."""
+        """The uploads in the file upload box of an upload work package.
+
+        Raises:
+            UserInputError: the access token is for a download work package.
+            ServiceUnreachableError, ServerResponseError: a GHGA service failed.
+        """
         await self._require("upload")
         return await self._accessor.list_uploads()
 
     async def delete_upload(self, file_id: str) -> None:
-        """Remove an upload from the file upload box."""
+        """Remove an upload from the file upload box.
+
+        Raises:
+            UserInputError: the access token is for a download work package.
+            UploadRejectedError: the upload service refused.
+            ServiceUnreachableError: a GHGA service cannot be reached.
+        """
         await self._require("upload")
         await self._uploader.delete(file_id)
 
@@ -473,6 +484,12 @@ class TransferHandler:
 
         With ``verify``, an existing target is checked first (checksum, and every
         Crypt4GH segment of an encrypted file) and downloaded again if it fails.
+
+        Raises:
+            UserInputError: the access token is for an upload work package.
+            ServiceUnreachableError, ServerResponseError: reading the work package failed
+                (a failure of one file becomes its ``FAILED`` outcome instead).
+            asyncio.CancelledError, KeyboardInterrupt: the run was interrupted.
         """
         outcomes: dict[Path, FileOutcome] = {}
         planned = []
@@ -660,6 +677,10 @@ class TransferHandler:
         """For ``ls``: each file of a download package with its size and staging state.
 
         Asking is also a request to stage the file (contract §3.4(a)).
+
+        Raises:
+            UserInputError: the access token is for an upload work package.
+            ServiceUnreachableError: a GHGA service cannot be reached.
         """
         files = await self._require("download")
         rows: list[dict[str, str | int | bool | None]] = []

@@ -7,20 +7,13 @@ All sizes are in bytes. Nothing here performs I/O. Sources: ``ghga-api-contract.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import crypt4gh
-
-#: Plaintext bytes per Crypt4GH segment (65,536).
-SEGMENT_SIZE: int = int(crypt4gh.SEGMENT_SIZE)
-#: Nonce (12) plus MAC (16) added to each segment (28).
-CIPHER_DIFF: int = int(crypt4gh.CIPHER_DIFF)
-#: Bytes of a full encrypted segment (65,564).
-CIPHER_SEGMENT_SIZE: int = int(crypt4gh.CIPHER_SEGMENT_SIZE)
-
-#: Size of the Crypt4GH envelope (header) for one recipient: 16-byte preamble plus one
-#: 108-byte data-encryption-parameters packet.
-ENVELOPE_SIZE = 124
+from ghga_connector.c4gh.layout import (
+    CIPHER_DIFF,
+    CIPHER_SEGMENT_SIZE,
+    ENVELOPE_SIZE,
+    SEGMENT_SIZE,
+    ByteRange,
+)
 
 #: S3 multipart limits (contract §5.4).
 MIN_PART_SIZE = 5 * 1024 * 1024
@@ -59,7 +52,11 @@ def _round_up(value: int, multiple: int) -> int:
 
 
 def segment_count(plain_size: int) -> int:
-    """Number of Crypt4GH segments for ``plain_size`` bytes of plaintext."""
+    """Number of Crypt4GH segments for ``plain_size`` bytes of plaintext.
+
+    Raises:
+        ValueError: if ``plain_size`` is negative.
+    """
     if plain_size < 0:
         raise ValueError("plain_size must not be negative")
     return _ceil_div(plain_size, SEGMENT_SIZE)
@@ -69,12 +66,19 @@ def body_size(plain_size: int) -> int:
     """Size of the Crypt4GH body (segments, no envelope) for ``plain_size`` bytes.
 
     This is the DRS object ``size`` of a downloadable file (contract §4.4).
+
+    Raises:
+        ValueError: if ``plain_size`` is negative.
     """
     return plain_size + CIPHER_DIFF * segment_count(plain_size)
 
 
 def encrypted_size(plain_size: int) -> int:
-    """Size of the uploaded object: envelope plus body (contract §4.1 ``encrypted_size``)."""
+    """Size of the uploaded object: envelope plus body (contract §4.1 ``encrypted_size``).
+
+    Raises:
+        ValueError: if ``plain_size`` is negative.
+    """
     return ENVELOPE_SIZE + body_size(plain_size)
 
 
@@ -116,29 +120,13 @@ def download_range_size(configured: int) -> int:
     """Length of one download Range request: ``configured`` rounded up to whole segments.
 
     Segment-aligned ranges let each range be authenticated and decrypted on its own.
+
+    Raises:
+        ValueError: if ``configured`` is not positive.
     """
     if configured <= 0:
         raise ValueError("part size must be positive")
     return _round_up(configured, CIPHER_SEGMENT_SIZE)
-
-
-@dataclass(frozen=True, slots=True)
-class ByteRange:
-    """A half-open byte range ``[start, stop)`` with its 1-based part number."""
-
-    part_no: int
-    start: int
-    stop: int
-
-    @property
-    def length(self) -> int:
-        """Number of bytes in the range."""
-        return self.stop - self.start
-
-    @property
-    def http_range(self) -> str:
-        """The HTTP ``Range`` header value (inclusive end), e.g. ``bytes=0-99``."""
-        return f"bytes={self.start}-{self.stop - 1}"
 
 
 def byte_ranges(total: int, part_size: int) -> list[ByteRange]:

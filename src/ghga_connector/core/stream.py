@@ -21,7 +21,6 @@ from concurrent.futures import Executor
 from typing import BinaryIO
 
 from ghga_connector.adapters.retry import RetryPolicy
-from ghga_connector.adapters.services import DcsClient, ObjectStorageClient
 from ghga_connector.c4gh.keys import KeyPair
 from ghga_connector.c4gh.segments import SegmentCipher
 from ghga_connector.core.download import Downloader
@@ -32,7 +31,13 @@ from ghga_connector.core.planning import (
     byte_ranges,
     plaintext_size,
 )
-from ghga_connector.core.ports import FileStagerBase, ProgressReporter, WorkPackageAccessorBase
+from ghga_connector.core.ports import (
+    DcsPort,
+    FileStagerBase,
+    ObjectStoragePort,
+    ProgressReporter,
+    WorkPackageAccessorBase,
+)
 from ghga_connector.core.scheduler import BufferPool, InOrder, run_parts
 from ghga_connector.errors import ConnectorError, IntegrityError, OutputError
 from ghga_connector.models import DrsObject, FileOutcome, Outcome
@@ -65,8 +70,8 @@ class StreamDownloader:
         self,
         *,
         accessor: WorkPackageAccessorBase,
-        dcs: DcsClient,
-        storage: ObjectStorageClient,
+        dcs: DcsPort,
+        storage: ObjectStoragePort,
         stager: FileStagerBase,
         keys: KeyPair,
         reporter: ProgressReporter,
@@ -102,6 +107,10 @@ class StreamDownloader:
         of them when the outcome is ``DONE``). Without a checksum in the DRS object the
         outcome is ``UNVERIFIED``. Failures after the first byte cannot take
         back what was written; the outcome's message says the streamed data is invalid.
+
+        Raises:
+            asyncio.CancelledError, KeyboardInterrupt: the run was interrupted (the sink may
+                hold part of the file); every other failure is the ``FAILED`` outcome.
         """
         started = time.monotonic()
         try:

@@ -17,11 +17,6 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ghga_connector.adapters.services import (
-    ObjectStorageClient,
-    PresignedUrlExpired,
-    UcsClient,
-)
 from ghga_connector.c4gh.envelope import make_envelope, new_data_secret
 from ghga_connector.c4gh.keys import KeyPair
 from ghga_connector.c4gh.sealed import SealedBoxError
@@ -49,7 +44,9 @@ from ghga_connector.core.planning import (
     upload_part_size,
 )
 from ghga_connector.core.ports import (
+    ObjectStoragePort,
     ProgressReporter,
+    UcsPort,
     UploaderBase,
     UploadJob,
     WorkPackageAccessorBase,
@@ -60,6 +57,7 @@ from ghga_connector.errors import (
     InputFileError,
     IntegrityError,
     KeyFileError,
+    PresignedUrlExpired,
     ServerResponseError,
     UploadRejectedError,
     UserInputError,
@@ -131,8 +129,8 @@ class Uploader(UploaderBase):
         self,
         *,
         accessor: WorkPackageAccessorBase,
-        ucs: UcsClient,
-        storage: ObjectStorageClient,
+        ucs: UcsPort,
+        storage: ObjectStoragePort,
         values: WellKnownValues,
         keys: KeyPair,
         reporter: ProgressReporter,
@@ -228,7 +226,12 @@ class Uploader(UploaderBase):
             self._journals.remove(self._accessor.file_upload_box_id, alias)
 
     async def delete(self, file_id: str) -> None:
-        """Remove an upload from the box: ``DELETE /boxes/{box}/uploads/{file_id}``."""
+        """Remove an upload from the box: ``DELETE /boxes/{box}/uploads/{file_id}``.
+
+        Raises:
+            UploadRejectedError: the upload service refused.
+            ServiceUnreachableError: the upload service cannot be reached.
+        """
         await self._accessor.get_work_package()
         await self._delete(file_id)
 
@@ -244,6 +247,10 @@ class Uploader(UploaderBase):
         failure or an interruption the upload stays open on the server and its journal
         is kept, so that running the same command again continues with the missing
         parts (the server discards idle unfinished uploads after 72 hours).
+
+        Raises:
+            asyncio.CancelledError, KeyboardInterrupt: the run was interrupted (the upload
+                and its journal stay for the next run).
         """
         if self._open_uploads is None:
             return await self._upload(job)

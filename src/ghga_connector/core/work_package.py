@@ -15,12 +15,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ghga_connector.adapters.services import UcsClient, UploadWorkType, WpsClient
 from ghga_connector.c4gh.keys import KeyPair
 from ghga_connector.c4gh.sealed import SealedBoxError, open_sealed_b64
-from ghga_connector.core.ports import WorkPackageAccessorBase
+from ghga_connector.core.ports import UcsPort, WorkPackageAccessorBase, WpsPort
 from ghga_connector.errors import KeyFileError, ServerResponseError, UserInputError
-from ghga_connector.models import UploadListItem, WorkPackage
+from ghga_connector.models import UploadListItem, UploadWorkType, WorkPackage
 
 __all__ = ["WOT_SAFETY_MARGIN", "WorkPackageAccessor"]
 
@@ -54,8 +53,8 @@ class WorkPackageAccessor(WorkPackageAccessorBase):
 
     def __init__(
         self,
-        wps: WpsClient,
-        ucs: UcsClient | None,
+        wps: WpsPort,
+        ucs: UcsPort | None,
         keys: KeyPair,
         *,
         clock: Callable[[], float] = time.monotonic,
@@ -70,7 +69,12 @@ class WorkPackageAccessor(WorkPackageAccessorBase):
         self.tokens_fetched = 0
 
     async def get_work_package(self) -> WorkPackage:
-        """The work package details, fetched once."""
+        """The work package details, fetched once.
+
+        Raises:
+            AccessDeniedError: the access token was refused.
+            ServiceUnreachableError, ServerResponseError: the work package service failed.
+        """
         if self._work_package is None:
             self._work_package = await self._wps.get_work_package()
         return self._work_package
@@ -91,7 +95,11 @@ class WorkPackageAccessor(WorkPackageAccessorBase):
 
     @property
     def file_upload_box_id(self) -> str:
-        """The file upload box id of an upload work package."""
+        """The file upload box id of an upload work package.
+
+        Raises:
+            UserInputError: not an upload work package (or not read yet).
+        """
         return self._box_ids()[1]
 
     def _open(self, sealed: str) -> str:
@@ -145,7 +153,15 @@ class WorkPackageAccessor(WorkPackageAccessorBase):
         file_id: str | None = None,
         force_new: bool = False,
     ) -> str:
-        """An upload-path WOT for ``work_type`` (create/upload/close/delete/view)."""
+        """An upload-path WOT for ``work_type`` (create/upload/close/delete/view).
+
+        Raises:
+            UserInputError: not an upload work package.
+            ServiceUnreachableError: the work package service cannot be reached.
+            AccessDeniedError: the access token was refused.
+            ServerResponseError: the WOT is not a valid sealed JWS.
+            KeyFileError: the WOT was not sealed to the user's key.
+        """
         await self.get_work_package()
         rdub_id, _ = self._box_ids()
         wt: UploadWorkType = work_type  # type: ignore[assignment]
@@ -156,13 +172,26 @@ class WorkPackageAccessor(WorkPackageAccessorBase):
         )
 
     async def download_wot(self, accession: str, *, force_new: bool = False) -> str:
-        """A download WOT for ``accession``."""
+        """A download WOT for ``accession``.
+
+        Raises:
+            ServiceUnreachableError: the work package service cannot be reached.
+            AccessDeniedError: the access token was refused.
+            ServerResponseError: the WOT is not a valid sealed JWS.
+            KeyFileError: the WOT was not sealed to the user's key.
+        """
         return await self._cached(
             ("download", accession), force_new, lambda: self._wps.create_download_wot(accession)
         )
 
     async def list_uploads(self) -> list[UploadListItem]:
-        """The uploads in the file upload box (needs an upload work package)."""
+        """The uploads in the file upload box (needs an upload work package).
+
+        Raises:
+            UserInputError: not an upload work package.
+            ServiceUnreachableError, ServerResponseError: a GHGA service failed.
+            RuntimeError: wired without an upload controller client (a programming error).
+        """
         await self.get_work_package()
         _, fub_id = self._box_ids()
         if self._ucs is None:  # pragma: no cover - wiring error

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from crypt4gh import header as c4gh_header
+from tests.fakes import MemoryGhga
 from tests.unit.connector.test_conn_handler import DOWNLOAD_PACKAGE, FakeAccessor, FakeReporter
 
 from ghga_connector.c4gh.envelope import (
@@ -62,16 +63,18 @@ class Archive:
         self.body = b"".join(segments)
 
 
-class FakeDcs:
+class FakeDcs(MemoryGhga):
     def __init__(self, archive: Archive) -> None:
+        super().__init__()
         self.archive = archive
 
     async def get_envelope(self, accession: str, token: object) -> bytes:
         return self.archive.envelope
 
 
-class FakeStorage:
+class FakeStorage(MemoryGhga):
     def __init__(self, archive: Archive) -> None:
+        super().__init__()
         self.archive = archive
 
     async def get_range(self, url: str, start: int, stop: int, into: memoryview) -> None:
@@ -105,8 +108,8 @@ def run_download(
         with ThreadPoolExecutor(max_workers=2) as executor:
             downloader = Downloader(
                 accessor=FakeAccessor(DOWNLOAD_PACKAGE),
-                dcs=FakeDcs(archive),  # type: ignore[arg-type]
-                storage=FakeStorage(archive),  # type: ignore[arg-type]
+                dcs=FakeDcs(archive),
+                storage=FakeStorage(archive),
                 stager=stager,
                 keys=keys,
                 reporter=reporter,
@@ -337,8 +340,8 @@ def test_interrupted_download_says_how_to_continue(tmp_path: Path, user_keys: Ke
         with ThreadPoolExecutor(max_workers=1) as executor:
             downloader = Downloader(
                 accessor=FakeAccessor(DOWNLOAD_PACKAGE),
-                dcs=FakeDcs(archive),  # type: ignore[arg-type]
-                storage=StoppingStorage(archive),  # type: ignore[arg-type]
+                dcs=FakeDcs(archive),
+                storage=StoppingStorage(archive),
                 stager=stager,
                 keys=user_keys,
                 reporter=reporter,
@@ -478,8 +481,8 @@ def test_verify_existing_reads_new_and_old_sidecar_names(
         with ThreadPoolExecutor(max_workers=1) as executor:
             downloader = Downloader(
                 accessor=FakeAccessor(DOWNLOAD_PACKAGE),
-                dcs=FakeDcs(archive),  # type: ignore[arg-type]
-                storage=FakeStorage(archive),  # type: ignore[arg-type]
+                dcs=FakeDcs(archive),
+                storage=FakeStorage(archive),
                 stager=ArchiveStager(archive),
                 keys=user_keys,
                 reporter=FakeReporter(),

@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from tests.fakes import MemoryGhga
 
 from ghga_connector.c4gh.keys import KeyPair
 from ghga_connector.core.handler import TransferHandler, safe_file_name
@@ -263,10 +264,11 @@ async def test_list_and_delete_uploads() -> None:
 # --- the real Uploader decides how an unfinished upload is replaced -------------------
 
 
-class RejectingUcs:
+class RejectingUcs(MemoryGhga):
     """Duck-typed UcsClient that records create_upload and refuses it."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.creates: list[dict[str, object]] = []
 
     async def create_upload(self, box_id: str, token: object, **kwargs: object) -> tuple[str, str]:
@@ -287,8 +289,8 @@ async def test_unfinished_init_upload_is_replaced_with_overwrite(
     with ThreadPoolExecutor(max_workers=1) as executor:
         uploader = Uploader(
             accessor=FakeAccessor(UPLOAD_PACKAGE, EXISTING),
-            ucs=ucs,  # type: ignore[arg-type]
-            storage=None,  # type: ignore[arg-type]
+            ucs=ucs,
+            storage=MemoryGhga(),
             values=values,
             keys=user_keys,
             reporter=reporter,

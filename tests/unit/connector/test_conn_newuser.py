@@ -269,6 +269,7 @@ def test_missing_token_file_has_no_errno(runner: CliRunner) -> None:
     assert "Errno" not in result.stderr
 
 
+@pytest.mark.posix_only  # the permission check is POSIX-only
 def test_token_file_readable_by_others_warns(runner: CliRunner, offline: None) -> None:
     public, _ = _keys(Path("."))
     token = _token_file(_wpat(public), mode=0o644)

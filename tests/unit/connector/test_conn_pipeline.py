@@ -12,6 +12,7 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from tests.fakes import MemoryGhga
 from tests.unit.connector.test_conn_handler import (
     DOWNLOAD_PACKAGE,
     UPLOAD_PACKAGE,
@@ -34,10 +35,11 @@ from ghga_connector.models import Outcome, WellKnownValues
 VALUES = WellKnownValues(crypt4gh_public_keys={}, wps_api_url="w", ucs_api_url="u", dcs_api_url="d")
 
 
-class GatedUcs:
+class GatedUcs(MemoryGhga):
     """Duck-typed UcsClient: create waits for ``release`` and is then refused."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.creates: list[str] = []
         self.active = 0
         self.max_active = 0
@@ -69,8 +71,8 @@ async def test_waiting_uploads_have_their_create_wot(tmp_path: Path, user_keys: 
     with ThreadPoolExecutor(max_workers=1) as executor:
         uploader = Uploader(
             accessor=accessor,
-            ucs=ucs,  # type: ignore[arg-type]
-            storage=None,  # type: ignore[arg-type]
+            ucs=ucs,
+            storage=MemoryGhga(),
             values=VALUES,
             keys=user_keys,
             reporter=reporter,
@@ -101,10 +103,11 @@ async def test_waiting_uploads_have_their_create_wot(tmp_path: Path, user_keys: 
     assert ucs.max_active == 2
 
 
-class EnvelopeDcs:
+class EnvelopeDcs(MemoryGhga):
     """Duck-typed DcsClient serving a real envelope for the user's key."""
 
     def __init__(self, keys: KeyPair) -> None:
+        super().__init__()
         self.envelope = make_envelope(new_data_secret(), keys.secret, keys.public)
         self.asked: list[str] = []
 
@@ -113,10 +116,11 @@ class EnvelopeDcs:
         return self.envelope
 
 
-class GatedStorage:
+class GatedStorage(MemoryGhga):
     """Duck-typed ObjectStorageClient: ranged GETs wait for ``release``, then fail."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.files: set[str] = set()
         self.max_files = 0
         self.release = asyncio.Event()
@@ -144,8 +148,8 @@ async def test_waiting_downloads_have_their_envelope(tmp_path: Path, user_keys: 
     with ThreadPoolExecutor(max_workers=1) as executor:
         downloader = Downloader(
             accessor=accessor,
-            dcs=dcs,  # type: ignore[arg-type]
-            storage=storage,  # type: ignore[arg-type]
+            dcs=dcs,
+            storage=storage,
             stager=stager,
             keys=user_keys,
             reporter=reporter,

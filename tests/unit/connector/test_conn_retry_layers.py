@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.fakes import MemoryGhga
 from tests.unit.connector.test_conn_handler import (
     DOWNLOAD_PACKAGE,
     FakeAccessor,
@@ -63,7 +64,7 @@ async def _download(
         with ThreadPoolExecutor(max_workers=1) as executor:
             downloader = Downloader(
                 accessor=FakeAccessor(DOWNLOAD_PACKAGE),
-                dcs=EnvelopeDcs(keys),  # type: ignore[arg-type]
+                dcs=EnvelopeDcs(keys),
                 storage=ObjectStorageClient(client),
                 stager=UrlStager(),
                 keys=keys,
@@ -119,10 +120,11 @@ async def test_body_broken_mid_way_is_retried_with_backoff(
     assert sleeps == sorted(sleeps)
 
 
-class StagingDcs:
+class StagingDcs(MemoryGhga):
     """Duck-typed DcsClient: 202 answers (``Staging``) from a script, then the object."""
 
     def __init__(self, waits: list[float]) -> None:
+        super().__init__()
         self.waits = list(waits)
         self.calls = 0
 
@@ -149,7 +151,7 @@ class FakeTime:
 def _stager(dcs: StagingDcs, fake: FakeTime, max_wait: float) -> FileStager:
     return FileStager(
         accessor=FakeAccessor(DOWNLOAD_PACKAGE),
-        dcs=dcs,  # type: ignore[arg-type]
+        dcs=dcs,
         reporter=FakeReporter(),
         max_wait_time=max_wait,
         clock=fake.clock,

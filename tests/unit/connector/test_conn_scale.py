@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from nacl.bindings import crypto_aead_chacha20poly1305_ietf_encrypt
+from tests.fakes import MemoryGhga
 from tests.unit.connector.test_conn_handler import (
     DOWNLOAD_PACKAGE,
     FUB,
@@ -43,7 +44,7 @@ from ghga_connector.errors import UploadRejectedError
 from ghga_connector.models import DrsObject, Outcome, UploadListItem, WellKnownValues
 from ghga_connector.sharding import Shard, parse_shard, select_share
 
-POSIX_ONLY = pytest.mark.skipif(os.name != "posix", reason="SIGKILL of a lock holder")
+POSIX_ONLY = pytest.mark.posix_only  # SIGKILL of a lock holder
 
 # --- shards -----------------------------------------------------------------------------
 
@@ -356,10 +357,11 @@ def test_box_busy_waits_grow_with_jitter_and_give_up_only_without_progress() -> 
     assert backoff.next_wait(stuck) is None
 
 
-class BusyUcs:
+class BusyUcs(MemoryGhga):
     """Duck-typed UcsClient: the box is full for the first ``busy`` creates."""
 
     def __init__(self, busy: int) -> None:
+        super().__init__()
         self.busy = busy
         self.creates = 0
 
@@ -392,8 +394,8 @@ async def test_create_keeps_waiting_while_other_processes_progress(
     with ThreadPoolExecutor(max_workers=1) as executor:
         uploader = Uploader(
             accessor=TurningAccessor(UPLOAD_PACKAGE),
-            ucs=ucs,  # type: ignore[arg-type]
-            storage=None,  # type: ignore[arg-type]
+            ucs=ucs,
+            storage=MemoryGhga(),
             values=values,
             keys=user_keys,
             reporter=reporter,
@@ -435,10 +437,11 @@ class CountingSink(io.BytesIO):
         return super().write(data)  # type: ignore[arg-type]
 
 
-class BodyStorage:
+class BodyStorage(MemoryGhga):
     """Duck-typed ObjectStorageClient serving ``body``; later ranges answer sooner."""
 
     def __init__(self, body: bytes, sink: CountingSink) -> None:
+        super().__init__()
         self.body = body
         self.in_flight = 0
         self.max_in_flight = 0
@@ -472,7 +475,7 @@ async def test_stream_writes_in_order_within_the_window_and_checks_the_sha256(
     sink = CountingSink()
     storage = BodyStorage(body, sink)
 
-    class Dcs:
+    class Dcs(MemoryGhga):
         async def get_envelope(self, accession: str, token: object) -> bytes:
             return make_envelope(secret, user_keys.secret, user_keys.public)
 
@@ -482,8 +485,8 @@ async def test_stream_writes_in_order_within_the_window_and_checks_the_sha256(
     with ThreadPoolExecutor(max_workers=2) as executor:
         streamer = StreamDownloader(
             accessor=FakeAccessor(DOWNLOAD_PACKAGE),
-            dcs=Dcs(),  # type: ignore[arg-type]
-            storage=storage,  # type: ignore[arg-type]
+            dcs=Dcs(),
+            storage=storage,
             stager=FakeStager(),
             keys=user_keys,
             reporter=reporter,

@@ -9,9 +9,7 @@ resume sends only the missing parts, and what the user is told.
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
-import io
 import os
 import random
 import time
@@ -20,100 +18,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from crypt4gh import lib as c4gh_lib
-from nacl.public import PrivateKey
+from tests.fakes import MemoryGhga
 from tests.unit.connector.test_conn_handler import UPLOAD_PACKAGE, FakeAccessor, FakeReporter
 
 from ghga_connector.c4gh.keys import KeyPair
 from ghga_connector.core.journal import FileIdentity, JournalStore
 from ghga_connector.core.ports import UploadJob
 from ghga_connector.core.upload import Uploader, multipart_etag
-from ghga_connector.errors import ServiceUnreachableError, UploadRejectedError
-from ghga_connector.models import FileOutcome, Outcome, UploadChecksums, WellKnownValues
+from ghga_connector.errors import ServiceUnreachableError
+from ghga_connector.models import FileOutcome, Outcome
 
 PART = 5 * 65_564 * 16  # 5.0 MiB, segment-aligned (the smallest part UCS accepts)
 SIZE = 3 * PART + 12_345  # four parts
-
-
-class MemoryGhga:
-    """UCS and S3 in memory: parts stored by number, real MD5 ETags, failure switches.
-
-    Duck-types the ``UcsClient`` and ``ObjectStorageClient`` methods the uploader calls.
-    """
-
-    def __init__(self) -> None:
-        self.hub = PrivateKey.generate()
-        self.parts: dict[int, bytes] = {}
-        self.puts: list[int] = []
-        self.completed: list[UploadChecksums] = []
-        self.deleted: list[str] = []
-        self.wrong_etags = 0
-        self.fail_put_of_part: int | None = None
-        self.fail_complete = 0
-        self.reject_complete: str | None = None
-        self.fail_delete = False
-        self.url_requests = 0
-        self.on_put: Callable[[int], None] | None = None
-        self.file_id = "11111111-2222-4333-8444-555555555555"
-
-    @property
-    def values(self) -> WellKnownValues:
-        key = base64.b64encode(bytes(self.hub.public_key)).decode()
-        return WellKnownValues(
-            crypt4gh_public_keys={"hub": key}, wps_api_url="w", ucs_api_url="u", dcs_api_url="d"
-        )
-
-    async def create_upload(self, box_id: str, token: object, **kwargs: object) -> tuple[str, str]:
-        return self.file_id, "hub"
-
-    async def get_part_url(self, box_id: str, file_id: str, part_no: int, token: object) -> str:
-        assert file_id == self.file_id
-        self.url_requests += 1
-        return f"http://s3/{file_id}/{part_no}"
-
-    async def put_part(self, url: str, data: memoryview | bytes) -> str | None:
-        _, file_id, number = url.rsplit("/", 2)
-        assert file_id == self.file_id
-        part_no = int(number)
-        if part_no == self.fail_put_of_part:
-            self.fail_put_of_part = None
-            raise ServiceUnreachableError("connection reset")
-        self.puts.append(part_no)
-        self.parts[part_no] = bytes(data)
-        if self.on_put is not None:
-            self.on_put(part_no)
-        if self.wrong_etags:
-            self.wrong_etags -= 1
-            return "0" * 32
-        return hashlib.md5(bytes(data)).hexdigest()
-
-    async def complete_upload(
-        self, box_id: str, file_id: str, checksums: UploadChecksums, token: object
-    ) -> None:
-        assert file_id == self.file_id
-        if self.fail_complete:
-            self.fail_complete -= 1
-            raise ServiceUnreachableError("connection reset")
-        if self.reject_complete:
-            raise UploadRejectedError(
-                "Upload integrity checksum mismatch.",
-                exception_id=self.reject_complete,
-                status_code=400,
-            )
-        self.completed.append(checksums)
-
-    async def delete_upload(self, box_id: str, file_id: str, token: object) -> None:
-        self.deleted.append(file_id)
-        if self.fail_delete:
-            raise ServiceUnreachableError("connection reset")
-        self.parts.clear()
-
-    def plaintext(self) -> bytes:
-        """The stored object decrypted with the Data Hub's key (reference library)."""
-        stream = b"".join(self.parts[n] for n in sorted(self.parts))
-        out = io.BytesIO()
-        c4gh_lib.decrypt([(0, bytes(self.hub), None)], io.BytesIO(stream), out)
-        return out.getvalue()
 
 
 @pytest.fixture
@@ -154,8 +70,8 @@ async def _upload(
     with ThreadPoolExecutor(max_workers=2) as executor:
         uploader = Uploader(
             accessor=FakeAccessor(UPLOAD_PACKAGE),
-            ucs=ghga,  # type: ignore[arg-type]
-            storage=ghga,  # type: ignore[arg-type]
+            ucs=ghga,
+            storage=ghga,
             values=ghga.values,
             keys=keys,
             reporter=reporter,

@@ -99,7 +99,7 @@ def _accessor(
         **wps,
     )
     clock = Clock()
-    return WorkPackageAccessor(fake, None, keys, clock=clock), fake, clock  # type: ignore[arg-type]
+    return WorkPackageAccessor(fake, None, keys, clock=clock), fake, clock
 
 
 async def test_work_package_fetched_once(user_keys: KeyPair) -> None:
@@ -203,7 +203,7 @@ async def test_wot_that_is_not_a_jws(user_keys: KeyPair) -> None:
             return seal("not-a-jws", self.seal_to), 30.0
 
     fake = NotJws(DOWNLOAD, seal_to=user_keys.public, claim_key=user_keys.public_b64)
-    accessor = WorkPackageAccessor(fake, None, user_keys)  # type: ignore[arg-type]
+    accessor = WorkPackageAccessor(fake, None, user_keys)
     with pytest.raises(ServerResponseError, match="not a valid JWS"):
         await accessor.download_wot("GHGAF001")
 
@@ -219,7 +219,7 @@ async def test_malformed_wot_answer_is_a_server_error_of_that_file(
             return answer, 30.0
 
     fake = Garbage(DOWNLOAD, seal_to=user_keys.public, claim_key=user_keys.public_b64)
-    accessor = WorkPackageAccessor(fake, None, user_keys)  # type: ignore[arg-type]
+    accessor = WorkPackageAccessor(fake, None, user_keys)
     with pytest.raises(ServerResponseError, match="malformed work order token") as info:
         await accessor.download_wot("GHGAF001")
     assert not isinstance(info.value, KeyFileError)

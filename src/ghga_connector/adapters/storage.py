@@ -1,0 +1,136 @@
+"""S3 through presigned URLs (contract §3.5). URLs are never logged or shown."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+
+import httpx
+
+from ghga_connector.adapters.responses import network_errors, url_host
+from ghga_connector.errors import BodyBrokenError, PresignedUrlExpired, ServerResponseError
+
+__all__ = ["ObjectStorageClient"]
+
+
+class _BufferStream(httpx.AsyncByteStream):
+    """A request body sent from a buffer in 1 MiB slices, re-sendable on retry."""
+
+    CHUNK = 1024 * 1024
+
+    def __init__(self, data: memoryview) -> None:
+        self._data = data
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        # Views, not copies: the HTTP layer copies each slice once into its send buffer.
+        for start in range(0, len(self._data), self.CHUNK):
+            yield self._data[start : start + self.CHUNK]  # type: ignore[misc]
+
+
+_CONTENT_RANGE = re.compile(r"\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*", re.IGNORECASE)
+
+
+def _check_content_range(response: httpx.Response, start: int, stop: int, url: str) -> None:
+    """A 206 must carry the requested range: ``Content-Range: bytes start-(stop-1)/total``.
+
+    Any other range (or none) is answered as a failed attempt, never taken as data.
+
+    Raises:
+        BodyBrokenError: the range differs; the range loop fetches it again.
+    """
+    header = response.headers.get("Content-Range", "")
+    match = _CONTENT_RANGE.fullmatch(header)
+    if match is None or (int(match[1]), int(match[2])) != (start, stop - 1):
+        got = f"bytes {match[1]}-{match[2]}" if match else "no valid Content-Range"
+        raise BodyBrokenError(
+            f"The object storage at {url_host(url)} answered a request for bytes "
+            f"{start}-{stop - 1} with {got}.",
+            hint="Run the same command again; if it keeps happening, contact the GHGA helpdesk.",
+        )
+
+
+class ObjectStorageClient:
+    """S3 through presigned URLs (contract §3.5). URLs are never logged or shown.
+
+    Implements :class:`ghga_connector.core.ports.ObjectStoragePort`.
+    """
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self._client = client
+
+    async def put_part(self, url: str, data: memoryview | bytes) -> str | None:
+        """``PUT`` one part; returns the ETag S3 reports (without quotes), if any.
+
+        Raises:
+            PresignedUrlExpired: 403.
+            ServiceUnreachableError: network failure after retries.
+            ServerResponseError: any other non-200 status.
+        """
+        with network_errors(f"the object storage at {url_host(url)}"):
+            response = await self._client.put(
+                url,
+                content=_BufferStream(memoryview(data)),
+                headers={"Content-Length": str(len(data))},
+            )
+        if response.status_code == 403:
+            raise PresignedUrlExpired
+        if response.status_code != 200:
+            raise ServerResponseError(
+                f"The object storage refused a part (HTTP {response.status_code}).",
+                status_code=response.status_code,
+            )
+        etag = response.headers.get("ETag")
+        return etag.strip('"') if etag else None
+
+    async def get_range(self, url: str, start: int, stop: int, into: memoryview) -> None:
+        """Fetch bytes ``[start, stop)`` into ``into`` (exactly ``stop - start`` bytes).
+
+        Raises:
+            PresignedUrlExpired: 403.
+            ServiceUnreachableError: no answer after the transport's retries.
+            BodyBrokenError: the body broke off or was short (retry the range).
+            ServerResponseError: another status, or too many bytes.
+        """
+        expected = stop - start
+        target = f"the object storage at {url_host(url)}"
+        with network_errors(target):
+            async with self._client.stream(
+                "GET",
+                url,
+                headers={"Range": f"bytes={start}-{stop - 1}", "Cache-Control": "no-store"},
+                extensions={"ghga_stream": True},
+            ) as response:
+                if response.status_code == 403:
+                    raise PresignedUrlExpired
+                if response.status_code not in (200, 206):
+                    raise ServerResponseError(
+                        f"The object storage refused a download (HTTP {response.status_code}).",
+                        status_code=response.status_code,
+                    )
+                if response.status_code == 200 and start != 0:
+                    raise ServerResponseError("The object storage ignored the byte range.")
+                if response.status_code == 206:
+                    _check_content_range(response, start, stop, url)
+                received = 0
+                try:
+                    async for chunk in response.aiter_raw():
+                        end = received + len(chunk)
+                        if end > expected:
+                            if response.status_code == 200:
+                                chunk = chunk[: expected - received]
+                                end = expected
+                            else:
+                                raise ServerResponseError("The object storage sent too many bytes.")
+                        into[received:end] = chunk
+                        received = end
+                        if received == expected and response.status_code == 200:
+                            break
+                except httpx.TransportError as error:
+                    raise BodyBrokenError(
+                        f"The download from {url_host(url)} broke off after {received} of "
+                        f"{expected} bytes ({type(error).__name__})."
+                    ) from None
+        if received != expected:
+            raise BodyBrokenError(
+                f"The download from {url_host(url)} broke off after {received} of {expected} bytes."
+            )
