@@ -33,7 +33,6 @@ from pathlib import Path
 
 from tenacity import AsyncRetrying
 
-from ghga_connector.adapters.retry import BODY_ATTEMPTS, RetryPolicy, body_retrying
 from ghga_connector.c4gh.envelope import EnvelopeError, MalformedEnvelopeError, open_envelope
 from ghga_connector.c4gh.keys import KeyPair
 from ghga_connector.c4gh.segments import (
@@ -91,6 +90,7 @@ from ghga_connector.errors import (
     StagingTimeoutError,
 )
 from ghga_connector.models import DrsObject, FileOutcome, Outcome
+from ghga_connector.retrying import BODY_ATTEMPTS, RetryPolicy, body_retrying
 
 __all__ = ["CHECKSUM_SUFFIX", "Downloader", "FileStager", "UrlHolder", "checksum_line"]
 

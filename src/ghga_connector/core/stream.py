@@ -20,7 +20,6 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import BinaryIO
 
-from ghga_connector.adapters.retry import RetryPolicy
 from ghga_connector.c4gh.keys import KeyPair
 from ghga_connector.c4gh.segments import SegmentCipher
 from ghga_connector.core.download import Downloader
@@ -41,6 +40,7 @@ from ghga_connector.core.ports import (
 from ghga_connector.core.scheduler import BufferPool, InOrder, run_parts
 from ghga_connector.errors import ConnectorError, IntegrityError, OutputError
 from ghga_connector.models import DrsObject, FileOutcome, Outcome
+from ghga_connector.retrying import RetryPolicy
 
 __all__ = ["StreamDownloader"]
 
