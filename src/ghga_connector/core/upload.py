@@ -332,7 +332,7 @@ class Uploader(UploaderBase):
             self._journals.remove(box_id, job.alias)  # type: ignore[union-attr]
             journal = None
         if journal is not None and not job.restart and not job.overwrite:
-            if not journal.matches_file(job.path) or journal.identity != identity:
+            if not journal.matches_file(job.path):
                 raise _changed_since_interrupted(job)
             try:
                 secret = journal.secret(self._keys)

@@ -516,7 +516,11 @@ async def test_download_listing_reports_size_and_staging() -> None:
 async def test_same_alias_with_a_different_size_fails_instead_of_skipping() -> None:
     """A pipeline must never take the box's file for its own: only an identical size skips."""
     in_box = UploadListItem(
-        id="id-a", alias="a.bam", state=FileUploadState.INBOX, decrypted_size=4_230_802
+        id="id-a",
+        alias="a.bam",
+        state=FileUploadState.INBOX,
+        decrypted_size=4_230_802,
+        encrypted_size=4_232_734,
     )
     same = UploadListItem(id="id-b", alias="b.bam", state=FileUploadState.INBOX, decrypted_size=10)
     uploader = FakeUploader()
@@ -528,7 +532,18 @@ async def test_same_alias_with_a_different_size_fails_instead_of_skipping() -> N
         "a different file named a.bam is already in the upload box"
     )
     assert "use --overwrite to replace it" in outcomes[0].message
-    assert outcomes[1].size == 10 and outcomes[1].details["file_id"] == "id-b"
+    assert (outcomes[0].name, outcomes[0].size, outcomes[0].path) == ("a.bam", 1_000_000, a.path)
+    assert outcomes[0].details == {
+        "file_id": "id-a",
+        "state": "inbox",
+        "encrypted_size": 4_232_734,
+    }
+    assert (outcomes[1].name, outcomes[1].size, outcomes[1].path) == (
+        "b.bam",
+        10,
+        Path("/data/b.bam"),
+    )
+    assert outcomes[1].details["file_id"] == "id-b"
     assert uploader.jobs == []
     replaced = await handler.upload([UploadJob(Path("/data/a.bam"), "a.bam", 1_000_000, True)])
     assert replaced[0].outcome is Outcome.DONE

@@ -396,3 +396,29 @@ async def test_resume_with_a_gap_checks_and_hashes_every_stored_part(
     assert outcome.details["parts_resumed"] == 3
     assert ghga.plaintext() == source.read_bytes()
     assert ghga.completed[-1].decrypted_sha256 == hashlib.sha256(source.read_bytes()).hexdigest()
+
+
+async def test_a_resume_reads_each_stored_part_once(
+    ghga: MemoryGhga,
+    user_keys: KeyPair,
+    source: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Stored parts 1..k are checked and hashed in one read (a resumed 1 TB file must not
+    be read twice)."""
+    import ghga_connector.core.upload as upload_module
+
+    state = tmp_path / "state"
+    await _interrupted(ghga, user_keys, source, state)  # parts 1 and 2 stored
+    reads: list[int] = []
+    real = upload_module.hash_part_plaintext
+
+    def counting(path: str, size: int, part: object, *args: object) -> str:
+        reads.append(part.part_no)  # type: ignore[attr-defined]
+        return real(path, size, part, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(upload_module, "hash_part_plaintext", counting)
+    outcome, _ = await _upload(ghga, user_keys, source, state, unfinished=ghga.file_id)
+    assert outcome.outcome is Outcome.DONE
+    assert sorted(reads) == [1, 2]
