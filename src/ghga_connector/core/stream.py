@@ -16,11 +16,9 @@ import asyncio
 import functools
 import hashlib
 import time
-from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import BinaryIO
 
-from ghga_connector.c4gh.keys import KeyPair
 from ghga_connector.c4gh.segments import SegmentCipher
 from ghga_connector.core.download import Downloader
 from ghga_connector.core.planning import (
@@ -31,16 +29,11 @@ from ghga_connector.core.planning import (
     plaintext_size,
 )
 from ghga_connector.core.ports import (
-    DcsPort,
-    FileStagerBase,
-    ObjectStoragePort,
     ProgressReporter,
-    WorkPackageAccessorBase,
 )
 from ghga_connector.core.scheduler import BufferPool, InOrder, run_parts
 from ghga_connector.errors import ConnectorError, IntegrityError, OutputError
 from ghga_connector.models import DrsObject, FileOutcome, Outcome
-from ghga_connector.retrying import RetryPolicy
 
 __all__ = ["StreamDownloader"]
 
@@ -54,50 +47,27 @@ class StreamDownloader:
     """Writes the decrypted bytes of one staged file, in order, to a binary sink.
 
     Args:
-        accessor: issues download WOTs.
-        dcs: download controller (the Crypt4GH envelope, ``GET /objects/{id}/envelopes``).
-        storage: S3 ranged GETs on the presigned URL.
-        stager: renews presigned URLs.
-        keys: the user's key pair (opens the envelope).
+        downloader: the run's downloader; its envelope check (``GET
+            /objects/{id}/envelopes``), ranged GETs on the presigned URL and range
+            retries are used as they are.
         reporter: progress events (standard error).
         executor: threads for decryption, hashing and the blocking writes.
-        part_size: configured range length in bytes (rounded up to whole segments).
-        window: ranges in flight or waiting in the reorder buffer at once (≥ 1).
-        clock: injected for tests.
+        window: ranges in flight or waiting in the reorder buffer at once (≥ 1); each
+            holds a buffer of twice the downloader's range size.
     """
 
     def __init__(
         self,
         *,
-        accessor: WorkPackageAccessorBase,
-        dcs: DcsPort,
-        storage: ObjectStoragePort,
-        stager: FileStagerBase,
-        keys: KeyPair,
+        downloader: Downloader,
         reporter: ProgressReporter,
         executor: Executor,
-        part_size: int,
         window: int,
-        clock: Callable[[], float] = time.monotonic,
-        retry: RetryPolicy | None = None,
     ) -> None:
         self._window = max(window, 1)
         self._reporter = reporter
         self._executor = executor
-        # The envelope, the ranged GETs and their retries are the downloader's own.
-        self._downloader = Downloader(
-            accessor=accessor,
-            dcs=dcs,
-            storage=storage,
-            stager=stager,
-            keys=keys,
-            reporter=reporter,
-            executor=executor,
-            part_size=part_size,
-            concurrency=self._window,
-            clock=clock,
-            retry=retry,
-        )
+        self._downloader = downloader
         self._buffers = BufferPool(self._window)
 
     async def stream(self, accession: str, drs: DrsObject, sink: BinaryIO) -> FileOutcome:

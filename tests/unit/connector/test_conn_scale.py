@@ -33,6 +33,7 @@ from ghga_connector.c4gh.envelope import make_envelope, new_data_secret
 from ghga_connector.c4gh.keys import KeyPair
 from ghga_connector.cli import app
 from ghga_connector.core.box_busy import FIRST_WAIT, MAX_WAIT, BoxBusyBackoff
+from ghga_connector.core.download import Downloader
 from ghga_connector.core.handler import TransferHandler
 from ghga_connector.core.journal import JournalStore
 from ghga_connector.core.locks import TransferLock, TransferLockBusy, download_lock_path
@@ -483,7 +484,7 @@ async def test_stream_writes_in_order_within_the_window_and_checks_the_sha256(
     drs = DrsObject(accession="GHGAF001", download_url="http://s3/x", size=len(body), sha256=None if tamper is None else checksum)  # fmt: skip
     reporter = FakeReporter()
     with ThreadPoolExecutor(max_workers=2) as executor:
-        streamer = StreamDownloader(
+        downloader = Downloader(
             accessor=FakeAccessor(DOWNLOAD_PACKAGE),
             dcs=Dcs(),
             storage=storage,
@@ -492,7 +493,10 @@ async def test_stream_writes_in_order_within_the_window_and_checks_the_sha256(
             reporter=reporter,
             executor=executor,
             part_size=1024 * 1024,
-            window=3,
+            concurrency=3,
+        )
+        streamer = StreamDownloader(
+            downloader=downloader, reporter=reporter, executor=executor, window=3
         )
         outcome = await streamer.stream("GHGAF001", drs, sink)
     assert sink.getvalue() == plain  # in order, whatever order the ranges arrived in
