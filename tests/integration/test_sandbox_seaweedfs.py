@@ -50,11 +50,13 @@ def test_seaweedfs_checks_signatures_and_presigned_expiry(weed: Path, tmp_path: 
         with pytest.raises(ClientError) as denied:
             bad.get_object(Bucket="probe", Key="k")
         assert denied.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+        # X-Amz-Date has whole seconds, so a URL for 3 s lasts at least 2 s, and is
+        # refused after 4.5 s whatever the clock's phase.
         url = good.generate_presigned_url(
-            "get_object", Params={"Bucket": "probe", "Key": "k"}, ExpiresIn=1
+            "get_object", Params={"Bucket": "probe", "Key": "k"}, ExpiresIn=3
         )
         assert httpx.get(url).content == b"payload"
-        time.sleep(2.5)
+        time.sleep(4.5)
         assert httpx.get(url).status_code == 403
     finally:
         seaweed.stop()
