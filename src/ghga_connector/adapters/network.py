@@ -116,15 +116,26 @@ def pooled_transport(
     if type(pool) is httpcore.AsyncConnectionPool:
         transport._pool = httpcore.AsyncConnectionPool(
             ssl_context=pool._ssl_context,
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            http1=True,
-            http2=False,
-            retries=0,
-            network_backend=LargeReadBackend(read_size=read_size),
+            **_pool_settings(limits, read_size),
         )
     return transport
+
+
+def _pool_settings(limits: httpx.Limits, read_size: int) -> dict[str, Any]:
+    """The connection-pool settings both transports share.
+
+    httpx's limits, HTTP/1.1 only, no pool-level retries (``adapters/retry.py``
+    retries), large reads.
+    """
+    return {
+        "max_connections": limits.max_connections,
+        "max_keepalive_connections": limits.max_keepalive_connections,
+        "keepalive_expiry": limits.keepalive_expiry,
+        "http1": True,
+        "http2": False,
+        "retries": 0,
+        "network_backend": LargeReadBackend(read_size=read_size),
+    }
 
 
 def proxied_transport(
@@ -145,12 +156,6 @@ def proxied_transport(
             proxy_headers=pool._proxy_headers,
             ssl_context=pool._ssl_context,
             proxy_ssl_context=pool._proxy_ssl_context,
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            http1=True,
-            http2=False,
-            retries=0,
-            network_backend=LargeReadBackend(read_size=read_size),
+            **_pool_settings(limits, read_size),
         )
     return transport
