@@ -127,14 +127,40 @@ class FileStager(FileStagerBase):
         self._max_wait = max_wait_time
         self._clock = clock
         self._sleep = sleep
+        # DRS objects answered to :meth:`probe`, with the time they arrived: the next
+        # :meth:`staged_object` of the accession uses one while its URL is fresh.
+        self._probed: dict[str, tuple[DrsObject, float]] = {}
+
+    def _take_probed(self, accession: str) -> DrsObject | None:
+        """The probed DRS object of ``accession`` (once), if its URL stays fresh a while.
+
+        Its ``max_age`` is shortened by the time since it arrived, so that whoever holds
+        it (:class:`UrlHolder`) renews the URL when it would have. An object without a
+        ``max_age`` is never reused (its URL's lifetime is unknown).
+        """
+        drs, fetched = self._probed.pop(accession, (None, 0.0))
+        if drs is None or drs.max_age is None:
+            return None
+        left = drs.max_age - (self._clock() - fetched)
+        if left <= 2 * URL_SAFETY_MARGIN:
+            return None
+        return drs.model_copy(update={"max_age": left})
 
     async def staged_object(self, accession: str, *, force_new: bool = False) -> DrsObject:
         """The DRS object of ``accession`` with a fresh presigned URL.
+
+        Without ``force_new``, the answer to an earlier :meth:`probe` is used once
+        instead of asking DCS again, while its URL has more than ``2 × URL_SAFETY_MARGIN``
+        seconds of its ``max_age`` left (one ``GET /objects/{accession}`` per file,
+        contract §3.4(a), instead of two when a batch asked for staging first).
 
         Raises:
             StagingTimeoutError: not staged within ``max_wait_time`` seconds.
             FileNotDownloadableError: the file is unknown or access was refused.
         """
+        probed = self._take_probed(accession)
+        if probed is not None and not force_new:
+            return probed
 
         async def token(force: bool) -> str:
             return await self._accessor.download_wot(accession, force_new=force)
@@ -165,6 +191,8 @@ class FileStager(FileStagerBase):
     async def probe(self, accession: str) -> DrsObject | None:
         """One ``GET /objects/{accession}``: the DRS object, or ``None`` while staging.
 
+        A DRS object is remembered for the next :meth:`staged_object` of ``accession``.
+
         Raises:
             FileNotDownloadableError: the file is unknown or access was refused.
             ServiceUnreachableError: the download service cannot be reached.
@@ -174,7 +202,10 @@ class FileStager(FileStagerBase):
             return await self._accessor.download_wot(accession, force_new=force)
 
         result = await self._dcs.get_drs_object(accession, token)
-        return result if isinstance(result, DrsObject) else None
+        if not isinstance(result, DrsObject):
+            return None
+        self._probed[accession] = (result, self._clock())
+        return result
 
 
 class UrlHolder:

@@ -1,0 +1,104 @@
+"""API round trips per file: many small files must not cost more requests than the protocol.
+
+A batch larger than the files in flight first asks DCS for every file (a staging
+request, contract §3.4(a)); the DRS object that answer carries is used for the download
+while its presigned URL is fresh, so a staged file costs one ``GET /objects/{accession}``,
+not two.
+"""
+
+from __future__ import annotations
+
+import random
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from tests.fakes import MemoryGhga
+from tests.unit.connector.test_conn_fakes import FakeTime, _stager
+from tests.unit.connector.test_conn_handler import FakeAccessor, FakeReporter, FakeUploader
+
+from ghga_connector.c4gh.keys import KeyPair
+from ghga_connector.core.download import URL_SAFETY_MARGIN, Downloader, FileStager
+from ghga_connector.core.handler import TransferHandler
+from ghga_connector.models import Outcome, WorkPackage
+
+ACCESSION = "GHGAF001"
+PLAIN = random.Random(13).randbytes(3 * 65_536 + 17)
+
+
+async def test_a_probed_object_is_used_once_with_its_age_taken_off(user_keys: KeyPair) -> None:
+    ghga, time = MemoryGhga(), FakeTime()
+    ghga.add_file(ACCESSION, user_keys, PLAIN)
+    ghga.url_max_age = 30.0
+    stager = _stager(ghga, time)
+    probed = await stager.probe(ACCESSION)
+    time.now += 10.0
+    drs = await stager.staged_object(ACCESSION)
+    assert ghga.drs_requests == [ACCESSION]  # the probe's answer was used
+    assert probed is not None
+    assert drs.download_url == probed.download_url
+    assert drs.max_age == 20.0  # renewed by UrlHolder when the original would have been
+    await stager.staged_object(ACCESSION)
+    assert ghga.drs_requests == [ACCESSION] * 2  # used once only
+
+
+@pytest.mark.parametrize(
+    ("max_age", "waited", "force_new"),
+    [
+        (None, 0.0, False),  # lifetime unknown: never reused
+        (30.0, 30.0 - 2 * URL_SAFETY_MARGIN, False),  # too little left
+        (30.0, 0.0, True),  # a renewal after a 403 always asks
+    ],
+)
+async def test_a_probed_object_is_not_used_when_its_url_may_be_stale(
+    user_keys: KeyPair, max_age: float | None, waited: float, force_new: bool
+) -> None:
+    ghga, time = MemoryGhga(), FakeTime()
+    ghga.add_file(ACCESSION, user_keys, PLAIN)
+    ghga.url_max_age = max_age
+    stager = _stager(ghga, time)
+    await stager.probe(ACCESSION)
+    time.now += waited
+    drs = await stager.staged_object(ACCESSION, force_new=force_new)
+    assert ghga.drs_requests == [ACCESSION] * 2
+    assert drs.max_age == max_age
+
+
+async def test_a_batch_of_staged_files_asks_dcs_once_per_file(
+    user_keys: KeyPair, tmp_path: Path
+) -> None:
+    """Five files, two in flight: staging requests first, then the downloads."""
+    accessions = [f"GHGAF00{i}" for i in range(1, 6)]
+    ghga = MemoryGhga()
+    ghga.url_max_age = 30.0
+    for accession in accessions:
+        ghga.add_file(accession, user_keys, PLAIN)
+    package = WorkPackage(type="download", files=dict.fromkeys(accessions, ".bin"))
+    accessor = FakeAccessor(package)
+    reporter = FakeReporter()
+    stager = FileStager(accessor=accessor, dcs=ghga, reporter=reporter, max_wait_time=60.0)
+    with ThreadPoolExecutor(max_workers=2) as executor:
+        downloader = Downloader(
+            accessor=accessor,
+            dcs=ghga,
+            storage=ghga,
+            stager=stager,
+            keys=user_keys,
+            reporter=reporter,
+            executor=executor,
+            part_size=2 * 65_564,
+            concurrency=2,
+        )
+        handler = TransferHandler(
+            accessor=accessor,
+            stager=stager,
+            uploader=FakeUploader(),
+            downloader=downloader,
+            reporter=reporter,
+            max_parallel_files=2,
+        )
+        jobs = await handler.download_plan(tmp_path, accessions=None, decrypt=True)
+        outcomes = await handler.download(jobs)
+    assert [o.outcome for o in outcomes] == [Outcome.DONE] * 5
+    assert all((tmp_path / f"{a}.bin").read_bytes() == PLAIN for a in accessions)
+    assert sorted(ghga.drs_requests) == accessions  # exactly one DRS request per file
