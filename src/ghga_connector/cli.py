@@ -17,6 +17,7 @@ from dataclasses import asdict, replace
 
 import typer
 
+from ghga_connector import _startup  # noqa: F401  - first: keeps httpx's own CLI unloaded
 from ghga_connector import cli_options as opt
 from ghga_connector.adapters.http import safe_proxy_url
 from ghga_connector.cli_help import GlobalOptionsGroup

@@ -9,6 +9,8 @@ not two.
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -102,3 +104,17 @@ async def test_a_batch_of_staged_files_asks_dcs_once_per_file(
     assert [o.outcome for o in outcomes] == [Outcome.DONE] * 5
     assert all((tmp_path / f"{a}.bin").read_bytes() == PLAIN for a in accessions)
     assert sorted(ghga.drs_requests) == accessions  # exactly one DRS request per file
+
+
+def test_the_cli_starts_without_httpx_own_command_line_client() -> None:
+    """Start-up cost per run: httpx's CLI (click, pygments, rich.syntax) is never loaded."""
+    probe = (
+        "import sys, ghga_connector.cli, httpx\n"
+        "loaded = [m for m in ('httpx._main', 'click', 'pygments', 'rich.syntax')"
+        " if sys.modules.get(m) is not None]\n"
+        "print(loaded, callable(httpx.main), httpx.AsyncClient.__name__)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.split() == ["[]", "True", "AsyncClient"]
