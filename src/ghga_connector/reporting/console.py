@@ -19,24 +19,18 @@ import re
 import sys
 import threading
 import time
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 from rich.table import Table
 from rich.text import Text
 
 from ghga_connector.core.ports import ProgressReporter
 from ghga_connector.models import FileOutcome, Outcome
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 __all__ = [
     "JsonReporter",
@@ -159,6 +153,16 @@ class RichReporter(PlainReporter):
     """Progress bars per file and for the whole batch, on a terminal."""
 
     def __init__(self, console: Console | None = None) -> None:
+        # rich.progress only on a terminal: the other reporters start without it.
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
         super().__init__(console)
         self.progress = Progress(
             TextColumn("{task.description}", justify="left", markup=False),

@@ -107,11 +107,11 @@ async def test_a_batch_of_staged_files_asks_dcs_once_per_file(
 
 
 def test_the_cli_starts_without_httpx_own_command_line_client() -> None:
-    """Start-up cost per run: httpx's CLI (click, pygments, rich.syntax) is never loaded."""
+    """Start-up per run: no httpx CLI (click, pygments), no progress bars unless shown."""
     probe = (
         "import sys, ghga_connector.cli, httpx\n"
-        "loaded = [m for m in ('httpx._main', 'click', 'pygments', 'rich.syntax')"
-        " if sys.modules.get(m) is not None]\n"
+        "names = ('httpx._main', 'click', 'pygments', 'rich.syntax', 'rich.progress')\n"
+        "loaded = [m for m in names if sys.modules.get(m) is not None]\n"
         "print(loaded, callable(httpx.main), httpx.AsyncClient.__name__)\n"
     )
     done = subprocess.run(
