@@ -9,4 +9,5 @@ missing (httpx then defines a stub ``httpx.main``); nothing else changes.
 
 import sys
 
-sys.modules.setdefault("httpx._main", None)
+if "httpx._main" not in sys.modules:
+    sys.modules["httpx._main"] = None  # type: ignore[assignment]
