@@ -8,12 +8,19 @@ on a real socket.
 from __future__ import annotations
 
 import asyncio
+import datetime
+import ipaddress
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from ghga_connector.adapters.http import make_http_client
 from ghga_connector.adapters.receive import HEAD_LIMIT, DirectRangeTransport
@@ -373,3 +380,61 @@ async def test_the_run_client_receives_ranges_in_place() -> None:
         chain.append(nxt)
     assert any(isinstance(node, DirectRangeTransport) for node in chain)
     await client.aclose()
+
+
+def _self_signed(tmp: Path) -> tuple[Path, Path]:
+    """A certificate and key for 127.0.0.1, valid for an hour."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+async def test_https_ranges_are_received_in_place_and_verified(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert, key)
+    scripted = ScriptedServer([(ok(BODY), "keep"), (ok(BODY[::-1]), "keep")])
+    server = await asyncio.start_server(scripted.serve, "127.0.0.1", 0, ssl=server_tls)
+    port = server.sockets[0].getsockname()[1]
+    url = f"https://127.0.0.1:{port}/bucket/object"
+    trusting = ssl.create_default_context(cafile=str(cert))
+    direct = DirectRangeTransport(Inner(), ssl_context=trusting, limits=httpx.Limits())
+    buffer = bytearray(len(BODY))
+    await get(direct, url, memoryview(buffer))
+    assert bytes(buffer) == BODY
+    await get(direct, url, memoryview(buffer))
+    assert bytes(buffer) == BODY[::-1]
+    assert scripted.connections == 1
+    await direct.aclose()
+    # A client that does not trust the certificate refuses the connection.
+    strict = DirectRangeTransport(
+        Inner(), ssl_context=ssl.create_default_context(), limits=httpx.Limits()
+    )
+    with pytest.raises(httpx.ConnectError):
+        await get(strict, url, memoryview(buffer))
+    server.close()
