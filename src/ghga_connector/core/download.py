@@ -590,13 +590,15 @@ class Downloader(DownloaderBase):
     ) -> None:
         urls = self.url_holder(drs)
         loop = asyncio.get_running_loop()
+        # A range as received, then its plaintext: no range is longer than the body.
+        half = max(1, min(self._range_size, drs.size))
 
         async def fetch(part: ByteRange, buffer: bytearray) -> None:
             # The buffer holds the range as received, then its plaintext. Ranges arrive
             # in any order; the plaintext SHA-256 takes them in order (run_parts hands
             # out a buffer before a range, so the lowest range never waits for one).
             view = memoryview(buffer)[: part.length]
-            plain = memoryview(buffer)[self._range_size :][: _plain_len(part)]
+            plain = memoryview(buffer)[half:][: _plain_len(part)]
             if part.part_no in done:
                 present = await loop.run_in_executor(
                     self._executor, _recheck, cipher, part, view, plain, fd, job.decrypt
@@ -621,7 +623,7 @@ class Downloader(DownloaderBase):
             fetch,
             workers=self._concurrency,
             buffers=self._buffers,
-            buffer_size=2 * self._range_size,
+            buffer_size=2 * half,
             on_error=digest.abort,
         )
 

@@ -135,6 +135,7 @@ class StreamDownloader:
         cipher = SegmentCipher(secret)
         range_size = downloader.range_size
         ranges = byte_ranges(drs.size, range_size)
+        half = max(1, min(range_size, drs.size))  # a range as received, then its plaintext
         urls = downloader.url_holder(drs)
         loop = asyncio.get_running_loop()
         digest = hashlib.sha256()
@@ -151,7 +152,7 @@ class StreamDownloader:
             # in flight or waiting in the reorder buffer.
             nonlocal written
             view = memoryview(buffer)[: part.length]
-            plain = memoryview(buffer)[range_size:][: _plain_length(part)]
+            plain = memoryview(buffer)[half:][: _plain_length(part)]
             await downloader.receive_range(
                 accession, urls, part, view, functools.partial(cipher.decrypt_into, view, plain)
             )
@@ -175,7 +176,7 @@ class StreamDownloader:
             fetch_and_write,
             workers=self._window,
             buffers=self._buffers,
-            buffer_size=2 * range_size,
+            buffer_size=2 * half,
             on_error=order.abort,
         )
         return digest.hexdigest(), written
