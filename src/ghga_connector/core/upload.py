@@ -588,8 +588,9 @@ class Uploader(UploaderBase):
                 session.resumed_parts += 1
                 self._reporter.advance(job.alias, hi - lo)
                 return
+            hashed = True
             if streamed:
-                part = await send_streamed(part_range, buffer)
+                part, hashed = await send_streamed(part_range, buffer)
             else:
                 part = await send_whole(part_range, buffer)
             parts_md5[part.part_no - 1] = part.md5
@@ -601,6 +602,22 @@ class Uploader(UploaderBase):
                     PartRecord(part.part_no, part.md5, part.sha256, part.plaintext_fingerprint),
                 )
             self._reporter.advance(job.alias, hi - lo)
+            if not hashed:
+                # Stored and journaled; now its plaintext again, in its turn, for the
+                # file's SHA-256 (checked against the segment digests taken while sent).
+                await digest.wait_turn(part_range.part_no)
+                fingerprint = await loop.run_in_executor(
+                    self._executor,
+                    hash_part_plaintext,
+                    path,
+                    job.size,
+                    part_range,
+                    digest,
+                    self._thread_buffers,
+                    self._part_buffer,
+                )
+                if fingerprint != part.plaintext_fingerprint:
+                    raise SourceChangedError("the file changed while it was read")
 
         async def send_whole(part_range: ByteRange, buffer: bytearray) -> EncryptedPart:
             # The part is built in a thread while its URL is requested.
@@ -627,7 +644,10 @@ class Uploader(UploaderBase):
             await self._put_part(file_id, part.part_no, part.data, lambda: part.md5, url)
             return part
 
-        async def send_streamed(part_range: ByteRange, buffer: bytearray) -> EncryptedPart:
+        async def send_streamed(
+            part_range: ByteRange, buffer: bytearray
+        ) -> tuple[EncryptedPart, bool]:
+            """Stream one part; also returns whether the file's SHA-256 got its plaintext."""
             # Fed to the ordered digest while streaming only if no earlier part is
             # missing from it now: a stream never waits for another part's turn.
             live = digest.is_turn(part_range.part_no)
@@ -647,28 +667,15 @@ class Uploader(UploaderBase):
                 md5 = await self._put_part(file_id, part_range.part_no, body, lambda: body.md5)
             finally:
                 await body.settle()
-            if not live:
-                await digest.wait_turn(part_range.part_no)
-                fingerprint = await loop.run_in_executor(
-                    self._executor,
-                    hash_part_plaintext,
-                    path,
-                    job.size,
-                    part_range,
-                    digest,
-                    self._thread_buffers,
-                    self._part_buffer,
-                )
-                if fingerprint != body.plaintext_fingerprint:
-                    raise SourceChangedError("the file changed while it was read")
             assert body.sha256 is not None  # set with md5 by the complete iteration
-            return EncryptedPart(
+            part = EncryptedPart(
                 part_no=part_range.part_no,
                 data=memoryview(b""),
                 md5=md5,
                 sha256=body.sha256,
                 plaintext_fingerprint=body.plaintext_fingerprint,
             )
+            return part, live
 
         streamed = session.part_size > self._part_buffer
         await run_parts(
