@@ -329,7 +329,7 @@ async def test_an_abandoned_iteration_ends_before_the_part_is_produced_again(
     import asyncio
     import threading
 
-    gate = threading.Event()
+    gate, held = threading.Event(), threading.Event()
     events: list[tuple[str, int]] = []
     real_build = upload_module._StreamedPart._build
 
@@ -338,6 +338,7 @@ async def test_an_abandoned_iteration_ends_before_the_part_is_produced_again(
         if self._windows[0].part_no == 1:
             events.append(("start", index))
         if hold:
+            held.set()
             gate.wait(timeout=30)
         try:
             return real_build(self, index, out)
@@ -354,6 +355,8 @@ async def test_an_abandoned_iteration_ends_before_the_part_is_produced_again(
             broken.add(url)
             chunks = aiter(data)
             await anext(chunks)  # window 0 sent; window 1 held in its thread
+            # (once its thread runs: a window not started yet is simply cancelled)
+            await asyncio.get_running_loop().run_in_executor(None, held.wait, 30)
             await chunks.aclose()  # type: ignore[attr-defined]
             asyncio.get_running_loop().call_later(0.2, gate.set)
         return await real_put(url, data)
