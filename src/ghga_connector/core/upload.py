@@ -568,9 +568,12 @@ class Uploader(UploaderBase):
             record = done.get(part_range.part_no)
             if record is not None:
                 if part_range.part_no not in verified:
-                    # The turn is awaited here, not in a thread: a thread blocked on it
-                    # could starve the part whose turn it is of the threads it needs.
-                    await digest.wait_turn(part_range.part_no)
+                    if streamed:
+                        # Streamed parts never block a thread: a thread blocked on the
+                        # turn could starve the part whose turn it is of the threads
+                        # its windows need. Whole parts keep to submission order (a
+                        # lower part's thread work is always submitted first).
+                        await digest.wait_turn(part_range.part_no)
                     fingerprint = await loop.run_in_executor(
                         self._executor,
                         hash_part_plaintext,

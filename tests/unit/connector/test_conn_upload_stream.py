@@ -371,3 +371,46 @@ async def test_an_abandoned_iteration_ends_before_the_part_is_produced_again(
     assert outcome.outcome is Outcome.DONE
     assert events[:5] == [("start", 0), ("end", 0), ("start", 1), ("end", 1), ("start", 0)]
     _assert_stored_exactly(ghga, source)
+
+
+@pytest.mark.parametrize("part_buffer", [None, SMALL])
+async def test_a_resume_with_only_a_middle_part_stored_never_starves_the_threads(
+    ghga: MemoryGhga, user_keys: KeyPair, source: Path, tmp_path: Path, part_buffer: int | None
+) -> None:
+    """Part 2 stored, 1, 3 and 4 missing, four parts in flight on two crypto threads.
+    Whole parts block a thread until their turn, so part 2's check must be submitted
+    before parts 3 and 4 are built (as its number says); streamed parts block none."""
+    import asyncio
+
+    state = tmp_path / "state"
+    part_2_stored = asyncio.Event()
+    real_put = ghga.put_part
+
+    async def put_part(url: str, data: memoryview | bytes | PartBody) -> str | None:
+        if not url.endswith("/2"):
+            await part_2_stored.wait()
+            raise ServiceUnreachableError("connection reset")
+        etag = await real_put(url, data)
+        part_2_stored.set()
+        return etag
+
+    ghga.put_part = put_part  # type: ignore[method-assign]
+    first, _ = await _upload(ghga, user_keys, source, state, concurrency=4)
+    assert first.outcome is Outcome.FAILED
+    ghga.put_part = real_put  # type: ignore[method-assign]
+    ghga.puts.clear()
+    outcome, _ = await asyncio.wait_for(
+        _upload(
+            ghga,
+            user_keys,
+            source,
+            state,
+            unfinished=ghga.file_id,
+            concurrency=4,
+            part_buffer=part_buffer,
+        ),
+        timeout=30,
+    )
+    assert outcome.outcome is Outcome.DONE
+    assert sorted(ghga.puts) == [1, 3, 4]
+    _assert_stored_exactly(ghga, source)
