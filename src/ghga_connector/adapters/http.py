@@ -27,6 +27,7 @@ from urllib.request import getproxies_environment
 import httpx
 
 from ghga_connector.adapters.network import pooled_transport, proxied_transport
+from ghga_connector.adapters.receive import DirectRangeTransport
 from ghga_connector.adapters.retry import RetryPolicy, RetryStats, RetryTransport, Sleep
 from ghga_connector.config import Config
 from ghga_connector.errors import ConfigurationError, ServerResponseError, request_id_note
@@ -335,7 +336,8 @@ def make_http_client(
 
     ``transport`` defaults to a pooled ``httpx.AsyncHTTPTransport`` that verifies TLS
     (system trust store via ``SSL_CERT_FILE`` or certifi, plus ``config.ca_bundle``),
-    receives in 1 MiB reads (:mod:`ghga_connector.adapters.network`) and sends requests
+    receives in 1 MiB reads (:mod:`ghga_connector.adapters.network`), receives S3 ranges
+    straight into their buffers (:mod:`ghga_connector.adapters.receive`) and sends requests
     through the proxy that applies to them (:func:`proxy_routes`: the ``proxy`` setting
     and the proxy environment variables). Tests pass ``httpx.MockTransport``; ``sleep``
     replaces the waits between retries.
@@ -349,14 +351,15 @@ def make_http_client(
         if config.ca_bundle is not None:
             verify = ssl.create_default_context()
             verify.load_verify_locations(cafile=str(config.ca_bundle))
-        tls = verify
+        tls = httpx.create_ssl_context(verify)
 
         def proxied(proxy: str) -> httpx.AsyncBaseTransport:
             return proxied_transport(proxy, verify=tls, limits=limits)
 
-        transport = ProxyRoutingTransport(
-            pooled_transport(verify=verify, limits=limits), proxy_routes(config.proxy), proxied
+        direct = DirectRangeTransport(
+            pooled_transport(verify=tls, limits=limits), ssl_context=tls, limits=limits
         )
+        transport = ProxyRoutingTransport(direct, proxy_routes(config.proxy), proxied)
     policy = retry_policy(config)
     return httpx.AsyncClient(
         transport=RetryTransport(
