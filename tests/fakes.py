@@ -40,7 +40,7 @@ from ghga_connector.c4gh.envelope import make_envelope, new_data_secret
 from ghga_connector.c4gh.keys import KeyPair
 from ghga_connector.c4gh.layout import SEGMENT_SIZE
 from ghga_connector.c4gh.segments import SegmentCipher
-from ghga_connector.core.ports import DcsPort, ObjectStoragePort, UcsPort
+from ghga_connector.core.ports import DcsPort, ObjectStoragePort, PartBody, UcsPort
 from ghga_connector.errors import (
     BodyBrokenError,
     FileNotDownloadableError,
@@ -97,6 +97,8 @@ class MemoryGhga:
         # upload side
         self.parts: dict[int, bytes] = {}
         self.puts: list[int] = []
+        #: Every PUT body as received, by part number (retries included).
+        self.bodies: dict[int, list[bytes]] = {}
         self.completed: list[UploadChecksums] = []
         self.deleted: list[str] = []
         self.listing: list[UploadListItem] = []
@@ -214,7 +216,12 @@ class MemoryGhga:
 
     # --- ObjectStoragePort ------------------------------------------------------------
 
-    async def put_part(self, url: str, data: memoryview | bytes) -> str | None:
+    async def put_part(self, url: str, data: memoryview | bytes | PartBody) -> str | None:
+        if not isinstance(data, memoryview | bytes):
+            # A part produced while it is sent: read it as HTTP would, chunk by chunk.
+            size = data.size
+            data = b"".join([bytes(chunk) async for chunk in data])
+            assert len(data) == size, "the body differs from its Content-Length"
         _, file_id, number = url.rsplit("/", 2)
         assert file_id == self.file_id
         part_no = int(number)
@@ -226,6 +233,7 @@ class MemoryGhga:
             raise ServiceUnreachableError("connection reset")
         self.puts.append(part_no)
         self.parts[part_no] = bytes(data)
+        self.bodies.setdefault(part_no, []).append(bytes(data))
         if self.on_put is not None:
             self.on_put(part_no)
         if self.wrong_etags:

@@ -14,7 +14,10 @@ Memory bound, whatever the size and number of files: uploads hold at most
 ``max_concurrent_uploads`` part buffers plus one plaintext buffer per crypto thread
 (``part_size`` bytes each); downloads at most ``max_concurrent_downloads`` pairs of range
 buffers (``2 × part_size``). With the defaults (16 MiB parts, 6 in flight, 2 threads)
-that is about 130 MiB for uploads and 200 MiB for downloads, shared by all files.
+that is about 130 MiB for uploads and 200 MiB for downloads, shared by all files. This
+holds for files of any size: an upload part that grows beyond ``part_size`` (files above
+~168 GB, to stay within S3's 10,000 parts) is streamed through its buffer window by
+window instead of being held whole.
 """
 
 from __future__ import annotations
@@ -85,7 +88,8 @@ class Config(BaseSettings):
         default=6,
         ge=1,
         le=64,
-        description="Upload parts in flight at once (all files together); each holds one part in memory.",
+        description="Upload parts in flight at once (all files together); each holds one "
+        "part buffer of part_size bytes in memory (a larger part is streamed through it).",
     )
     max_concurrent_downloads: int = Field(
         default=6,

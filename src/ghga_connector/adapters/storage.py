@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from typing import Protocol
 
 import httpx
 
@@ -11,6 +12,22 @@ from ghga_connector.adapters.responses import network_errors, url_host
 from ghga_connector.errors import BodyBrokenError, PresignedUrlExpired, ServerResponseError
 
 __all__ = ["ObjectStorageClient"]
+
+
+class PartBody(Protocol):
+    """A part produced while it is sent: ``size`` bytes, re-iterable from the start.
+
+    ``core.ports.PartBody`` restated structurally (adapters do not import the core).
+    """
+
+    @property
+    def size(self) -> int:
+        """Bytes in the part."""
+        ...
+
+    def __aiter__(self) -> AsyncIterator[memoryview]:
+        """The part's bytes from the start, in chunks."""
+        ...
 
 
 class _BufferStream(httpx.AsyncByteStream):
@@ -25,6 +42,21 @@ class _BufferStream(httpx.AsyncByteStream):
         # Views, not copies: the HTTP layer copies each slice once into its send buffer.
         for start in range(0, len(self._data), self.CHUNK):
             yield self._data[start : start + self.CHUNK]  # type: ignore[misc]
+
+
+class _PartBodyStream(httpx.AsyncByteStream):
+    """A request body produced while it is sent (:class:`PartBody`), in 1 MiB slices.
+
+    Each iteration (a retry of the HTTP layer) produces the part again from the start.
+    """
+
+    def __init__(self, body: PartBody) -> None:
+        self._body = body
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._body:
+            for start in range(0, len(chunk), _BufferStream.CHUNK):
+                yield chunk[start : start + _BufferStream.CHUNK]  # type: ignore[misc]
 
 
 _CONTENT_RANGE = re.compile(r"\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*", re.IGNORECASE)
@@ -58,8 +90,10 @@ class ObjectStorageClient:
     def __init__(self, client: httpx.AsyncClient) -> None:
         self._client = client
 
-    async def put_part(self, url: str, data: memoryview | bytes) -> str | None:
+    async def put_part(self, url: str, data: memoryview | bytes | PartBody) -> str | None:
         """``PUT`` one part; returns the ETag S3 reports (without quotes), if any.
+
+        ``data`` is a buffer, or a :class:`PartBody` produced while it is sent.
 
         Raises:
             PresignedUrlExpired: 403.
@@ -67,10 +101,13 @@ class ObjectStorageClient:
             ServerResponseError: any other non-200 status.
         """
         with network_errors(f"the object storage at {url_host(url)}"):
+            if isinstance(data, memoryview | bytes):
+                stream: httpx.AsyncByteStream = _BufferStream(memoryview(data))
+                size = len(data)
+            else:
+                stream, size = _PartBodyStream(data), data.size
             response = await self._client.put(
-                url,
-                content=_BufferStream(memoryview(data)),
-                headers={"Content-Length": str(len(data))},
+                url, content=stream, headers={"Content-Length": str(size)}
             )
         if response.status_code == 403:
             raise PresignedUrlExpired

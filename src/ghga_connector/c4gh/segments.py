@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -49,6 +50,7 @@ __all__ = [
     "SourceChangedError",
     "ThreadBuffers",
     "build_upload_part",
+    "encrypt_range",
     "hash_part_plaintext",
     "part_fingerprint",
 ]
@@ -138,8 +140,12 @@ class SegmentCipher:
 class PlaintextDigest(Protocol):
     """Takes a part's plaintext in part order (see ``core.scheduler.OrderedDigest``)."""
 
-    def update(self, part_no: int, data: memoryview | bytes | bytearray) -> None:
-        """Feed the plaintext of ``part_no``; may block until its predecessors are in.
+    def update(
+        self, part_no: int, data: memoryview | bytes | bytearray, *, final: bool = True
+    ) -> None:
+        """Feed (more of) the plaintext of ``part_no``; may block until its turn.
+
+        ``final=False``: more of the same part follows, the turn stays with it.
 
         Raises:
             RuntimeError: the ordering was aborted because another part failed (the caller's
@@ -189,6 +195,89 @@ class ThreadBuffers:
         return buffer
 
 
+def encrypt_range(
+    path: str,
+    plain_size: int,
+    part: ByteRange,
+    envelope: bytes,
+    cipher: SegmentCipher,
+    out: memoryview,
+    buffers: ThreadBuffers | None = None,
+    feed: Callable[[memoryview], None] | None = None,
+) -> list[bytes]:
+    """Read and encrypt the object bytes ``part`` into ``out`` (blocking; run it in a thread).
+
+    ``part`` is any range of the *uploaded object* (envelope, 124 bytes, then the body):
+    a whole upload part or a window of one. ``out`` must hold ``part.length`` bytes. A
+    segment that straddles either end of the range is encrypted whole and only its slice
+    copied (the synthetic nonces make both copies identical). ``feed`` gets the plaintext
+    of the segments that begin inside the range before they are encrypted.
+
+    Returns the 32-byte plaintext SHA-256 of each segment that begins inside the range,
+    in order (see :func:`part_fingerprint`).
+
+    Raises:
+        OSError: if the file cannot be read.
+        SourceChangedError: if the file is shorter than ``plain_size`` (it changed).
+        Exception: whatever ``feed`` raises (an aborted run).
+    """
+    view = out[: part.length]
+    header_len = 0
+    if part.start < ENVELOPE_SIZE:
+        header_len = min(ENVELOPE_SIZE, part.stop) - part.start
+        view[:header_len] = envelope[part.start : part.start + header_len]
+    body_start = max(part.start - ENVELOPE_SIZE, 0)
+    body_stop = part.stop - ENVELOPE_SIZE
+    owned: list[bytes] = []
+    if body_stop <= body_start:
+        if feed is not None:
+            feed(memoryview(b""))
+        return owned
+    first_seg = body_start // CIPHER_SEGMENT_SIZE
+    end_seg = -(-body_stop // CIPHER_SEGMENT_SIZE)
+    first_owned = -(-body_start // CIPHER_SEGMENT_SIZE)
+    plain_start = first_seg * SEGMENT_SIZE
+    plain_stop = min(end_seg * SEGMENT_SIZE, plain_size)
+    plain_len = plain_stop - plain_start
+    plain_buffer = buffers.get(plain_len) if buffers else bytearray(plain_len)
+    pview = memoryview(plain_buffer)[:plain_len]
+    try:
+        with open(path, "rb") as handle:  # noqa: PTH123 - one handle per thread
+            handle.seek(plain_start)
+            if handle.readinto(pview) != plain_len:
+                raise SourceChangedError("the file is shorter than when the upload started")
+        if feed is not None:
+            feed(pview[(first_owned - first_seg) * SEGMENT_SIZE :])
+        scratch: memoryview | None = None
+        for seg in range(first_seg, end_seg):
+            seg_plain = pview[(seg - first_seg) * SEGMENT_SIZE :][:SEGMENT_SIZE]
+            seg_start = seg * CIPHER_SEGMENT_SIZE
+            seg_stop = seg_start + len(seg_plain) + CIPHER_DIFF
+            dest = header_len + seg_start - body_start
+            if seg_start >= body_start and seg_stop <= body_stop:
+                owned.append(
+                    cipher.encrypt_segment_into(
+                        seg, seg_plain, view[dest : dest + seg_stop - seg_start]
+                    )
+                )
+                continue
+            # A segment that straddles the range boundary: encrypt it whole, copy our slice.
+            if scratch is None:
+                scratch = memoryview(bytearray(CIPHER_SEGMENT_SIZE))
+            seg_view = scratch[: seg_stop - seg_start]
+            seg_digest = cipher.encrypt_segment_into(seg, seg_plain, seg_view)
+            if seg >= first_owned:
+                owned.append(seg_digest)
+            lo = max(body_start, seg_start)
+            hi = min(body_stop, seg_stop)
+            view[header_len + lo - body_start : header_len + hi - body_start] = seg_view[
+                lo - seg_start : hi - seg_start
+            ]
+    finally:
+        pview.release()
+    return owned
+
+
 def build_upload_part(
     path: str,
     plain_size: int,
@@ -216,56 +305,11 @@ def build_upload_part(
     if out is None or len(out) < part.length:
         out = bytearray(part.length)
     view = memoryview(out)[: part.length]
-    header_len = 0
-    if part.start < ENVELOPE_SIZE:
-        header_len = min(ENVELOPE_SIZE, part.stop) - part.start
-        view[:header_len] = envelope[part.start : part.start + header_len]
-    body_start = max(part.start - ENVELOPE_SIZE, 0)
-    body_stop = part.stop - ENVELOPE_SIZE
-    if body_stop > body_start:
-        first_seg = body_start // CIPHER_SEGMENT_SIZE
-        end_seg = -(-body_stop // CIPHER_SEGMENT_SIZE)
-        first_owned = -(-body_start // CIPHER_SEGMENT_SIZE)
-        plain_start = first_seg * SEGMENT_SIZE
-        plain_stop = min(end_seg * SEGMENT_SIZE, plain_size)
-        plain_len = plain_stop - plain_start
-        plain_buffer = buffers.get(plain_len) if buffers else bytearray(plain_len)
-        pview = memoryview(plain_buffer)[:plain_len]
-        with open(path, "rb") as handle:  # noqa: PTH123 - one handle per thread
-            handle.seek(plain_start)
-            if handle.readinto(pview) != plain_len:
-                raise SourceChangedError("the file is shorter than when the upload started")
-        plaintext_digest.update(part.part_no, pview[(first_owned - first_seg) * SEGMENT_SIZE :])
-        scratch: memoryview | None = None
-        owned: list[bytes] = []
-        for seg in range(first_seg, end_seg):
-            seg_plain = pview[(seg - first_seg) * SEGMENT_SIZE :][:SEGMENT_SIZE]
-            seg_start = seg * CIPHER_SEGMENT_SIZE
-            seg_stop = seg_start + len(seg_plain) + CIPHER_DIFF
-            dest = header_len + seg_start - body_start
-            if seg_start >= body_start and seg_stop <= body_stop:
-                owned.append(
-                    cipher.encrypt_segment_into(
-                        seg, seg_plain, view[dest : dest + seg_stop - seg_start]
-                    )
-                )
-                continue
-            # A segment that straddles the part boundary: encrypt it whole, copy our slice.
-            if scratch is None:
-                scratch = memoryview(bytearray(CIPHER_SEGMENT_SIZE))
-            seg_view = scratch[: seg_stop - seg_start]
-            seg_digest = cipher.encrypt_segment_into(seg, seg_plain, seg_view)
-            if seg >= first_owned:
-                owned.append(seg_digest)
-            lo = max(body_start, seg_start)
-            hi = min(body_stop, seg_stop)
-            view[header_len + lo - body_start : header_len + hi - body_start] = seg_view[
-                lo - seg_start : hi - seg_start
-            ]
-        pview.release()
-    else:
-        owned = []
-        plaintext_digest.update(part.part_no, b"")
+
+    def feed(plaintext: memoryview) -> None:
+        plaintext_digest.update(part.part_no, plaintext)
+
+    owned = encrypt_range(path, plain_size, part, envelope, cipher, view, buffers, feed)
     return EncryptedPart(
         part_no=part.part_no,
         data=view,
@@ -281,11 +325,14 @@ def hash_part_plaintext(
     part: ByteRange,
     plaintext_digest: PlaintextDigest | None,
     buffers: ThreadBuffers | None = None,
+    window: int | None = None,
 ) -> str:
-    """Read the plaintext of an already uploaded part again (on resume).
+    """Read the plaintext of an upload part again (on resume, or after a streamed part).
 
     Feeds it to ``plaintext_digest`` (if given, in part order) and returns the part's
-    :func:`part_fingerprint`, which the caller compares with the one in the journal.
+    :func:`part_fingerprint`, which the caller compares with the one it has (journal,
+    or the one computed while the part was sent). ``window`` bounds the plaintext read
+    at once (bytes, rounded down to whole segments, at least one); ``None``: the part.
 
     Raises:
         OSError, ValueError: as :func:`build_upload_part`, and what the digest raises.
@@ -294,19 +341,25 @@ def hash_part_plaintext(
     body_stop = max(part.stop - ENVELOPE_SIZE, 0)
     start = min(-(-body_start // CIPHER_SEGMENT_SIZE) * SEGMENT_SIZE, plain_size)
     stop = min(-(-body_stop // CIPHER_SEGMENT_SIZE) * SEGMENT_SIZE, plain_size)
-    buffer = buffers.get(stop - start) if buffers else bytearray(stop - start)
-    view = memoryview(buffer)[: stop - start]
+    step = stop - start if window is None else max(window // SEGMENT_SIZE, 1) * SEGMENT_SIZE
+    step = max(min(step, stop - start), 1)
+    buffer = buffers.get(step) if buffers else bytearray(step)
+    digests: list[bytes] = []
     with open(path, "rb") as handle:  # noqa: PTH123 - one handle per thread
         handle.seek(start)
-        if handle.readinto(view) != stop - start:
-            raise SourceChangedError("the file is shorter than when the upload started")
-    if plaintext_digest is not None:
-        plaintext_digest.update(part.part_no, view)
-    fingerprint = part_fingerprint(
-        [
-            hashlib.sha256(view[offset : offset + SEGMENT_SIZE]).digest()
-            for offset in range(0, len(view), SEGMENT_SIZE)
-        ]
-    )
-    view.release()
-    return fingerprint
+        offsets = range(start, stop, step) if stop > start else range(start, start + 1)
+        for lo in offsets:
+            hi = min(lo + step, stop)
+            view = memoryview(buffer)[: hi - lo]
+            try:
+                if handle.readinto(view) != hi - lo:
+                    raise SourceChangedError("the file is shorter than when the upload started")
+                if plaintext_digest is not None:
+                    plaintext_digest.update(part.part_no, view, final=hi == stop)
+                digests.extend(
+                    hashlib.sha256(view[offset : offset + SEGMENT_SIZE]).digest()
+                    for offset in range(0, len(view), SEGMENT_SIZE)
+                )
+            finally:
+                view.release()
+    return part_fingerprint(digests)

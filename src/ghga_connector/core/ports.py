@@ -17,6 +17,7 @@ This module imports only :mod:`ghga_connector.models` and the standard library.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -38,6 +39,7 @@ __all__ = [
     "DownloaderBase",
     "FileStagerBase",
     "ObjectStoragePort",
+    "PartBody",
     "ProgressReporter",
     "UcsPort",
     "UploadJob",
@@ -183,11 +185,32 @@ class DcsPort(Protocol):
         ...
 
 
+class PartBody(Protocol):
+    """An upload part produced while it is sent, so that it is never held whole.
+
+    ``size`` is its length in bytes (the ``Content-Length``). Each ``async for`` over it
+    produces the whole part again from the start, byte-identical (a retried ``PUT``,
+    or a retry of the HTTP layer, iterates it again); the chunks are views that are
+    valid until the next chunk is asked for.
+    """
+
+    @property
+    def size(self) -> int:
+        """Bytes in the part."""
+        ...
+
+    def __aiter__(self) -> AsyncIterator[memoryview]:
+        """The part's bytes from the start, in chunks."""
+        ...
+
+
 class ObjectStoragePort(Protocol):
     """S3 through presigned URLs (contract §3.5); URLs are never logged or shown."""
 
-    async def put_part(self, url: str, data: memoryview | bytes) -> str | None:
+    async def put_part(self, url: str, data: memoryview | bytes | PartBody) -> str | None:
         """``PUT`` one part; the ETag S3 reports (without quotes), if any.
+
+        ``data`` is a buffer, or a :class:`PartBody` of ``data.size`` bytes.
 
         Raises:
             PresignedUrlExpired: 403; ask for a new URL.

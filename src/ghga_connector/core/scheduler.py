@@ -265,8 +265,13 @@ class OrderedDigest:
         self._hash = hashlib.sha256()
         self._order = InOrder(first_part_no)
 
-    def update(self, part_no: int, data: memoryview | bytes | bytearray) -> None:
+    def update(
+        self, part_no: int, data: memoryview | bytes | bytearray, *, final: bool = True
+    ) -> None:
         """Feed the bytes of ``part_no`` once its predecessors are in (blocking).
+
+        A part may be fed in pieces: every piece but the last with ``final=False``, which
+        keeps the turn with ``part_no``.
 
         Raises:
             OrderAborted: if :meth:`abort` was called.
@@ -276,7 +281,20 @@ class OrderedDigest:
             return
         # Only the holder of the turn gets here; the others wait above.
         self._hash.update(data)
-        self._order.advance(part_no)
+        if final:
+            self._order.advance(part_no)
+
+    def is_turn(self, part_no: int) -> bool:
+        """Whether every part before ``part_no`` is in (``part_no`` is fed next)."""
+        return self._order.next == part_no
+
+    async def wait_turn(self, part_no: int) -> None:
+        """Wait on the event loop (not in a thread) until every part before ``part_no`` is in.
+
+        Raises:
+            OrderAborted: if :meth:`abort` was called.
+        """
+        await self._order.wait_async(part_no)
 
     async def update_async(
         self, part_no: int, data: memoryview | bytes | bytearray, executor: Executor

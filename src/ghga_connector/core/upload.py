@@ -3,8 +3,19 @@
 create upload → encrypt parts in worker threads → per part: presigned URL, ``PUT``,
 ETag check → complete with all checksums. Parts run through the engine's scheduler
 (:func:`~ghga_connector.core.scheduler.run_parts`: an ``asyncio.TaskGroup`` of
-``concurrency`` workers); each worker holds one part, so memory stays bounded by
-``(concurrency + crypto threads) × part size`` whatever the file size.
+``concurrency`` workers); each worker holds one *part buffer* of at most ``part_buffer``
+bytes (the configured part size), so memory stays bounded by
+``(concurrency + crypto threads) × part_buffer`` whatever the file size:
+
+* a part that fits its buffer (every file up to ~168 GB with 16 MiB parts) is built
+  whole in a thread, then sent from the buffer;
+* a larger part (S3's 10,000-part limit makes parts grow with the file: ~210 MiB at
+  2 TB) is *streamed* (:class:`_StreamedPart`): read, encrypted and checksummed one
+  window (half the buffer) at a time while it is sent, and produced again from the
+  file for a retry (the synthetic nonces make it byte-identical, which is checked).
+  The whole-file plaintext SHA-256 is fed while streaming when the part's turn has come
+  when it starts; otherwise the part's plaintext is read once more after its ``PUT``,
+  in its turn, and checked against the segment digests taken while sending.
 """
 
 from __future__ import annotations
@@ -13,7 +24,8 @@ import asyncio
 import contextlib
 import hashlib
 import time
-from concurrent.futures import Executor
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -26,7 +38,9 @@ from ghga_connector.c4gh.segments import (
     SourceChangedError,
     ThreadBuffers,
     build_upload_part,
+    encrypt_range,
     hash_part_plaintext,
+    part_fingerprint,
 )
 from ghga_connector.core.box_busy import BoxBusyBackoff
 from ghga_connector.core.journal import (
@@ -37,6 +51,7 @@ from ghga_connector.core.journal import (
     seal_secret,
 )
 from ghga_connector.core.planning import (
+    CIPHER_SEGMENT_SIZE,
     ByteRange,
     byte_ranges,
     encrypted_size,
@@ -45,6 +60,7 @@ from ghga_connector.core.planning import (
 )
 from ghga_connector.core.ports import (
     ObjectStoragePort,
+    PartBody,
     ProgressReporter,
     UcsPort,
     UploaderBase,
@@ -75,6 +91,9 @@ __all__ = ["Uploader", "multipart_etag"]
 #: Attempts per part: a fresh presigned URL each time (expired URL, bad ETag).
 PART_ATTEMPTS = 3
 
+
+#: The plaintext SHA-256 of each segment of a streamed part, as first read.
+_SegmentDigests = list[bytes]
 
 #: Completion errors after which the server marked the upload failed: no resume.
 _FATAL_AT_COMPLETION = {"checksumMismatch", "uploadSizeMismatch", "fileUploadStateError"}
@@ -118,6 +137,8 @@ class Uploader(UploaderBase):
         concurrency: parts in flight per file.
         journals: where resume journals are kept (``None``: no resume).
         buffers: part buffers shared by all files of the run (default: ``concurrency``).
+        part_buffer: bytes of one part buffer (default: ``part_size`` rounded as for an
+            upload); larger parts are streamed through it in two windows.
         open_uploads: files between create and complete at once (each is in state
             ``init`` on the server, which allows 5 per box, contract §3.3(b)); a file
             waiting for its turn has already fetched its create WOT. ``None``: no limit
@@ -140,6 +161,7 @@ class Uploader(UploaderBase):
         journals: JournalStore | None = None,
         buffers: BufferPool | None = None,
         open_uploads: int | None = None,
+        part_buffer: int | None = None,
         sleep: object = asyncio.sleep,
     ) -> None:
         self._accessor = accessor
@@ -154,6 +176,9 @@ class Uploader(UploaderBase):
         self._journals = journals
         self._buffers = buffers or BufferPool(concurrency)
         self._thread_buffers = ThreadBuffers()
+        self._part_buffer = part_buffer or upload_part_size(part_size, 0)
+        #: Bytes of one window of a streamed part: half a part buffer, whole segments.
+        self._window = max(self._part_buffer // 2 // CIPHER_SEGMENT_SIZE, 1) * CIPHER_SEGMENT_SIZE
         self._open_uploads = asyncio.Semaphore(open_uploads) if open_uploads is not None else None
         self._sleep = sleep
 
@@ -203,21 +228,36 @@ class Uploader(UploaderBase):
         token = self._token("upload", file_id=file_id)
         return await self._ucs.get_part_url(box_id, file_id, part_no, token)
 
-    async def _put_part(self, file_id: str, part: EncryptedPart, url: str | None = None) -> None:
-        """PUT a part (to ``url`` if given, else a fresh one); a new URL per retry."""
+    async def _put_part(
+        self,
+        file_id: str,
+        part_no: int,
+        data: memoryview | PartBody,
+        md5: Callable[[], str | None],
+        url: str | None = None,
+    ) -> str:
+        """PUT a part (to ``url`` if given, else a fresh one); a new URL per retry.
+
+        ``md5()`` is the MD5 (hex) of the bytes just sent (``None``: not all were sent);
+        S3's ETag must equal it. Returns it.
+
+        Raises:
+            IntegrityError: no attempt was stored intact.
+        """
         for _attempt in range(PART_ATTEMPTS):
             if url is None:
-                url = await self._part_url(file_id, part.part_no)
+                url = await self._part_url(file_id, part_no)
             try:
-                etag = await self._storage.put_part(url, part.data)
+                etag = await self._storage.put_part(url, data)
             except PresignedUrlExpired:
                 url = None
                 continue
-            if etag is None or etag == part.md5:
-                return
+            sent = md5()
+            if sent is not None and (etag is None or etag == sent):
+                return sent
             url = None
         raise IntegrityError(
-            f"Part {part.part_no} could not be stored intact after {PART_ATTEMPTS} attempts."
+            f"Part {part_no} could not be stored intact after {PART_ATTEMPTS} attempts."
         )
 
     def forget(self, alias: str) -> None:
@@ -485,6 +525,7 @@ class Uploader(UploaderBase):
                 part_range,
                 digest if part_range.part_no in prefix else None,
                 self._thread_buffers,
+                self._part_buffer,
             )
             if fingerprint != stored[part_range.part_no].plaintext:
                 raise _changed_since_interrupted(job)
@@ -527,6 +568,12 @@ class Uploader(UploaderBase):
             record = done.get(part_range.part_no)
             if record is not None:
                 if part_range.part_no not in verified:
+                    if streamed:
+                        # Streamed parts never block a thread: a thread blocked on the
+                        # turn could starve the part whose turn it is of the threads
+                        # its windows need. Whole parts keep to submission order (a
+                        # lower part's thread work is always submitted first).
+                        await digest.wait_turn(part_range.part_no)
                     fingerprint = await loop.run_in_executor(
                         self._executor,
                         hash_part_plaintext,
@@ -535,6 +582,7 @@ class Uploader(UploaderBase):
                         part_range,
                         digest,
                         self._thread_buffers,
+                        self._part_buffer,
                     )
                     if fingerprint != record.plaintext:
                         raise SourceChangedError("a stored part no longer matches")
@@ -543,6 +591,38 @@ class Uploader(UploaderBase):
                 session.resumed_parts += 1
                 self._reporter.advance(job.alias, hi - lo)
                 return
+            hashed = True
+            if streamed:
+                part, hashed = await send_streamed(part_range, buffer)
+            else:
+                part = await send_whole(part_range, buffer)
+            parts_md5[part.part_no - 1] = part.md5
+            parts_sha256[part.part_no - 1] = part.sha256
+            session.sent_bytes += hi - lo
+            if self._journals is not None and session.journal is not None:
+                self._journals.add_part(
+                    session.journal,
+                    PartRecord(part.part_no, part.md5, part.sha256, part.plaintext_fingerprint),
+                )
+            self._reporter.advance(job.alias, hi - lo)
+            if not hashed:
+                # Stored and journaled; now its plaintext again, in its turn, for the
+                # file's SHA-256 (checked against the segment digests taken while sent).
+                await digest.wait_turn(part_range.part_no)
+                fingerprint = await loop.run_in_executor(
+                    self._executor,
+                    hash_part_plaintext,
+                    path,
+                    job.size,
+                    part_range,
+                    digest,
+                    self._thread_buffers,
+                    self._part_buffer,
+                )
+                if fingerprint != part.plaintext_fingerprint:
+                    raise SourceChangedError("the file changed while it was read")
+
+        async def send_whole(part_range: ByteRange, buffer: bytearray) -> EncryptedPart:
             # The part is built in a thread while its URL is requested.
             built = loop.run_in_executor(
                 self._executor,
@@ -564,23 +644,49 @@ class Uploader(UploaderBase):
                 url_request.cancel()
                 if url_request.done() and not url_request.cancelled():
                     url_request.exception()  # retrieved: reported by the await
-            await self._put_part(file_id, part, url)
-            parts_md5[part.part_no - 1] = part.md5
-            parts_sha256[part.part_no - 1] = part.sha256
-            session.sent_bytes += hi - lo
-            if self._journals is not None and session.journal is not None:
-                self._journals.add_part(
-                    session.journal,
-                    PartRecord(part.part_no, part.md5, part.sha256, part.plaintext_fingerprint),
-                )
-            self._reporter.advance(job.alias, hi - lo)
+            await self._put_part(file_id, part.part_no, part.data, lambda: part.md5, url)
+            return part
 
+        async def send_streamed(
+            part_range: ByteRange, buffer: bytearray
+        ) -> tuple[EncryptedPart, bool]:
+            """Stream one part; also returns whether the file's SHA-256 got its plaintext."""
+            # Fed to the ordered digest while streaming only if no earlier part is
+            # missing from it now: a stream never waits for another part's turn.
+            live = digest.is_turn(part_range.part_no)
+            body = _StreamedPart(
+                path=path,
+                plain_size=job.size,
+                part=part_range,
+                envelope=envelope,
+                cipher=cipher,
+                buffer=buffer,
+                window=self._window,
+                executor=self._executor,
+                buffers=self._thread_buffers,
+                digest=digest if live else None,
+            )
+            try:
+                md5 = await self._put_part(file_id, part_range.part_no, body, lambda: body.md5)
+            finally:
+                await body.settle()
+            assert body.sha256 is not None  # set with md5 by the complete iteration
+            part = EncryptedPart(
+                part_no=part_range.part_no,
+                data=memoryview(b""),
+                md5=md5,
+                sha256=body.sha256,
+                plaintext_fingerprint=body.plaintext_fingerprint,
+            )
+            return part, live
+
+        streamed = session.part_size > self._part_buffer
         await run_parts(
             ranges,
             send,
             workers=self._concurrency,
             buffers=self._buffers,
-            buffer_size=min(session.part_size, session.enc_size),
+            buffer_size=2 * self._window if streamed else min(session.part_size, session.enc_size),
             on_error=digest.abort,
         )
         return UploadChecksums(
@@ -589,6 +695,142 @@ class Uploader(UploaderBase):
             encrypted_parts_md5=parts_md5,
             encrypted_parts_sha256=parts_sha256,
         )
+
+
+class _StreamedPart:
+    """One upload part produced window by window while it is sent (a :class:`PartBody`).
+
+    Holds nothing but ``buffer`` (two windows of ``window`` bytes): window ``j + 1`` is
+    read and encrypted in a thread while window ``j`` is sent. Each iteration (a retried
+    ``PUT``, a retry of the HTTP layer) produces the part again from the file; the
+    synthetic nonces make it byte-identical, and the plaintext SHA-256 of every segment
+    is compared with the first read's, so a file that changed in between raises
+    :class:`SourceChangedError` instead of sending other bytes. :attr:`md5` and
+    :attr:`sha256` (hex) are those of the last complete iteration (``None`` before).
+    With ``digest``, whose turn must be this part's, the plaintext is fed to it the
+    first time each window is read.
+    """
+
+    def __init__(
+        self,
+        *,
+        path: str,
+        plain_size: int,
+        part: ByteRange,
+        envelope: bytes,
+        cipher: SegmentCipher,
+        buffer: bytearray,
+        window: int,
+        executor: Executor,
+        buffers: ThreadBuffers,
+        digest: OrderedDigest | None,
+    ) -> None:
+        self._path = path
+        self._plain_size = plain_size
+        self._part = part
+        self._envelope = envelope
+        self._cipher = cipher
+        self._executor = executor
+        self._buffers = buffers
+        self._digest = digest
+        self._windows = [
+            ByteRange(part.part_no, lo, min(lo + window, part.stop))
+            for lo in range(part.start, part.stop, window)
+        ]
+        whole = memoryview(buffer)
+        self._halves = (whole[:window], whole[window : 2 * window])
+        #: Plaintext SHA-256 of each segment beginning in the part, as first read.
+        self._segments: _SegmentDigests = []
+        #: Per window read so far: where its segments start in ``_segments``.
+        self._window_segments: list[int] = []
+        self._pending: Future[memoryview] | None = None
+        self._md5 = hashlib.md5(usedforsecurity=False)
+        self._sha256 = hashlib.sha256()
+        self.md5: str | None = None
+        self.sha256: str | None = None
+        #: Windows read and encrypted so far, over all iterations.
+        self.windows_built = 0
+
+    @property
+    def size(self) -> int:
+        """Bytes in the part."""
+        return self._part.length
+
+    @property
+    def plaintext_fingerprint(self) -> str:
+        """:func:`part_fingerprint` of the part (once an iteration completed)."""
+        return part_fingerprint(self._segments)
+
+    def _build(self, index: int, out: memoryview) -> memoryview:
+        """Read and encrypt window ``index`` into ``out`` (blocking; in a thread).
+
+        Raises:
+            SourceChangedError: the window's plaintext differs from its first read.
+            OSError: the file cannot be read.
+        """
+        window = self._windows[index]
+        first_read = index == len(self._window_segments)
+        feed: Callable[[memoryview], None] | None = None
+        if first_read and self._digest is not None:
+            digest, final = self._digest, index == len(self._windows) - 1
+
+            def feed(plaintext: memoryview) -> None:
+                digest.update(window.part_no, plaintext, final=final)
+
+        owned = encrypt_range(
+            self._path,
+            self._plain_size,
+            window,
+            self._envelope,
+            self._cipher,
+            out,
+            self._buffers,
+            feed,
+        )
+        if first_read:
+            self._window_segments.append(len(self._segments))
+            self._segments.extend(owned)
+        else:
+            start = self._window_segments[index]
+            if owned != self._segments[start : start + len(owned)]:
+                raise SourceChangedError("the file changed while it was read")
+        view = out[: window.length]
+        self._md5.update(view)
+        self._sha256.update(view)
+        self.windows_built += 1
+        return view
+
+    def __aiter__(self) -> AsyncIterator[memoryview]:
+        """The part from the start, one window (a view of the buffer) at a time."""
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[memoryview]:
+        await self.settle()
+        self._md5 = hashlib.md5(usedforsecurity=False)
+        self._sha256 = hashlib.sha256()
+        self.md5 = self.sha256 = None
+        count = len(self._windows)
+        pending = self._pending = self._executor.submit(self._build, 0, self._halves[0])
+        for index in range(count):
+            view = await asyncio.wrap_future(pending)
+            self._pending = None
+            if index + 1 < count:
+                pending = self._pending = self._executor.submit(
+                    self._build, index + 1, self._halves[(index + 1) % 2]
+                )
+            yield view
+        self.md5 = self._md5.hexdigest()
+        self.sha256 = self._sha256.hexdigest()
+
+    async def settle(self) -> None:
+        """Wait until no thread writes into the buffer any more (an abandoned iteration)."""
+        pending, self._pending = self._pending, None
+        if pending is None or pending.cancel():
+            return
+        waiter = asyncio.wrap_future(pending)
+        await asyncio.wait([waiter])
+        if not waiter.cancelled():
+            waiter.exception()  # retrieved: the iteration that started it is gone
 
 
 def _changed_during_upload(job: UploadJob) -> InputFileError:

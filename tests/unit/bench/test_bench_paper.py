@@ -18,9 +18,11 @@ def test_200_gb_upload_grows_its_parts_to_stay_under_10000() -> None:
     assert up.count <= 10_000 < -(-up.stored // (256 * 65_564))
     assert up.unit % 65_564 == 0 and up.unit > 16 * MIB
     assert up.journal_bytes == 136 * up.count
-    assert up.peak_rss == 200 * MIB + 8 * (up.unit - 256 * 65_564)  # buffers grow with parts
-    assert up.cpu_s == pytest.approx(200e9 / GIB * 5.0)
-    assert up.ceiling_mb_per_s_per_core == pytest.approx(GIB / 5.0 / 1e6)
+    assert up.streamed  # parts larger than their buffers are streamed through them
+    assert up.peak_rss == 200 * MIB  # the buffers do not grow with the parts
+    assert up.buffers_bytes == 8 * 256 * 65_564
+    assert up.cpu_s == pytest.approx(200e9 / GIB * (5.0 + M.reread_cpu_s_per_gib))
+    assert up.ceiling_mb_per_s_per_core == pytest.approx(GIB / (5.0 + M.reread_cpu_s_per_gib) / 1e6)
     assert down.unit == 256 * 65_564
     assert down.count == -(-down.stored // down.unit)
     assert down.peak_rss == 260 * MIB  # ranges do not grow
@@ -30,6 +32,15 @@ def test_16_gib_keeps_the_configured_part_size() -> None:
     up, _ = estimate(16 * GIB, M)
     assert up.unit == 256 * 65_564
     assert up.peak_rss == 200 * MIB
+    assert not up.streamed
+    assert up.cpu_s == pytest.approx(16 * 5.0)
+
+
+def test_2_tb_upload_memory_is_that_of_1_gib() -> None:
+    small, _ = estimate(GIB, M)
+    big, _ = estimate(2 * 10**12, M)
+    assert big.unit > 190 * MIB
+    assert (big.buffers_bytes, big.peak_rss) == (small.buffers_bytes, small.peak_rss)
 
 
 def test_render_shows_the_arithmetic() -> None:

@@ -226,3 +226,21 @@ async def test_ordered_digest_from_coroutines_in_any_order() -> None:
     assert (
         digest.hexdigest() == hashlib.sha256(b"".join(chunks[n] for n in range(1, 7))).hexdigest()
     )
+
+
+async def test_ordered_digest_takes_a_part_in_pieces_and_keeps_its_turn() -> None:
+    """``final=False`` pieces keep the turn with the part; the next part's coroutine
+    waits on the event loop (``wait_turn``) until the last piece is in."""
+    digest = OrderedDigest()
+    assert digest.is_turn(1) and not digest.is_turn(2)
+    digest.update(1, b"a", final=False)
+    digest.update(1, b"b", final=False)
+    waiter = asyncio.ensure_future(digest.wait_turn(2))
+    await asyncio.sleep(0)
+    assert not waiter.done() and digest.is_turn(1)
+    digest.update(1, b"c")
+    await asyncio.wait_for(waiter, timeout=10)
+    assert digest.is_turn(2) and digest.parts_done == 1
+    digest.update(2, b"d")
+    digest.update(1, b"a retried part is ignored")
+    assert digest.hexdigest() == hashlib.sha256(b"abcd").hexdigest()

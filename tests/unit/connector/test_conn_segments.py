@@ -26,7 +26,9 @@ from ghga_connector.c4gh.segments import (
     SegmentAuthenticationError,
     SegmentCipher,
     build_upload_part,
+    encrypt_range,
     hash_part_plaintext,
+    part_fingerprint,
 )
 from ghga_connector.core.planning import (
     CIPHER_SEGMENT_SIZE,
@@ -304,6 +306,34 @@ def test_part_fingerprints_match_between_build_and_resume_read(tmp_path: Path) -
     path.write_bytes(bytes(changed))
     after = [hash_part_plaintext(str(path), size, r, None) for r in ranges]
     assert sum(a != b for a, b in zip(after, reread, strict=True)) == 1
+
+
+@pytest.mark.parametrize("window", [1, 2, 3])  # in cipher segments
+def test_windows_of_a_part_are_the_part(tmp_path: Path, window: int) -> None:
+    """A part encrypted window by window (a streamed part) is byte for byte the part
+    built whole, with the same segment digests and the same plaintext fed in order; the
+    plaintext read again in windows gives the same fingerprint and SHA-256."""
+    size = 700_001
+    path, data = _write(tmp_path, size)
+    cipher = SegmentCipher(os.urandom(32))
+    envelope = os.urandom(ENVELOPE_SIZE)
+    ranges = byte_ranges(encrypted_size(size), 4 * CIPHER_SEGMENT_SIZE)
+    parts, _ = _build_all(path, size, ranges, envelope, cipher)
+    step = window * CIPHER_SEGMENT_SIZE
+    fed = hashlib.sha256()
+    reread = OrderedDigest()
+    for part, item in zip(parts, ranges, strict=True):
+        out = bytearray(item.length)
+        digests: list[bytes] = []
+        for lo in range(item.start, item.stop, step):
+            sub = ByteRange(item.part_no, lo, min(lo + step, item.stop))
+            view = memoryview(out)[lo - item.start : sub.stop - item.start]
+            digests += encrypt_range(str(path), size, sub, envelope, cipher, view, None, fed.update)
+        assert bytes(out) == bytes(part.data)
+        assert part_fingerprint(digests) == part.plaintext_fingerprint
+        again = hash_part_plaintext(str(path), size, item, reread, None, step)
+        assert again == part.plaintext_fingerprint
+    assert fed.hexdigest() == reread.hexdigest() == hashlib.sha256(data).hexdigest()
 
 
 # --- OrderedDigest ---------------------------------------------------------------------

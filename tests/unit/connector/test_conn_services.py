@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -557,6 +557,37 @@ async def test_put_part_returns_etag() -> None:
     assert seen[0].content == data
     assert seen[0].headers["Content-Length"] == str(len(data))
     assert "Authorization" not in seen[0].headers
+
+
+class _PartBody:
+    """A part produced while sent (core.ports.PartBody): 700 kB chunks, counted."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.iterations = 0
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    async def _chunks(self) -> AsyncIterator[memoryview]:
+        self.iterations += 1
+        for start in range(0, len(self.data), 700_000):
+            yield memoryview(self.data)[start : start + 700_000]
+
+    def __aiter__(self) -> AsyncIterator[memoryview]:
+        return self._chunks()
+
+
+async def test_put_part_sends_a_body_produced_while_sent() -> None:
+    seen = Seen(httpx.Response(200, headers={"ETag": '"0123abcd"'}))
+    body = _PartBody(os.urandom(2_500_000))
+    async with mock_client(seen) as client:
+        etag = await ObjectStorageClient(client).put_part(S3, body)
+    assert etag == "0123abcd"
+    assert seen[0].content == body.data
+    assert seen[0].headers["Content-Length"] == str(body.size)
+    assert body.iterations == 1
 
 
 async def test_put_part_without_etag() -> None:

@@ -24,6 +24,7 @@ from tests.unit.connector.test_conn_handler import UPLOAD_PACKAGE, FakeAccessor,
 from ghga_connector.c4gh.keys import KeyPair
 from ghga_connector.core.journal import FileIdentity, JournalStore
 from ghga_connector.core.ports import UploadJob
+from ghga_connector.core.scheduler import BufferPool
 from ghga_connector.core.upload import Uploader, multipart_etag
 from ghga_connector.errors import ServiceUnreachableError
 from ghga_connector.models import FileOutcome, Outcome
@@ -65,6 +66,8 @@ async def _upload(
     restart: bool = False,
     concurrency: int = 2,
     journals: bool = True,
+    part_buffer: int | None = None,
+    buffers: BufferPool | None = None,
 ) -> tuple[FileOutcome, CountingReporter]:
     reporter = CountingReporter()
     with ThreadPoolExecutor(max_workers=2) as executor:
@@ -79,6 +82,8 @@ async def _upload(
             part_size=PART,
             concurrency=concurrency,
             journals=JournalStore(state) if journals else None,
+            buffers=buffers,
+            part_buffer=part_buffer,
             sleep=lambda _s: asyncio.sleep(0),
         )
         job = UploadJob(
