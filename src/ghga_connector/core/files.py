@@ -99,11 +99,23 @@ def create_exclusive(path: Path, *, replace_stale: bool = True) -> int:
         return open_no_follow(path, flags)
 
 
+#: Largest single ``pwrite``, in bytes. Handing the kernel 16 MiB in one call made it
+#: spend 2 to 10 times more system time per GiB than the same bytes in 1 MiB calls
+#: (page-cache allocation in large batches; measured on Linux/ext4 with 2 writer threads).
+WRITE_SLICE = 1024 * 1024
+
+
 def pwrite_all(fd: int, data: memoryview | bytes, offset: int) -> None:
-    """Write all of ``data`` at ``offset`` (thread-safe on a shared descriptor)."""
+    """Write all of ``data`` at ``offset`` in calls of at most :data:`WRITE_SLICE` bytes.
+
+    Thread-safe on a shared descriptor (positional writes).
+
+    Raises:
+        OSError: a write failed (e.g. ``ENOSPC``: the disk is full).
+    """
     view = memoryview(data).cast("B")
     while view:
-        written = os.pwrite(fd, view, offset)
+        written = os.pwrite(fd, view[:WRITE_SLICE], offset)
         view = view[written:]
         offset += written
 
