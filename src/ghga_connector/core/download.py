@@ -57,6 +57,7 @@ from ghga_connector.core.files import (
     pwrite_all,
     refuse_links,
     replace_file,
+    start_writeback,
     write_atomic,
 )
 from ghga_connector.core.planning import (
@@ -759,6 +760,7 @@ def _check_and_write(
 ) -> None:
     """Authenticate and decrypt one segment-aligned range into ``plain``, then write it.
 
+    The written range is handed to the disk at once (:func:`start_writeback`).
     ``write_lock`` serialises the writes of one file's threads: a thread waiting for it
     sleeps, where two threads writing the same file at once make the kernel spin on the
     file's lock (measured: ~4 % of a download's CPU).
@@ -768,8 +770,11 @@ def _check_and_write(
         OSError: the write failed (e.g. the disk is full).
     """
     cipher.decrypt_into(data, plain)
+    written, offset = (
+        (plain, part.start // CIPHER_SEGMENT_SIZE * SEGMENT_SIZE)
+        if decrypt
+        else (data, ENVELOPE_SIZE + part.start)
+    )
     with write_lock:
-        if decrypt:
-            pwrite_all(fd, plain, part.start // CIPHER_SEGMENT_SIZE * SEGMENT_SIZE)
-        else:
-            pwrite_all(fd, data, ENVELOPE_SIZE + part.start)
+        pwrite_all(fd, written, offset)
+    start_writeback(fd, offset, len(written))
