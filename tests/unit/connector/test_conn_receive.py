@@ -438,3 +438,18 @@ async def test_https_ranges_are_received_in_place_and_verified(tmp_path: Path) -
     with pytest.raises(httpx.ConnectError):
         await get(strict, url, memoryview(buffer))
     server.close()
+
+
+async def test_bytes_after_a_small_body_in_the_same_read_make_the_connection_unusable(
+    serve: Serve,
+) -> None:
+    server = await serve([(ok(BODY[:100]) + b"garbage", "keep"), (ok(BODY[:100]), "keep")])
+    direct = transport()
+    buffer = bytearray(100)
+    response = await get(direct, server.url, memoryview(buffer))
+    assert bytes(buffer) == BODY[:100]
+    assert response.extensions["ghga_received"] == 100
+    response = await get(direct, server.url, memoryview(buffer))
+    assert response.status_code == 206
+    assert server.connections == 2
+    await direct.aclose()
