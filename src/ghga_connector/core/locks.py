@@ -123,9 +123,11 @@ class TransferLock:
             return None
 
     def _write_owner(self, owner: LockOwner) -> None:
-        temp = self._owner_path.with_name(f"{self._owner_path.name}.{os.getpid()}.tmp")
+        # Only the holder of the lock writes its owner file, so one temporary name is
+        # enough, and one left by a killed holder is removed by the next.
+        temp = self._owner_path.with_name(f"{self._owner_path.name}.tmp")
         with contextlib.suppress(OSError):
-            temp.unlink()  # left by a killed process with the same id
+            temp.unlink()
         try:
             fd = os.open(
                 temp,

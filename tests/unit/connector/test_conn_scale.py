@@ -163,6 +163,19 @@ def test_lock_held_by_another_process_names_it_and_is_recovered_after_sigkill(
     lock.release()
 
 
+def test_an_owner_record_half_written_by_a_killed_holder_is_cleared_by_the_next(
+    tmp_path: Path,
+) -> None:
+    """A holder killed between writing its owner record and renaming it leaves nothing."""
+    path = tmp_path / "z.lock"
+    leftover = tmp_path / "z.lock.owner.tmp"
+    leftover.write_text('{"host": "gone", "pi')
+    lock = TransferLock(path)
+    lock.acquire()
+    lock.release()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 def test_a_second_lock_in_the_same_process_is_refused(tmp_path: Path) -> None:
     first, second = TransferLock(tmp_path / "y.lock"), TransferLock(tmp_path / "y.lock")
     assert first.acquire() is None
