@@ -561,6 +561,20 @@ class Uploader(UploaderBase):
         file_id = session.file_id
         envelope = session.envelope
 
+        async def rehash(part_range: ByteRange) -> str:
+            # The part's plaintext read again, fed to the file's SHA-256 in its turn;
+            # returns its fingerprint (to compare with the one journaled or sent).
+            return await loop.run_in_executor(
+                self._executor,
+                hash_part_plaintext,
+                path,
+                job.size,
+                part_range,
+                digest,
+                self._thread_buffers,
+                self._part_buffer,
+            )
+
         async def send(part_range: ByteRange, buffer: bytearray) -> None:
             # Parts reach the crypto threads in order (run_parts hands them out in order),
             # which the ordered plaintext digest relies on.
@@ -574,16 +588,7 @@ class Uploader(UploaderBase):
                         # its windows need. Whole parts keep to submission order (a
                         # lower part's thread work is always submitted first).
                         await digest.wait_turn(part_range.part_no)
-                    fingerprint = await loop.run_in_executor(
-                        self._executor,
-                        hash_part_plaintext,
-                        path,
-                        job.size,
-                        part_range,
-                        digest,
-                        self._thread_buffers,
-                        self._part_buffer,
-                    )
+                    fingerprint = await rehash(part_range)
                     if fingerprint != record.plaintext:
                         raise SourceChangedError("a stored part no longer matches")
                 parts_md5[record.part_no - 1] = record.md5
@@ -609,16 +614,7 @@ class Uploader(UploaderBase):
                 # Stored and journaled; now its plaintext again, in its turn, for the
                 # file's SHA-256 (checked against the segment digests taken while sent).
                 await digest.wait_turn(part_range.part_no)
-                fingerprint = await loop.run_in_executor(
-                    self._executor,
-                    hash_part_plaintext,
-                    path,
-                    job.size,
-                    part_range,
-                    digest,
-                    self._thread_buffers,
-                    self._part_buffer,
-                )
+                fingerprint = await rehash(part_range)
                 if fingerprint != part.plaintext_fingerprint:
                     raise SourceChangedError("the file changed while it was read")
 
