@@ -178,6 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="scratch folder (default benchmarks/work, git-ignored)",
     )
     parser.add_argument(
+        "--no-warm",
+        action="store_true",
+        help="skip the page-cache warm-up before every measured command (writing and "
+        "deleting a scratch file of twice the case's bytes; see benchmarks/README.md)",
+    )
+    parser.add_argument(
         "--keep-work",
         action="store_true",
         help="keep generated inputs, outputs and client folders for inspection",
@@ -211,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         floor_bytes=(args.floor_mib or (256 if args.quick else 1024)) * MIB,
         reps=reps,
         keep_work=args.keep_work,
+        warm=not args.no_warm,
     )
     results = run_benchmark(opts)
     machine = machine_info(
@@ -221,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
             "part size and max_concurrent_uploads)",
             "disk_free_gib": round(shutil.disk_usage(opts.work_dir).free / (1 << 30), 1),
             "reps": reps,
+            "page_cache_warmup": "2 x case bytes + 256 MiB before every measured command"
+            if opts.warm
+            else "off (--no-warm)",
         }
     )
     out = args.results_dir or (

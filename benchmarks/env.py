@@ -46,6 +46,7 @@ class Options:
     floor_bytes: int
     reps: int = 1
     keep_work: bool = False
+    warm: bool = True
     log: Callable[[str], None] = field(default_factory=lambda: timed_log(time.perf_counter()))
 
 
@@ -198,12 +199,76 @@ class Env:
             res.server = ServerMeter.between(before, self.meter.read())
         return res
 
+    def warm(self, case: Case) -> None:
+        """The page-cache warm-up before a measured command or group of ``case``.
+
+        Off with ``--no-warm``; see :func:`warm_page_cache`.
+        """
+        if self.opts.warm:
+            warm_page_cache(self.opts.work_dir, warm_bytes(case.total_bytes, mem_available()))
+
     def set_latency(self, latency_ms: int) -> None:
         """Switch the sandbox's API latency (every service call) on the running servers."""
         if latency_ms != self.latency_ms:
             self.admin.set_api_latency(latency_ms)
             self.latency_ms = latency_ms
             self.opts.log(f"API latency now {latency_ms} ms")
+
+
+WARM_MARGIN = 256 * MIB
+"""Bytes written by the page-cache warm-up on top of twice the case's bytes."""
+
+
+def mem_available() -> int | None:
+    """``MemAvailable`` of ``/proc/meminfo`` in bytes; ``None`` where there is none."""
+    try:
+        with Path("/proc/meminfo").open(encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def warm_bytes(case_bytes: int, available: int | None) -> int:
+    """Bytes of the page-cache warm-up before a command of a case of ``case_bytes``.
+
+    Twice the case's bytes (a download writes its output, a two-step download writes it
+    twice, an upload makes the S3 server write its objects) plus :data:`WARM_MARGIN`, at
+    most half of the memory available; 0 where the available memory is unknown.
+    """
+    if not available:
+        return 0
+    return min(2 * case_bytes + WARM_MARGIN, available // 2)
+
+
+def warm_page_cache(folder: Path, nbytes: int, chunk: int = MIB) -> int:
+    """Write ``nbytes`` to a scratch file in ``folder``, then delete it; the bytes written.
+
+    Why: on a virtual machine whose balloon driver reports free memory to the host (free
+    page reporting, as on this benchmark's machines), memory that has been free for a
+    couple of seconds is given back to the host, and the next write into the page cache
+    that lands on it costs several times more kernel CPU (measured here: writing 800 MiB
+    into new files took 0.6-1.2 CPU-s with such memory, 0.15 s right after other files
+    were deleted). Whichever tool ran right after another tool's outputs were deleted got
+    the cheap memory. Writing and deleting a file of the size the next command needs,
+    just before it starts, gives every tool the same start. The pages are freed with the
+    file, unwritten to disk.
+    """
+    if nbytes <= 0:
+        return 0
+    block = bytes(chunk)
+    path = folder / f".page-cache-warmup-{os.getpid()}"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    written = 0
+    try:
+        while written < nbytes:
+            written += os.pwrite(fd, block[: min(chunk, nbytes - written)], written)
+    finally:
+        os.close(fd)
+        path.unlink()
+    return written
 
 
 def command_timeout(case: Case) -> float:

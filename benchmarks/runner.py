@@ -294,7 +294,12 @@ def _concurrently(jobs: Sequence[Callable[[], T]]) -> list[T]:
 def _measured_group(
     env: Env, case: Case, jobs: Sequence[Callable[[], T]]
 ) -> tuple[list[T], ServerUse | None]:
-    """Run the client jobs; for several clients, measure the servers around all of them."""
+    """Run the client jobs; for several clients, measure the servers around all of them.
+
+    Each group starts after the page-cache warm-up (:meth:`Env.warm`), so no tool starts
+    on memory another tool's deleted outputs left behind while others do not.
+    """
+    env.warm(case)
     if case.clients == 1:
         return _concurrently(jobs), None
     before = env.meter.read()

@@ -70,6 +70,10 @@ class FakeEnv:
         self.staged: list[str] = []
         self.admin = SimpleNamespace(stage=self.staged.append)
         self.meter = SimpleNamespace(read=lambda: None)
+        self.events: list[str] = []
+
+    def warm(self, case: Case) -> None:
+        self.events.append("warm")
 
     def fresh_dir(self, *parts: str) -> Path:
         path = self.opts.work_dir.joinpath(*parts)
@@ -143,6 +147,25 @@ def test_downloads_fetch_our_archived_files_and_the_order_rotates(
         (OURS, "download"),
     ]
     assert old.calls == ["upload r2c0", "download r2c0 2"]
+
+
+def test_every_measured_command_starts_right_after_a_page_cache_warmup(
+    tmp_path: Path, inputs: list[InputFile]
+) -> None:
+    env = FakeEnv(tmp_path / "work")
+    ours = FakeTool(OURS, calls=env.events)
+    boto = FakeTool(BOTO3, calls_ghga_api=False, calls=env.events)
+    run_rep(env, Case("small", 2, 1000, "random"), inputs, [ours, boto], 1)  # type: ignore[arg-type]
+    assert env.events == [
+        "warm",
+        "upload r1c0",
+        "warm",
+        "upload r1c0",
+        "warm",
+        "download r1c0 2",
+        "warm",
+        "download r1c0 0",
+    ]
 
 
 def _archived(box: str, alias: str, acc: str | None, state: str = "archived") -> Any:
