@@ -132,6 +132,10 @@ class FileStager(FileStagerBase):
         # DRS objects answered to :meth:`probe`, with the time they arrived: the next
         # :meth:`staged_object` of the accession uses one while its URL is fresh.
         self._probed: dict[str, tuple[DrsObject, float]] = {}
+        # Staging requests of :meth:`request_staging` still waiting for their answer, and
+        # the accessions whose download has begun (no staging request is sent for those).
+        self._asking: dict[str, asyncio.Event] = {}
+        self._claimed: set[str] = set()
 
     def _take_probed(self, accession: str) -> DrsObject | None:
         """The probed DRS object of ``accession`` (once), if its URL stays fresh a while.
@@ -160,6 +164,10 @@ class FileStager(FileStagerBase):
             StagingTimeoutError: not staged within ``max_wait_time`` seconds.
             FileNotDownloadableError: the file is unknown or access was refused.
         """
+        self._claimed.add(accession)
+        asking = self._asking.get(accession)
+        if asking is not None and not force_new:
+            await asking.wait()  # its staging request is on its way: use its answer
         probed = self._take_probed(accession)
         if probed is not None and not force_new:
             return probed
@@ -208,6 +216,25 @@ class FileStager(FileStagerBase):
             return None
         self._probed[accession] = (result, self._clock())
         return result
+
+    async def request_staging(self, accession: str) -> None:
+        """Ask for ``accession`` to be staged ahead of its download (one :meth:`probe`).
+
+        Runs beside the downloads of a batch: skipped if the file's download has begun
+        already, and a download that begins while the request is on its way waits for
+        its answer instead of asking again, so a staged file costs one
+        ``GET /objects/{accession}`` (contract §3.4(a)). Errors are not raised: the
+        file's download meets and reports them.
+        """
+        if accession in self._claimed or accession in self._asking:
+            return
+        answered = self._asking[accession] = asyncio.Event()
+        try:
+            with contextlib.suppress(ConnectorError):
+                await self.probe(accession)
+        finally:
+            del self._asking[accession]
+            answered.set()
 
 
 class UrlHolder:

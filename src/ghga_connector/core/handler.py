@@ -8,6 +8,7 @@ most ``max_parallel_files``; a failed file never stops the others.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import time
@@ -531,11 +532,6 @@ class TransferHandler:
             for job in planned:
                 outcomes[job.target] = await self._planned_download(job)
         else:
-            # Ask for every file at once, so the archive stages them in parallel while
-            # the first ones download (each request is also a staging request).
-            if len(planned) > self._in_flight:
-                await run_bounded(planned, STAGING_REQUESTS_IN_FLIGHT, self._request_staging)
-
             # Targets there already are planned only to be replaced (--overwrite, or
             # --verify found them damaged); others may appear meanwhile from another process.
             present = {job.target for job in planned if job.target.exists()}
@@ -543,7 +539,14 @@ class TransferHandler:
             async def download_one(job: DownloadJob) -> FileOutcome:
                 return await self._download_locked(job, replacing=job.target in present)
 
-            results = await run_bounded(planned, self._in_flight, download_one)
+            async with asyncio.TaskGroup() as group:
+                # Ask for every file of a larger batch, beside the downloads, so that the
+                # archive stages them in parallel while the first ones download.
+                if len(planned) > self._in_flight:
+                    group.create_task(
+                        run_bounded(planned, STAGING_REQUESTS_IN_FLIGHT, self._request_staging)
+                    )
+                results = await run_bounded(planned, self._in_flight, download_one)
             outcomes.update({o.path: o for o in results if o.path is not None})
         return [outcomes[job.target] for job in jobs]
 
@@ -606,8 +609,7 @@ class TransferHandler:
 
     async def _request_staging(self, job: DownloadJob) -> None:
         """One DRS request for ``job``; errors are reported later, when it downloads."""
-        with contextlib.suppress(ConnectorError):
-            await self._stager.probe(job.accession)
+        await self._stager.request_staging(job.accession)
 
     async def _download_locked(self, job: DownloadJob, *, replacing: bool) -> FileOutcome:
         """Download ``job`` holding the lock of its target; skip it if another process does.

@@ -1,13 +1,14 @@
 """API round trips per file: many small files must not cost more requests than the protocol.
 
-A batch larger than the files in flight first asks DCS for every file (a staging
-request, contract §3.4(a)); the DRS object that answer carries is used for the download
-while its presigned URL is fresh, so a staged file costs one ``GET /objects/{accession}``,
-not two.
+A batch larger than the files in flight asks DCS for every file (a staging request,
+contract §3.4(a)) beside its downloads; the DRS object that answer carries is used for
+the download while its presigned URL is fresh, so a staged file costs one
+``GET /objects/{accession}``, not two.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 import subprocess
 import sys
@@ -22,7 +23,8 @@ from tests.unit.connector.test_conn_handler import FakeAccessor, FakeReporter, F
 from ghga_connector.c4gh.keys import KeyPair
 from ghga_connector.core.download import URL_SAFETY_MARGIN, Downloader, FileStager
 from ghga_connector.core.handler import TransferHandler
-from ghga_connector.models import Outcome, WorkPackage
+from ghga_connector.core.ports import TokenSource
+from ghga_connector.models import DrsObject, Outcome, Staging, WorkPackage
 
 ACCESSION = "GHGAF001"
 PLAIN = random.Random(13).randbytes(3 * 65_536 + 17)
@@ -66,15 +68,54 @@ async def test_a_probed_object_is_not_used_when_its_url_may_be_stale(
     assert drs.max_age == max_age
 
 
-async def test_a_batch_of_staged_files_asks_dcs_once_per_file(
-    user_keys: KeyPair, tmp_path: Path
+async def test_a_download_that_begins_while_its_staging_request_is_on_its_way_waits_for_it(
+    user_keys: KeyPair, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Five files, two in flight: staging requests first, then the downloads."""
-    accessions = [f"GHGAF00{i}" for i in range(1, 6)]
-    ghga = MemoryGhga()
+    ghga, time = MemoryGhga(), FakeTime()
+    ghga.add_file(ACCESSION, user_keys, PLAIN)
     ghga.url_max_age = 30.0
-    for accession in accessions:
-        ghga.add_file(accession, user_keys, PLAIN)
+    stager = _stager(ghga, time)
+    answer = asyncio.Event()
+    ask = ghga.get_drs_object
+
+    async def get_drs_object(accession: str, token: TokenSource) -> DrsObject | Staging:
+        await answer.wait()
+        return await ask(accession, token)
+
+    monkeypatch.setattr(ghga, "get_drs_object", get_drs_object)
+    request = asyncio.create_task(stager.request_staging(ACCESSION))
+    await asyncio.sleep(0)  # the staging request is on its way
+    download = asyncio.create_task(stager.staged_object(ACCESSION))
+    await asyncio.sleep(0)
+    answer.set()
+    await request
+    drs = await download
+    assert ghga.drs_requests == [ACCESSION]
+    assert drs.accession == ACCESSION
+
+
+async def test_no_staging_request_for_a_file_whose_download_has_begun(user_keys: KeyPair) -> None:
+    ghga, time = MemoryGhga(), FakeTime()
+    ghga.add_file(ACCESSION, user_keys, PLAIN)
+    stager = _stager(ghga, time)
+    await stager.staged_object(ACCESSION)
+    await stager.request_staging(ACCESSION)
+    assert ghga.drs_requests == [ACCESSION]
+
+
+async def test_a_refused_staging_request_is_left_for_the_download_to_report(
+    user_keys: KeyPair,
+) -> None:
+    ghga, time = MemoryGhga(), FakeTime()
+    stager = _stager(ghga, time)
+    await stager.request_staging("GHGAF404")  # unknown: no error here
+    assert ghga.drs_requests == ["GHGAF404"]
+
+
+async def _download_batch(
+    ghga: MemoryGhga, accessions: list[str], user_keys: KeyPair, folder: Path
+) -> list[Outcome]:
+    """Download ``accessions`` with two files in flight (two more getting ready)."""
     package = WorkPackage(type="download", files=dict.fromkeys(accessions, ".bin"))
     accessor = FakeAccessor(package)
     reporter = FakeReporter()
@@ -98,12 +139,62 @@ async def test_a_batch_of_staged_files_asks_dcs_once_per_file(
             downloader=downloader,
             reporter=reporter,
             max_parallel_files=2,
+            prepare_ahead=2,
         )
-        jobs = await handler.download_plan(tmp_path, accessions=None, decrypt=True)
-        outcomes = await handler.download(jobs)
-    assert [o.outcome for o in outcomes] == [Outcome.DONE] * 5
+        jobs = await handler.download_plan(folder, accessions=None, decrypt=True)
+        return [o.outcome for o in await handler.download(jobs)]
+
+
+def _archive(user_keys: KeyPair, count: int) -> tuple[MemoryGhga, list[str]]:
+    accessions = [f"GHGAF{i:03d}" for i in range(1, count + 1)]
+    ghga = MemoryGhga()
+    ghga.url_max_age = 30.0
+    for accession in accessions:
+        ghga.add_file(accession, user_keys, PLAIN)
+    return ghga, accessions
+
+
+async def test_a_batch_of_staged_files_asks_dcs_once_per_file(
+    user_keys: KeyPair, tmp_path: Path
+) -> None:
+    """Five files, four in flight: a staging request per file, then its download."""
+    ghga, accessions = _archive(user_keys, 5)
+    assert await _download_batch(ghga, accessions, user_keys, tmp_path) == [Outcome.DONE] * 5
     assert all((tmp_path / f"{a}.bin").read_bytes() == PLAIN for a in accessions)
     assert sorted(ghga.drs_requests) == accessions  # exactly one DRS request per file
+
+
+async def test_downloads_begin_while_the_batch_is_still_being_asked_for(
+    user_keys: KeyPair, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The staging requests of a batch run beside its downloads, not before them.
+
+    Here DCS answers for all but the first four files only once a range has been
+    fetched: the batch completes only if downloads begin before every file has been asked
+    for. Each file is still asked for once: a download that begins while its file's
+    staging request is on its way waits for that answer, and no request is sent for a
+    file already downloading.
+    """
+    ghga, accessions = _archive(user_keys, 12)
+    range_fetched = asyncio.Event()
+    ask, fetch = ghga.get_drs_object, ghga.get_range
+
+    async def get_drs_object(accession: str, token: TokenSource) -> DrsObject | Staging:
+        if accession not in accessions[:4]:
+            await range_fetched.wait()
+        return await ask(accession, token)
+
+    async def get_range(url: str, start: int, stop: int, into: memoryview) -> None:
+        await fetch(url, start, stop, into)
+        range_fetched.set()
+
+    monkeypatch.setattr(ghga, "get_drs_object", get_drs_object)
+    monkeypatch.setattr(ghga, "get_range", get_range)
+    outcomes = await asyncio.wait_for(
+        _download_batch(ghga, accessions, user_keys, tmp_path), timeout=60
+    )
+    assert outcomes == [Outcome.DONE] * 12
+    assert sorted(ghga.drs_requests) == accessions
 
 
 def test_the_cli_starts_without_httpx_own_command_line_client() -> None:
