@@ -181,6 +181,31 @@ def _how_to(settings: SandboxSettings, files: Any, s3_url: str) -> str:
     )
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket listening on ``host:port`` (``port`` 0: a free one).
+
+    Created as ``IPPROTO_TCP`` and with ``TCP_NODELAY``, so that asyncio turns Nagle's
+    algorithm off on every accepted connection, as it does for sockets it creates itself.
+    With Nagle on, the body of an answer written after its head waits for the client's
+    delayed ACK: 40 ms more for every API call on a kept-alive connection on Linux,
+    which a real GHGA deployment does not add.
+
+    Raises:
+        SandboxCliError: the address cannot be bound.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise SandboxCliError(f"cannot listen on {host}:{port}: {error}") from error
+    sock.listen(512)
+    return sock
+
+
 def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
@@ -253,14 +278,7 @@ def serve(
     state_dir.chmod(0o700)
     # held until serve returns (the process ends); a second serve here stops at once
     lock = _hold_state_dir(state_dir)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as error:
-        raise SandboxCliError(f"cannot listen on {host}:{port}: {error}") from error
-    sock.listen(512)
+    sock = listening_socket(host, port)
     bound_port = sock.getsockname()[1]
     (state_dir / SERVE_PID).write_text(
         json.dumps({"pid": os.getpid(), "port": bound_port}) + "\n", encoding="utf-8"
