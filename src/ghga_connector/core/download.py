@@ -223,15 +223,17 @@ class FileStager(FileStagerBase):
         Runs beside the downloads of a batch: skipped if the file's download has begun
         already, and a download that begins while the request is on its way waits for
         its answer instead of asking again, so a staged file costs one
-        ``GET /objects/{accession}`` (contract §3.4(a)). Errors are not raised: the
-        file's download meets and reports them.
+        ``GET /objects/{accession}`` (contract §3.4(a)).
+
+        Raises:
+            FileNotDownloadableError: the file is unknown or access was refused.
+            ServiceUnreachableError: the download service cannot be reached.
         """
         if accession in self._claimed or accession in self._asking:
             return
         answered = self._asking[accession] = asyncio.Event()
         try:
-            with contextlib.suppress(ConnectorError):
-                await self.probe(accession)
+            await self.probe(accession)
         finally:
             del self._asking[accession]
             answered.set()

@@ -609,7 +609,8 @@ class TransferHandler:
 
     async def _request_staging(self, job: DownloadJob) -> None:
         """One DRS request for ``job``; errors are reported later, when it downloads."""
-        await self._stager.request_staging(job.accession)
+        with contextlib.suppress(ConnectorError):
+            await self._stager.request_staging(job.accession)
 
     async def _download_locked(self, job: DownloadJob, *, replacing: bool) -> FileOutcome:
         """Download ``job`` holding the lock of its target; skip it if another process does.

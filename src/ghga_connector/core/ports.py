@@ -16,14 +16,12 @@ This module imports only :mod:`ghga_connector.models` and the standard library.
 
 from __future__ import annotations
 
-import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from ghga_connector.errors import ConnectorError
 from ghga_connector.models import (
     DrsObject,
     FileOutcome,
@@ -374,10 +372,11 @@ class FileStagerBase(ABC):
     async def request_staging(self, accession: str) -> None:
         """Ask for ``accession`` to be staged ahead of its download (one :meth:`probe`).
 
-        Errors are not raised: the file's download meets and reports them.
+        Raises:
+            FileNotDownloadableError: the file is unknown or access was refused.
+            ServiceUnreachableError: the download service cannot be reached.
         """
-        with contextlib.suppress(ConnectorError):
-            await self.probe(accession)
+        await self.probe(accession)
 
 
 class UploaderBase(ABC):

@@ -24,6 +24,7 @@ from ghga_connector.c4gh.keys import KeyPair
 from ghga_connector.core.download import URL_SAFETY_MARGIN, Downloader, FileStager
 from ghga_connector.core.handler import TransferHandler
 from ghga_connector.core.ports import TokenSource
+from ghga_connector.errors import FileNotDownloadableError
 from ghga_connector.models import DrsObject, Outcome, Staging, WorkPackage
 
 ACCESSION = "GHGAF001"
@@ -103,13 +104,23 @@ async def test_no_staging_request_for_a_file_whose_download_has_begun(user_keys:
     assert ghga.drs_requests == [ACCESSION]
 
 
-async def test_a_refused_staging_request_is_left_for_the_download_to_report(
-    user_keys: KeyPair,
-) -> None:
+async def test_a_refused_staging_request_leaves_nothing_waiting(user_keys: KeyPair) -> None:
     ghga, time = MemoryGhga(), FakeTime()
     stager = _stager(ghga, time)
-    await stager.request_staging("GHGAF404")  # unknown: no error here
-    assert ghga.drs_requests == ["GHGAF404"]
+    with pytest.raises(FileNotDownloadableError):
+        await stager.request_staging("GHGAF404")
+    with pytest.raises(FileNotDownloadableError):
+        await stager.staged_object("GHGAF404")  # asks again, waits for nothing
+    assert ghga.drs_requests == ["GHGAF404"] * 2
+
+
+async def test_a_refused_staging_request_is_left_for_the_download_to_report(
+    user_keys: KeyPair, tmp_path: Path
+) -> None:
+    ghga, accessions = _archive(user_keys, 6)
+    ghga.refuse_download.add(accessions[-1])
+    outcomes = await _download_batch(ghga, accessions, user_keys, tmp_path)
+    assert outcomes == [Outcome.DONE] * 5 + [Outcome.FAILED]
 
 
 async def _download_batch(
