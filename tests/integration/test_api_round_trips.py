@@ -77,8 +77,16 @@ def test_small_files_cost_only_the_protocols_round_trips(sandbox, tmp_path: Path
     assert listed.returncode == 0, listed.stderr
     accessions = [json.loads(line)["accession"] for line in listed.stdout.splitlines()]
     assert len(accessions) == FILES
+    # a plain ls asks the download service nothing: at GHGA each DRS request stages a file
+    assert not [c for c in _api_calls(sandbox, listed.stderr) if "/objects/" in c]
     for accession in accessions:  # staged now: no 202 rounds, whatever the timing
         assert sandbox.admin("POST", f"/objects/{accession}/stage").status_code == 200
+    detailed = _run(sandbox, "ls", "--details", "--wpat-file", str(sandbox.download_wpat_file),
+                    cwd=tmp_path)  # fmt: skip
+    assert detailed.returncode == 0, detailed.stderr
+    rows = [json.loads(line) for line in detailed.stdout.splitlines()]
+    assert all(row["staged"] and len(row["sha256"]) == 64 for row in rows), rows
+    assert _api_calls(sandbox, detailed.stderr)["GET /ga4gh/drs/v1/objects/ACC"] == FILES
 
     out = tmp_path / "out"
     out.mkdir()

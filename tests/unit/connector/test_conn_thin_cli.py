@@ -230,9 +230,11 @@ async def test_listing_of_a_download_package() -> None:
     package = WorkPackage(type="download", files={"GHGAF002": ".vcf.gz", "GHGAF001": ".bam"})
     rows = await _handler(package).listing()
     assert rows == [
-        {"accession": "GHGAF001", "file": "GHGAF001.bam", "size": 65_536, "staged": True},
-        {"accession": "GHGAF002", "file": "GHGAF002.vcf.gz", "size": None, "staged": False},
+        {"accession": "GHGAF001", "file": "GHGAF001.bam", "note": None},
+        {"accession": "GHGAF002", "file": "GHGAF002.vcf.gz", "note": None},
     ]
+    detailed = await _handler(package).listing(details=True)
+    assert [(r["size"], r["staged"]) for r in detailed] == [(65_536, True), (None, False)]
 
 
 # --- status: unfinished uploads and their part counts -----------------------------------------
