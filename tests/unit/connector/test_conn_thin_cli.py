@@ -72,13 +72,18 @@ def test_config_sources_follow_the_precedence(
     runner: CliRunner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     Path("conf.yaml").write_text("max_wait_time: 17\npart_size: 8388608\ntimeout: 5\n")
-    Path(".env").write_text("GHGA_CONNECTOR_PART_SIZE=16777216\nGHGA_CONNECTOR_TIMEOUT=7\n")
+    Path(".env").write_text(
+        "GHGA_CONNECTOR_PART_SIZE=16777216\nGHGA_CONNECTOR_TIMEOUT=7\n"
+        "GHGA_CONNECTOR_CONNECT_TIMEOUT=3\n"
+    )
     monkeypatch.setenv("GHGA_CONNECTOR_TIMEOUT", "9")
     rows = _config_rows(runner, "--config", "conf.yaml")
     assert (rows["timeout"]["value"], rows["timeout"]["source"]) == ("9.0", "environment")
-    assert (rows["part_size"]["value"], rows["part_size"]["source"]) == ("16777216", ".env")
+    # an explicit --config beats .env; .env fills in what it leaves out
+    assert (rows["part_size"]["value"], rows["part_size"]["source"]) == ("8388608", "conf.yaml")
     assert (rows["max_wait_time"]["value"], rows["max_wait_time"]["source"]) == ("17", "conf.yaml")
-    assert rows["connect_timeout"]["source"] == "default"
+    assert (rows["connect_timeout"]["value"], rows["connect_timeout"]["source"]) == ("3.0", ".env")
+    assert rows["per_request_jitter"]["source"] == "default"
 
 
 def test_describe_sources_redacts(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
