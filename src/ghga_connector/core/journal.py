@@ -1,6 +1,7 @@
 """Upload journals: what an interrupted upload needs to continue where it stopped.
 
-One journal per (file upload box, alias), in ``<state_dir>/uploads/``: a JSON header
+One journal per (file upload box, alias), in ``<state_dir>/uploads/`` (in a state folder
+owned by another user, e.g. a team's, in ``<state_dir>/uploads-<uid>/``): a JSON header
 line followed by one line per part that S3 accepted. Appending a line per part keeps
 the cost constant however many parts a file has; a torn last line (power loss) is
 ignored on reading.
@@ -44,6 +45,7 @@ __all__ = [
     "JournalStore",
     "PartRecord",
     "UploadJournal",
+    "journal_dir",
     "make_private_dirs",
     "seal_secret",
     "state_dir_warnings",
@@ -165,6 +167,21 @@ def make_private_dirs(folder: Path) -> None:
             path.chmod(0o700)  # mkdir's mode is reduced by the umask; this folder is new
 
 
+def journal_dir(state_dir: Path) -> Path:
+    """The folder of the user's upload journals in ``state_dir``.
+
+    ``uploads`` in a state folder of the user's own (or one still to be created);
+    ``uploads-<uid>`` in a folder owned by someone else, so that in a state folder a team
+    shares, each user's private journal folder is their own and nobody is locked out.
+    """
+    try:
+        owner = state_dir.stat().st_uid
+    except OSError:
+        return state_dir / "uploads"
+    uid = os.geteuid()
+    return state_dir / ("uploads" if owner == uid else f"uploads-{uid}")
+
+
 def state_dir_warnings(state_dir: Path) -> list[str]:
     """Warnings about a state folder whose content others could read (nothing is changed).
 
@@ -175,7 +192,7 @@ def state_dir_warnings(state_dir: Path) -> list[str]:
     is not continued, see :meth:`JournalStore.load`).
     """
     warnings = []
-    uploads = state_dir / "uploads"
+    uploads = journal_dir(state_dir)
     for folder in (state_dir, uploads):
         try:
             mode = folder.stat().st_mode
@@ -199,7 +216,7 @@ def state_dir_warnings(state_dir: Path) -> list[str]:
 
 
 class JournalStore:
-    """Reads and writes upload journals under ``<state_dir>/uploads``.
+    """Reads and writes upload journals in :func:`journal_dir` of the state folder.
 
     Args:
         state_dir: the state folder (``state_dir`` setting).
@@ -209,7 +226,7 @@ class JournalStore:
 
     def __init__(self, state_dir: Path, warn: Callable[[str], None] | None = None) -> None:
         self._state_dir = state_dir
-        self._dir = state_dir / "uploads"
+        self._dir = journal_dir(state_dir)
         self._warn = warn
 
     def _path(self, box_id: str, alias: str) -> Path:

@@ -222,3 +222,25 @@ def test_new_state_folders_are_private_whatever_the_umask(
         os.umask(old)
     for folder in (tmp_path / "a", tmp_path / "a" / "b", tmp_path / "a" / "b" / "uploads"):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+
+
+def test_a_team_state_folder_gives_each_user_a_journal_folder_of_their_own(
+    tmp_path: Path, source: Path, user_keys: KeyPair
+) -> None:
+    """Another user's private uploads/ folder in a shared state folder locks nobody out."""
+    if os.geteuid() != 0:
+        pytest.skip("only root can give a folder to another user")
+    shared = tmp_path / "state"
+    (shared / "uploads").mkdir(parents=True)
+    (shared / "uploads").chmod(0o700)
+    shared.chmod(0o2770)
+    for folder in (shared, shared / "uploads"):
+        os.chown(folder, 4242, 4242)  # the colleague who used it first
+    store = JournalStore(shared)
+    store.create(_journal(source, user_keys))
+    mine = shared / f"uploads-{os.geteuid()}"
+    assert [p.parent for p in mine.glob("*.jsonl")] == [mine]
+    assert stat.S_IMODE(mine.stat().st_mode) == 0o700
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o2770
+    assert list((shared / "uploads").iterdir()) == []
+    assert store.load("box-1", "a.bam") is not None
