@@ -723,10 +723,10 @@ class TransferHandler:
         """For ``ls``: each file of a download package, from the work package alone.
 
         Rows (sorted by accession): ``accession``, ``file`` (the name a download writes,
-        ``None`` if the server sent an unsafe name) and ``note`` (why the name is
-        invalid, else ``None``). No request reaches the download service: at GHGA each
-        ``GET /objects/{accession}`` stages the file from permanent storage and is
-        recorded as a download served (contract §3.4(a)).
+        ``None`` if the server sent an unsafe name) and ``note`` (``"invalid: ..."`` and
+        why for such a name, else ``None``). No request reaches the download service:
+        at GHGA each ``GET /objects/{accession}`` stages the file from permanent storage
+        and is recorded as a download served (contract §3.4(a)).
 
         With ``details`` the rows also hold ``size`` (plaintext bytes, ``None`` while
         the file is being staged), ``sha256`` (the DRS checksum, hex, if sent) and
@@ -747,7 +747,7 @@ class TransferHandler:
             try:
                 row["file"] = safe_file_name(accession, extension)
             except ServerResponseError as error:
-                row["note"] = error.message
+                row["note"] = f"invalid: {error.message}"
                 rows.append(row)
                 continue
             if details:
