@@ -245,6 +245,7 @@ def decrypt(
 def list_files(
     ctx: typer.Context,
     show_all: opt.ShowAllOpt = False,
+    details: opt.LsDetailsOpt = False,
     wpat_file: opt.WpatFileOpt = None,
     wpat: opt.WpatOpt = None,
     my_public_key_path: opt.PublicKeyOpt = None,
@@ -257,7 +258,7 @@ def list_files(
     def work() -> int:
         credentials = Credentials(wpat_file, wpat, my_public_key_path, my_private_key_path)
         run = credentials.start(load_run_config(options), listing_reporter(options))
-        rows, _ = run.run(lambda s: s.handler.listing(show_all=show_all))
+        rows, _ = run.run(lambda s: s.handler.listing(show_all=show_all, details=details))
         return print_rows(options, rows, tables.print_listing)
 
     raise typer.Exit(execute(options, work))

@@ -360,6 +360,16 @@ ShowAllOpt = Annotated[
     bool,
     typer.Option("--all", help="Also list removed (cancelled) uploads of the upload box."),
 ]
+LsDetailsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--details",
+        help="Download packages: also show each file's size, SHA-256 checksum and staging "
+        "state. This asks GHGA for every listed file, which makes GHGA stage each of them "
+        "(copy it from permanent storage for download); without it 'ls' asks nothing of "
+        "the download service.",
+    ),
+]
 DeleteAliasOpt = Annotated[
     str | None, typer.Option("--alias", help="Alias of the upload to remove.")
 ]

@@ -1,14 +1,22 @@
 """Configuration: one pydantic-settings model, built by :func:`load_config` per run.
 
-Nothing is read at import time. Sources, highest precedence first (compatible with
-ghga-connector 4.0.1):
+Nothing is read at import time. Sources, highest precedence first:
 
 1. values given on the command line;
 2. environment variables ``GHGA_CONNECTOR_<FIELD>`` (case-insensitive);
-3. a ``.env`` file in the working directory;
-4. a YAML file: ``--config PATH``, else the file named by ``GHGA_CONNECTOR_CONFIG_YAML``,
-   else ``./.ghga_connector.yaml``, else ``~/.ghga_connector.yaml``;
-5. the defaults below.
+3. a YAML file named explicitly: ``--config PATH``, else the file named by
+   ``GHGA_CONNECTOR_CONFIG_YAML``;
+4. a ``.env`` file in the working directory;
+5. else a YAML file found: ``./.ghga_connector.yaml``, else ``~/.ghga_connector.yaml``;
+6. the defaults below.
+
+Only one YAML file is read. Files in the working directory (``.env``,
+``./.ghga_connector.yaml``) are ignored, with a warning, when another user owns them or
+others may write to them: in a shared folder they could otherwise redirect
+``wkvs_api_url``, and with it the Data Hub public key uploads are encrypted to. An
+``http://`` ``wkvs_api_url`` is refused unless its host is this machine (the sandbox) or
+``allow_http_wkvs`` is set. Unknown ``GHGA_CONNECTOR_*`` environment variables and
+``.env`` keys get a warning naming the closest setting; unknown YAML keys are an error.
 
 Memory bound, whatever the size and number of files: uploads hold at most
 ``max_concurrent_uploads`` part buffers plus one plaintext buffer per crypto thread
@@ -23,8 +31,10 @@ window instead of being held whole.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
-from collections.abc import Callable, Iterable, Mapping
+import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +45,7 @@ from dotenv import dotenv_values
 from pydantic import AnyHttpUrl, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    DotEnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
@@ -50,13 +61,16 @@ __all__ = [
     "describe_sources",
     "find_config_file",
     "load_config",
+    "untrusted_reason",
 ]
 
 ENV_PREFIX = "GHGA_CONNECTOR_"
 CONFIG_ENV_VAR = "GHGA_CONNECTOR_CONFIG_YAML"
 CONFIG_FILE_NAME = ".ghga_connector.yaml"
-#: The dotenv file read from the working directory (pydantic-settings ``env_file``).
+#: The dotenv file read from the working directory.
 DOTENV_FILE = ".env"
+#: ``GHGA_CONNECTOR_*`` environment variables that are not settings.
+OTHER_ENV_VARS = frozenset({CONFIG_ENV_VAR, "GHGA_CONNECTOR_WPAT"})
 
 
 class Config(BaseSettings):
@@ -64,7 +78,7 @@ class Config(BaseSettings):
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
-        env_file=DOTENV_FILE,
+        env_file=None,  # ./.env is read by load_config, below an explicit YAML file
         env_file_encoding="utf-8",
         extra="ignore",
         frozen=True,
@@ -75,6 +89,13 @@ class Config(BaseSettings):
         default=AnyHttpUrl("https://data.ghga.de/.well-known"),
         description="URL of the GHGA well-known value service; all other service URLs "
         "and the Data Hub public keys are read from '{wkvs_api_url}/values'.",
+    )
+    allow_http_wkvs: bool = Field(
+        default=False,
+        description="Accept an http:// wkvs_api_url whose host is not this machine "
+        "(loopback addresses, as the sandbox uses, are always accepted). Without TLS "
+        "anyone on the network path could replace the Data Hub public key that uploads "
+        "are encrypted to; only for test installations you trust.",
     )
     part_size: int = Field(
         default=16 * 1024 * 1024,
@@ -141,9 +162,11 @@ class Config(BaseSettings):
     )
     state_dir: Path = Field(
         default_factory=lambda: Path.home() / ".ghga_connector",
-        description="Folder for the journals of unfinished uploads and their locks "
-        "(created readable by you only). Default: .ghga_connector in your home folder. "
-        "Jobs on several hosts should share it (see docs/hpc.md).",
+        description="Folder for the journals of unfinished uploads and their locks. "
+        "Folders the connector creates are readable by you only (0700, files 0600); the "
+        "mode of an existing folder is never changed (a warning says when every user may "
+        "list it). Default: .ghga_connector in your home folder. Jobs on several hosts "
+        "should share it (see docs/hpc.md).",
     )
     proxy: str | None = Field(
         default=None,
@@ -195,20 +218,30 @@ class Config(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Precedence: arguments > environment > .env > YAML (passed as init) > defaults."""
-        return (init_settings, env_settings, dotenv_settings)
+        """Precedence: arguments > environment > YAML and .env (passed as init) > defaults."""
+        return (init_settings, env_settings)
 
 
-def find_config_file(explicit: Path | None = None) -> Path | None:
+def find_config_file(
+    explicit: Path | None = None, warn: Callable[[str], None] | None = None
+) -> Path | None:
     """The YAML configuration file to use, following the order in the module docstring.
+
+    ``./.ghga_connector.yaml`` is skipped, with a warning to ``warn``, when
+    :func:`untrusted_reason` finds it unsafe.
 
     Raises:
         ConfigurationError: if an explicitly named file does not exist.
     """
+    return _choose_yaml(explicit, warn or _print_warning)[0]
+
+
+def _choose_yaml(explicit: Path | None, warn: Callable[[str], None]) -> tuple[Path | None, bool]:
+    """The YAML file to read and whether it was named explicitly (option or variable)."""
     if explicit is not None:
         if not explicit.is_file():
             raise ConfigurationError(f"The configuration file {str(explicit)!r} does not exist.")
-        return explicit
+        return explicit, True
     named = os.environ.get(CONFIG_ENV_VAR)
     if named:
         path = Path(named)
@@ -216,11 +249,44 @@ def find_config_file(explicit: Path | None = None) -> Path | None:
             raise ConfigurationError(
                 f"The configuration file {named!r} named by {CONFIG_ENV_VAR} does not exist."
             )
-        return path
-    for candidate in (Path.cwd() / CONFIG_FILE_NAME, Path.home() / CONFIG_FILE_NAME):
-        if candidate.is_file():
-            return candidate
+        return path, True
+    here = Path.cwd() / CONFIG_FILE_NAME
+    if here.is_file():
+        reason = untrusted_reason(here)
+        if reason is None:
+            return here, False
+        warn(_ignored(here, reason))
+    home = Path.home() / CONFIG_FILE_NAME
+    return (home, False) if home.is_file() else (None, False)
+
+
+def untrusted_reason(path: Path) -> str | None:
+    """Why a configuration file in the working directory must not be trusted, or ``None``.
+
+    Untrusted: owned by another user than the one running the connector, or writable by
+    the group or by everyone (either could redirect the connector to another server).
+    """
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    if info.st_uid != os.geteuid():
+        return f"it is owned by another user (user id {info.st_uid})"
+    if info.st_mode & 0o022:
+        return f"other users may write to it (mode {info.st_mode & 0o777:04o})"
     return None
+
+
+def _ignored(path: Path, reason: str) -> str:
+    return (
+        f"Warning: ignoring {str(path)!r}: {reason}. If it is yours and safe, run "
+        f"'chmod go-w {path}'; or name a configuration file with --config."
+    )
+
+
+def _print_warning(line: str) -> None:
+    """The default of ``warn``: one line on standard error."""
+    print(line, file=sys.stderr)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -258,50 +324,161 @@ def _check_keys(path: Path, values: dict[str, Any]) -> None:
         )
 
 
-def _env_settings() -> tuple[set[str], set[str]]:
-    """Setting names (lower case, no prefix) set in the environment, and in ``./.env``."""
+def _nearest(name: str) -> str:
+    """``"; did you mean 'x'?"`` for the setting closest to ``name``, else ``"."``."""
+    nearest = difflib.get_close_matches(name, list(Config.model_fields), n=1, cutoff=0.6)
+    return f"; did you mean {ENV_PREFIX}{nearest[0].upper()}?" if nearest else "."
+
+
+@dataclass(frozen=True)
+class _Layers:
+    """What each source of the configuration holds (setting names in lower case)."""
+
+    yaml_path: Path | None
+    yaml_explicit: bool
+    yaml: dict[str, Any]
+    dotenv: dict[str, Any]
+    environ: frozenset[str]
+
+    def source(self, name: str) -> str:
+        """Where the effective value of setting ``name`` comes from (overrides aside)."""
+        if name in self.environ:
+            return "environment"
+        if self.yaml_explicit and name in self.yaml:
+            return str(self.yaml_path)
+        if name in self.dotenv:
+            return DOTENV_FILE
+        if name in self.yaml:
+            return str(self.yaml_path)
+        return "default"
+
+    def init_values(self) -> dict[str, Any]:
+        """The YAML and .env values in their order of precedence, less what the environment sets."""
+        ordered = (
+            {**self.dotenv, **self.yaml} if self.yaml_explicit else {**self.yaml, **self.dotenv}
+        )
+        return {key: value for key, value in ordered.items() if key not in self.environ}
+
+
+def _environment(warn: Callable[[str], None]) -> frozenset[str]:
+    """Setting names set by ``GHGA_CONNECTOR_*`` variables; a warning for each unknown one."""
     prefix = ENV_PREFIX.lower()
+    found = set()
+    for key in os.environ:
+        if not key.lower().startswith(prefix) or key.upper() in OTHER_ENV_VARS:
+            continue
+        name = key.lower().removeprefix(prefix)
+        if name in Config.model_fields:
+            found.add(name)
+        else:
+            warn(f"Warning: unknown environment variable {key} (ignored){_nearest(name)}")
+    return frozenset(found)
 
-    def names(keys: Iterable[str]) -> set[str]:
-        return {k.lower().removeprefix(prefix) for k in keys if k.lower().startswith(prefix)}
 
-    dotenv = Path(DOTENV_FILE)
-    return names(os.environ), names(dotenv_values(dotenv)) if dotenv.is_file() else set()
+def _dotenv(warn: Callable[[str], None]) -> dict[str, Any]:
+    """The settings in ``./.env`` (decoded as pydantic-settings does), if it may be trusted.
+
+    A file owned by another user or writable by others is ignored with a warning, and
+    so is each ``GHGA_CONNECTOR_*`` key that is no setting.
+    """
+    path = Path(DOTENV_FILE)
+    if not path.is_file():
+        return {}
+    reason = untrusted_reason(path)
+    if reason is not None:
+        warn(_ignored(path.resolve(), reason))
+        return {}
+    prefix = ENV_PREFIX.lower()
+    for key in dotenv_values(path):
+        name = key.lower().removeprefix(prefix)
+        if key.lower().startswith(prefix) and name not in Config.model_fields:
+            warn(f"Warning: unknown setting {key} in {DOTENV_FILE} (ignored){_nearest(name)}")
+    values = DotEnvSettingsSource(Config, env_file=path)()
+    return {key: value for key, value in values.items() if key in Config.model_fields}
 
 
-def load_config(config_file: Path | None = None, **overrides: Any) -> tuple[Config, Path | None]:
+def _gather(config_file: Path | None, warn: Callable[[str], None]) -> _Layers:
+    path, explicit = _choose_yaml(config_file, warn)
+    return _Layers(
+        yaml_path=path,
+        yaml_explicit=explicit,
+        yaml=_read_yaml(path) if path else {},
+        dotenv=_dotenv(warn),
+        environ=_environment(warn),
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_wkvs_scheme(config: Config, where: str) -> None:
+    """Refuse an ``http://`` WKVS URL on another host unless ``allow_http_wkvs``.
+
+    Raises:
+        ConfigurationError: naming the URL's source.
+    """
+    url = config.wkvs_api_url
+    if url.scheme != "http" or config.allow_http_wkvs or _is_loopback(url.host or ""):
+        return
+    raise ConfigurationError(
+        f"wkvs_api_url ({where}) is an unencrypted http:// URL on {url.host}: anyone on the "
+        "network path could replace the Data Hub public key your uploads are encrypted to.",
+        hint="Use its https:// URL; for a test installation you trust, set allow_http_wkvs "
+        "(GHGA_CONNECTOR_ALLOW_HTTP_WKVS=true).",
+    )
+
+
+def load_config(
+    config_file: Path | None = None,
+    warn: Callable[[str], None] | None = None,
+    **overrides: Any,
+) -> tuple[Config, Path | None]:
     """Build the configuration and return it with the YAML file it used (if any).
 
     ``overrides`` (command-line values) take precedence over every other source; the
-    YAML file has the lowest precedence apart from the defaults.
+    order of the others is in the module docstring. ``warn`` receives each warning
+    line (ignored files, unknown variables); by default they go to standard error.
 
     Raises:
-        ConfigurationError: if the YAML file is missing or invalid, or a value is invalid.
+        ConfigurationError: if the YAML file is missing or invalid, a value is invalid,
+            or ``wkvs_api_url`` is an ``http://`` URL that is not allowed.
     """
-    path = find_config_file(config_file)
-    file_values = _read_yaml(path) if path else {}
-    environ, dotenv = _env_settings()
-    env_names = environ | dotenv
-    # YAML values are passed as init values, but must lose against the environment and .env.
-    file_values = {key: value for key, value in file_values.items() if key not in env_names}
+    config, layers = _load(config_file, warn or _print_warning, overrides)
+    return config, layers.yaml_path
+
+
+def _load(
+    config_file: Path | None, warn: Callable[[str], None], overrides: dict[str, Any]
+) -> tuple[Config, _Layers]:
+    layers = _gather(config_file, warn)
+
+    def where(field: str) -> str:
+        if field in overrides:
+            return "command line"
+        source = layers.source(field)
+        if source == "environment":
+            return f"environment variable {ENV_PREFIX}{field.upper()}"
+        return "default" if source == "default" else source
+
     try:
-        config = Config(**{**file_values, **overrides})
+        config = Config(**{**layers.init_values(), **overrides})
     except ValidationError as error:
         problems = []
         for err in error.errors():
             field = ".".join(str(p) for p in err["loc"])
-            if field in env_names:
-                where = f"environment variable {ENV_PREFIX}{field.upper()}"
-            elif field in file_values and path is not None:
-                where = str(path)
-            else:
-                where = "command line"
-            problems.append(f"{field} ({where}): {err['msg']}")
+            problems.append(f"{field} ({where(field)}): {err['msg']}")
         raise ConfigurationError(
             "Invalid configuration: " + "; ".join(problems),
             hint="Fix the value, or remove it to use the default (see docs/configuration.md).",
         ) from None
-    return config, path
+    _check_wkvs_scheme(config, where("wkvs_api_url"))
+    return config, layers
 
 
 @dataclass(frozen=True)
@@ -323,29 +500,19 @@ def describe_sources(
 ) -> tuple[list[SettingSource], Path | None]:
     """Every setting's effective value and its source, with the YAML file used (if any).
 
-    The sources follow the precedence of :func:`load_config`: environment, then
-    ``./.env``, then the YAML file, then the default. ``redact`` maps a setting name to
-    a function that makes its (non-empty) value safe to print, e.g. a proxy password.
+    The sources follow the precedence of :func:`load_config` (module docstring).
+    ``redact`` maps a setting name to a function that makes its (non-empty) value safe
+    to print, e.g. a proxy password. Warnings go to standard error, as in :func:`load_config`.
 
     Raises:
         ConfigurationError: as :func:`load_config`.
     """
-    config, path = load_config(config_file)
-    file_keys = set(_read_yaml(path)) if path is not None else set()
-    environ, dotenv = _env_settings()
+    config, layers = _load(config_file, _print_warning, {})
     rows = []
     for name in Config.model_fields:
         value = getattr(config, name)
         text = str(value)
         if value and redact and name in redact:
             text = redact[name](text)
-        if name in environ:
-            source = "environment"
-        elif name in dotenv:
-            source = DOTENV_FILE
-        elif name in file_keys:
-            source = str(path)
-        else:
-            source = "default"
-        rows.append(SettingSource(name, text, source))
-    return rows, path
+        rows.append(SettingSource(name, text, layers.source(name)))
+    return rows, layers.yaml_path

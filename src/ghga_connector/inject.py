@@ -172,7 +172,9 @@ async def open_session(
                 executor=executor,
                 part_size=config.part_size,
                 concurrency=config.max_concurrent_uploads,
-                journals=JournalStore(config.state_dir),
+                journals=JournalStore(
+                    config.state_dir, warn=lambda line: reporter.message(line, level="warning")
+                ),
                 buffers=BufferPool(config.max_concurrent_uploads),
                 open_uploads=config.max_parallel_files,
             )

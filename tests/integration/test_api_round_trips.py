@@ -77,8 +77,16 @@ def test_small_files_cost_only_the_protocols_round_trips(sandbox, tmp_path: Path
     assert listed.returncode == 0, listed.stderr
     accessions = [json.loads(line)["accession"] for line in listed.stdout.splitlines()]
     assert len(accessions) == FILES
+    # a plain ls asks the download service nothing: at GHGA each DRS request stages a file
+    assert not [c for c in _api_calls(sandbox, listed.stderr) if "/objects/" in c]
     for accession in accessions:  # staged now: no 202 rounds, whatever the timing
         assert sandbox.admin("POST", f"/objects/{accession}/stage").status_code == 200
+    detailed = _run(sandbox, "ls", "--details", "--wpat-file", str(sandbox.download_wpat_file),
+                    cwd=tmp_path)  # fmt: skip
+    assert detailed.returncode == 0, detailed.stderr
+    rows = [json.loads(line) for line in detailed.stdout.splitlines()]
+    assert all(row["staged"] and len(row["sha256"]) == 64 for row in rows), rows
+    assert _api_calls(sandbox, detailed.stderr)["GET /ga4gh/drs/v1/objects/ACC"] == FILES
 
     out = tmp_path / "out"
     out.mkdir()
@@ -92,3 +100,18 @@ def test_small_files_cost_only_the_protocols_round_trips(sandbox, tmp_path: Path
     assert calls["GET /ga4gh/drs/v1/objects/ACC"] == FILES  # one DRS request per file
     assert calls["GET /ga4gh/drs/v1/objects/ACC/envelopes"] == FILES
     assert sum(calls.values()) == 2 + 3 * FILES, calls
+
+
+def test_a_named_state_folder_keeps_its_mode(sandbox, tmp_path: Path) -> None:
+    """GHGA_CONNECTOR_STATE_DIR shared by a team is not chmod'ed to 0700 by an upload."""
+    state = tmp_path / "state"  # the folder _run names in GHGA_CONNECTOR_STATE_DIR
+    state.mkdir()
+    state.chmod(0o2775)
+    source = tmp_path / f"state-mode-{random.Random().randrange(10**9)}.bin"
+    source.write_bytes(random.Random(7).randbytes(50_000))
+    up = _run(sandbox, "upload", "--wpat-file", str(sandbox.upload_wpat_file), str(source),
+              cwd=tmp_path)  # fmt: skip
+    assert up.returncode == 0, up.stderr
+    assert state.stat().st_mode & 0o7777 == 0o2775
+    assert (state / "uploads").stat().st_mode & 0o777 == 0o700  # created by the connector
+    assert "can be listed by every user" in up.stderr

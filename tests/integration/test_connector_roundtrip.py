@@ -90,7 +90,8 @@ def test_round_trip_of_real_files_encrypted_and_decrypted(sandbox, tmp_path: Pat
     assert listed.returncode == 0, listed.stderr
     rows = records(listed)
     assert len(rows) == len(ALL_FILES)
-    assert all(str(r["accession"]).startswith("GHGAF") and "staged" in r for r in rows)
+    assert all(str(r["accession"]).startswith("GHGAF") and r["file"] for r in rows)
+    assert all("staged" not in r for r in rows)  # plain ls asks the download service nothing
 
     out = tmp_path / "out"
     out.mkdir()

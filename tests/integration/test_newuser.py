@@ -127,8 +127,8 @@ def test_dry_runs_after_archival(sandbox: Any) -> None:
     assert late.returncode == 1, late.stdout + late.stderr
     assert "archived" in late.stderr
 
-    # not staged yet: ls says so instead of an empty size (asking starts staging)
-    listing = connector("ls", "--wpat-file", "download.wpat", cwd=cwd)
+    # not staged yet: ls --details says so instead of an empty size (asking starts staging)
+    listing = connector("ls", "--details", "--wpat-file", "download.wpat", cwd=cwd)
     assert listing.returncode == 0, listing.stderr
     assert "no (being staged)" in listing.stdout
     assert "known once staged" in listing.stdout

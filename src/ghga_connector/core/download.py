@@ -52,7 +52,7 @@ from ghga_connector.core.decrypt import (
 from ghga_connector.core.files import (
     append_line,
     create_exclusive,
-    open_no_follow,
+    open_private,
     pread_into,
     pwrite_all,
     refuse_links,
@@ -543,7 +543,7 @@ class Downloader(DownloaderBase):
                 raise
             done = set()
         else:
-            fd = open_no_follow(temp, os.O_RDWR)
+            fd = open_private(temp, os.O_RDWR)
             self._reporter.message(
                 f"{job.target.name}: continuing a partial download ({len(done)} of "
                 f"{len(ranges)} ranges present; checking them)."
@@ -673,11 +673,19 @@ class _RangeJournal:
         self.path = temp.with_name(temp.name + ".json")
 
     def resume(self, header: dict[str, object]) -> set[int] | None:
-        """The finished range numbers if the journal belongs to this download, else None."""
+        """The finished range numbers if the journal belongs to this download, else None.
+
+        Raises:
+            OutputError: the journal is a symbolic link or not the user's own private
+                file (see :func:`~ghga_connector.core.files.require_private`).
+        """
         try:
-            if self.path.is_symlink():
-                return None
-            lines = self.path.read_text(encoding="utf-8").splitlines()
+            fd = open_private(self.path, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            with os.fdopen(fd, encoding="utf-8") as handle:
+                lines = handle.read().splitlines()
             if not lines or json.loads(lines[0]) != header:
                 return None
         except (OSError, ValueError):

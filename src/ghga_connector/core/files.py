@@ -9,7 +9,10 @@ Everything the connector writes into an output folder (``X.part``, ``X.part.json
 * temporary names are created with ``O_EXCL`` (never opened if they appeared meanwhile);
 * new files are created with mode ``0600`` (the user may widen it afterwards);
 * small files (sidecars, journal headers) are written to a fresh temporary name,
-  fsynced, and renamed over the final name, then the folder is fsynced.
+  fsynced, and renamed over the final name, then the folder is fsynced;
+* a file is continued (a ``.part`` file, a range or upload journal) only if it is a
+  private file of the current user (:func:`require_private`): in a folder others may
+  write to, someone else could have placed it there to receive the plaintext.
 """
 
 from __future__ import annotations
@@ -33,11 +36,13 @@ __all__ = [
     "create_exclusive",
     "fsync_dir",
     "open_no_follow",
+    "open_private",
     "pread_into",
     "pwrite_all",
     "read_small",
     "refuse_links",
     "replace_file",
+    "require_private",
     "start_writeback",
     "write_atomic",
 ]
@@ -81,6 +86,51 @@ def open_no_follow(path: Path, flags: int) -> int:
         if error.errno == errno.ELOOP:
             raise _link_error(path) from None
         raise
+
+
+def require_private(fd: int, path: Path) -> None:
+    """Raise unless the open file ``fd`` is the current user's own private regular file.
+
+    Private: a regular file owned by the effective user, mode exactly ``0600``, one
+    link (``st_nlink == 1``: not a hard link to a file elsewhere). The connector creates
+    its files so; anything else was made by someone or something else.
+
+    Raises:
+        OutputError: naming ``path`` and what is wrong with it.
+    """
+    info = os.fstat(fd)
+    problems = []
+    if not stat.S_ISREG(info.st_mode):
+        problems.append("not a regular file")
+    if info.st_uid != os.geteuid():
+        problems.append(f"owned by user id {info.st_uid}, not by you")
+    if stat.S_IMODE(info.st_mode) != FILE_MODE:
+        problems.append(f"mode {stat.S_IMODE(info.st_mode):04o}, not 0600")
+    if info.st_nlink != 1:
+        problems.append(f"{info.st_nlink} hard links")
+    if problems:
+        raise OutputError(
+            f"Refusing to continue {str(path)!r}: it is {', '.join(problems)}; "
+            "the connector only continues files it created for you.",
+            hint="If it is yours, remove it (the transfer then starts over); otherwise ask "
+            "who created it, or use a folder only you can write to.",
+        )
+
+
+def open_private(path: Path, flags: int) -> int:
+    """Open an existing file to continue it: no link followed, and :func:`require_private`.
+
+    Raises:
+        OutputError: ``path`` is a symbolic link or not the user's own private file.
+        OSError: it cannot be opened (e.g. it does not exist).
+    """
+    fd = open_no_follow(path, flags | getattr(os, "O_NONBLOCK", 0))
+    try:
+        require_private(fd, path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def create_exclusive(path: Path, *, replace_stale: bool = True) -> int:
@@ -216,8 +266,10 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def append_line(path: Path, line: str) -> None:
+def append_line(path: Path, line: str, *, sync: bool = False) -> None:
     """Append one line to an existing file opened without following links.
+
+    ``sync``: fsync the file before returning.
 
     Raises:
         OutputError: ``path`` is a symbolic link.
@@ -226,6 +278,8 @@ def append_line(path: Path, line: str) -> None:
     fd = open_no_follow(path, os.O_WRONLY | os.O_APPEND)
     try:
         os.write(fd, line.encode("utf-8"))
+        if sync:
+            os.fsync(fd)
     finally:
         os.close(fd)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import re
 import time
 from collections.abc import Callable
@@ -68,22 +69,42 @@ CLOCK_SLACK_SECONDS = 120.0
 #: Upload states that only an archived box holds (contract §5.1, §5.2).
 _ARCHIVED = frozenset({FileUploadState.AWAITING_ARCHIVAL, FileUploadState.ARCHIVED})
 
-#: Server-supplied accessions and extensions must match these to become file names.
-_ACCESSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
-_EXTENSION = re.compile(r"^(\.[A-Za-z0-9_-]{1,32}){0,4}$")
+#: Server-supplied accessions and extensions must match these, whole (``fullmatch``:
+#: ``$`` would let a trailing newline through), to become file names.
+_ACCESSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+_EXTENSION = re.compile(r"(\.[A-Za-z0-9_-]{1,32}){0,4}")
+#: Longest ``{accession}{extension}`` in bytes: a file name may have 255 bytes, and the
+#: longest name written for it (``.X.c4gh.part.json.<12 hex>.tmp``) adds 33.
+MAX_NAME_BYTES = 200
 
 
 def safe_file_name(accession: str, extension: str) -> str:
     """``{accession}{extension}``, refusing anything that could leave the output folder.
 
+    Accessions are ASCII letters, digits, ``_`` and ``-`` (at most 128), extensions up
+    to four ``.part`` pieces of the same characters; the whole name at most
+    :data:`MAX_NAME_BYTES` bytes. Nothing else (``..``, ``/``, NUL, a newline) passes.
+
     Raises:
         ServerResponseError: if the server sent an unsafe accession or extension.
     """
-    if not _ACCESSION.match(accession) or not _EXTENSION.match(extension or ""):
+    name = f"{accession}{extension or ''}"
+    if (
+        not _ACCESSION.fullmatch(accession)
+        or not _EXTENSION.fullmatch(extension or "")
+        or len(name.encode("utf-8")) > MAX_NAME_BYTES
+    ):
+        shown = ascii(accession)[1:-1], ascii(extension)[1:-1]
         raise ServerResponseError(
-            f"The server sent an unsafe file name ({accession!r}, {extension!r}); refusing it."
+            f"The server sent an unsafe file name ('{shown[0]}', '{shown[1]}'); refusing it."
         )
-    return f"{accession}{extension or ''}"
+    return name
+
+
+def _placeholder(output_dir: Path, accession: str, extension: str) -> Path:
+    """A path standing in for the target of a file whose server name is unsafe (never written)."""
+    digest = hashlib.sha256(f"{accession}\0{extension}".encode("utf-8", "replace")).hexdigest()
+    return output_dir / f".invalid-name-{digest[:16]}"
 
 
 def _clear_leftovers(target: Path) -> None:
@@ -299,19 +320,21 @@ class TransferHandler:
         await self.delete_upload(item.id)
         self._uploader.forget(item.alias)
 
-    async def listing(self, *, show_all: bool = False) -> list[dict[str, str | int | bool | None]]:
+    async def listing(
+        self, *, show_all: bool = False, details: bool = False
+    ) -> list[dict[str, str | int | bool | None]]:
         """For ``ls``: the rows of an upload box, or of a download package.
 
         Upload box: alias, state, plaintext size in bytes and file id, sorted by alias;
         removed (cancelled) uploads only with ``show_all``. Download package: see
-        :meth:`download_listing`.
+        :meth:`download_listing` (``details`` only matters there).
 
         Raises:
             ServerResponseError, ServiceUnreachableError: the services failed.
         """
         package = await self._accessor.get_work_package()
         if package.type != "upload":
-            return await self.download_listing()
+            return await self.download_listing(details=details)
         return [
             {
                 "alias": item.alias,
@@ -454,6 +477,9 @@ class TransferHandler:
     ) -> list[DownloadJob]:
         """The download jobs for the work package's files (optionally only ``accessions``).
 
+        A file whose accession or extension is unsafe as a file name gets a job with
+        ``name_error`` set, which :meth:`download` fails on its own.
+
         Raises:
             UserInputError: an accession is not part of the work package.
         """
@@ -468,7 +494,12 @@ class TransferHandler:
             files = {a: files[a] for a in accessions}
         jobs = []
         for accession, extension in sorted(files.items()):
-            name = safe_file_name(accession, extension)
+            try:
+                name = safe_file_name(accession, extension)
+            except ServerResponseError as error:  # this file fails; the others go on
+                target = _placeholder(output_dir, accession, extension)
+                jobs.append(DownloadJob(accession, extension, target, decrypt, error.message))
+                continue
             target = output_dir / (name if decrypt else name + ".c4gh")
             jobs.append(DownloadJob(accession, extension, target, decrypt))
         return jobs
@@ -484,7 +515,8 @@ class TransferHandler:
         """Download ``jobs``. An existing target is skipped unless ``overwrite``.
 
         With ``verify``, an existing target is checked first (checksum, and every
-        Crypt4GH segment of an encrypted file) and downloaded again if it fails.
+        Crypt4GH segment of an encrypted file) and downloaded again if it fails. A job
+        with a ``name_error`` (unsafe server name) is a ``FAILED`` outcome; the others go on.
 
         Raises:
             UserInputError: the access token is for an upload work package.
@@ -495,6 +527,15 @@ class TransferHandler:
         outcomes: dict[Path, FileOutcome] = {}
         planned = []
         for job in jobs:
+            if job.name_error is not None:
+                outcomes[job.target] = FileOutcome(
+                    name=ascii(job.accession + (job.extension or ""))[1:-1],
+                    outcome=Outcome.FAILED,
+                    message=job.name_error,
+                    details={"accession": job.accession},
+                )
+                self._reporter.file_finished(outcomes[job.target])
+                continue
             if job.target.is_symlink():  # never "skipped": the downloader refuses it clearly
                 planned.append(job)
                 continue
@@ -676,10 +717,21 @@ class TransferHandler:
             return outcome
         return await self._downloader.download(job, drs)
 
-    async def download_listing(self) -> list[dict[str, str | int | bool | None]]:
-        """For ``ls``: each file of a download package with its size and staging state.
+    async def download_listing(
+        self, *, details: bool = False
+    ) -> list[dict[str, str | int | bool | None]]:
+        """For ``ls``: each file of a download package, from the work package alone.
 
-        Asking is also a request to stage the file (contract §3.4(a)).
+        Rows (sorted by accession): ``accession``, ``file`` (the name a download writes,
+        ``None`` if the server sent an unsafe name) and ``note`` (``"invalid: ..."`` and
+        why for such a name, else ``None``). No request reaches the download service:
+        at GHGA each ``GET /objects/{accession}`` stages the file from permanent storage
+        and is recorded as a download served (contract §3.4(a)).
+
+        With ``details`` the rows also hold ``size`` (plaintext bytes, ``None`` while
+        the file is being staged), ``sha256`` (the DRS checksum, hex, if sent) and
+        ``staged``; this asks the download service for every listed file, which stages
+        each of them.
 
         Raises:
             UserInputError: the access token is for an upload work package.
@@ -688,22 +740,27 @@ class TransferHandler:
         files = await self._require("download")
         rows: list[dict[str, str | int | bool | None]] = []
         for accession, extension in sorted(files.items()):
+            row: dict[str, str | int | bool | None] = {"accession": accession, "file": None}
+            if details:
+                row |= {"size": None, "sha256": None, "staged": None}
+            row["note"] = None
             try:
-                drs = await self._stager.probe(accession)
+                row["file"] = safe_file_name(accession, extension)
             except ServerResponseError as error:
-                rows.append(
-                    {"accession": accession, "file": None, "size": None, "staged": error.message}
-                )
+                row["note"] = f"invalid: {error.message}"
+                rows.append(row)
                 continue
-            size = plaintext_size(drs.size) if drs is not None else None
-            rows.append(
-                {
-                    "accession": accession,
-                    "file": safe_file_name(accession, extension),
-                    "size": size,
-                    "staged": drs is not None,
-                }
-            )
+            if details:
+                try:
+                    drs = await self._stager.probe(accession)
+                except ServerResponseError as error:
+                    row["note"] = error.message
+                else:
+                    row["staged"] = drs is not None
+                    if drs is not None:
+                        row["size"] = plaintext_size(drs.size)
+                        row["sha256"] = drs.sha256
+            rows.append(row)
         return rows
 
 

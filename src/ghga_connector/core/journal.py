@@ -1,6 +1,7 @@
 """Upload journals: what an interrupted upload needs to continue where it stopped.
 
-One journal per (file upload box, alias), in ``<state_dir>/uploads/``: a JSON header
+One journal per (file upload box, alias), in ``<state_dir>/uploads/`` (in a state folder
+owned by another user, e.g. a team's, in ``<state_dir>/uploads-<uid>/``): a JSON header
 line followed by one line per part that S3 accepted. Appending a line per part keeps
 the cost constant however many parts a file has; a torn last line (power loss) is
 ignored on reading.
@@ -12,7 +13,11 @@ not secret) and the file's data secret **sealed to the user's own public key**
 holds the part's MD5 and SHA-256 (of the encrypted bytes S3 stored) and its plaintext
 fingerprint (:func:`~ghga_connector.c4gh.segments.part_fingerprint`), which a resume
 compares with the file before it sends anything. Files are created readable by the
-user only.
+user only (mode 0600, new folders 0700); the mode of an existing folder is never
+changed (a state folder the user named may be shared by a team). A journal is only
+read if it is the user's own private file (see
+:func:`~ghga_connector.core.files.require_private`): in a shared state folder another
+user could otherwise plant a journal whose envelope is encrypted to their key.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +36,8 @@ from nacl.public import PublicKey, SealedBox
 
 from ghga_connector.c4gh.keys import KeyPair
 from ghga_connector.c4gh.sealed import open_sealed_b64
+from ghga_connector.core.files import append_line, open_private
+from ghga_connector.errors import OutputError
 
 __all__ = [
     "JOURNAL_VERSION",
@@ -37,7 +45,10 @@ __all__ = [
     "JournalStore",
     "PartRecord",
     "UploadJournal",
+    "journal_dir",
+    "make_private_dirs",
     "seal_secret",
+    "state_dir_warnings",
 ]
 
 JOURNAL_VERSION = 2
@@ -137,21 +148,100 @@ def seal_secret(secret: bytes, keys: KeyPair) -> str:
     return base64.b64encode(SealedBox(PublicKey(keys.public)).encrypt(secret)).decode("ascii")
 
 
-class JournalStore:
-    """Reads and writes upload journals under ``<state_dir>/uploads``."""
+def make_private_dirs(folder: Path) -> None:
+    """Create ``folder`` and its missing parents with mode 0700; existing ones stay as they are.
 
-    def __init__(self, state_dir: Path) -> None:
-        self._dir = state_dir / "uploads"
+    Raises:
+        OSError: a folder cannot be created.
+    """
+    missing = []
+    current = folder
+    while not current.exists():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    for path in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            path.mkdir(mode=0o700)
+            path.chmod(0o700)  # mkdir's mode is reduced by the umask; this folder is new
+
+
+def journal_dir(state_dir: Path) -> Path:
+    """The folder of the user's upload journals in ``state_dir``.
+
+    ``uploads`` in a state folder of the user's own (or one still to be created);
+    ``uploads-<uid>`` in a folder owned by someone else, so that in a state folder a team
+    shares, each user's private journal folder is their own and nobody is locked out.
+    """
+    try:
+        owner = state_dir.stat().st_uid
+    except OSError:
+        return state_dir / "uploads"
+    uid = os.geteuid()
+    return state_dir / ("uploads" if owner == uid else f"uploads-{uid}")
+
+
+def state_dir_warnings(state_dir: Path) -> list[str]:
+    """Warnings about a state folder whose content others could read (nothing is changed).
+
+    The journals hold Crypt4GH envelopes and data secrets sealed to the user's key; their
+    names and lock files tell which files the user uploads. One line for a state folder
+    (or its ``uploads`` folder) that every user of the host may list (a team's shared,
+    group-only folder is fine), and one per journal readable by others (such a journal
+    is not continued, see :meth:`JournalStore.load`).
+    """
+    warnings = []
+    uploads = journal_dir(state_dir)
+    for folder in (state_dir, uploads):
+        try:
+            mode = folder.stat().st_mode
+        except OSError:
+            continue
+        if mode & 0o005:
+            warnings.append(
+                f"The state folder {str(folder)!r} can be listed by every user (mode "
+                f"{mode & 0o777:04o}); the connector leaves it so. To keep your unfinished "
+                f"uploads private, run 'chmod o-rx {folder}'."
+            )
+    if uploads.is_dir():
+        for path in sorted(uploads.glob("*.jsonl")):
+            with contextlib.suppress(OSError):
+                if path.stat().st_mode & 0o077:
+                    warnings.append(
+                        f"The upload journal {str(path)!r} is readable by other users; it "
+                        f"is not continued (run 'chmod 600 {path}' if it is yours)."
+                    )
+    return warnings
+
+
+class JournalStore:
+    """Reads and writes upload journals in :func:`journal_dir` of the state folder.
+
+    Args:
+        state_dir: the state folder (``state_dir`` setting).
+        warn: called once with each line of :func:`state_dir_warnings` when the store
+            is first used (``None``: no warnings).
+    """
+
+    def __init__(self, state_dir: Path, warn: Callable[[str], None] | None = None) -> None:
+        self._state_dir = state_dir
+        self._dir = journal_dir(state_dir)
+        self._warn = warn
 
     def _path(self, box_id: str, alias: str) -> Path:
         key = hashlib.sha256(f"{box_id}\0{alias}".encode()).hexdigest()[:32]
         return self._dir / f"{key}.jsonl"
 
     def _ensure_dir(self) -> None:
-        self._dir.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(OSError):
-            self._dir.chmod(0o700)
-            self._dir.parent.chmod(0o700)
+        make_private_dirs(self._dir)
+        self._warn_once()
+
+    def _warn_once(self) -> None:
+        if self._warn is not None:
+            warn, self._warn = self._warn, None
+            for line in state_dir_warnings(self._state_dir):
+                warn(line)
 
     def lock_path(self, box_id: str, alias: str) -> Path:
         """The lock guarding the journal of ``(box_id, alias)`` (see ``core/locks.py``).
@@ -190,25 +280,23 @@ class JournalStore:
             OSError: the journal cannot be written.
         """
         journal.parts[record.part_no] = record
-        path = self._path(journal.box_id, journal.alias)
-        with path.open("a", encoding="utf-8") as handle:
-            handle.write(
-                json.dumps(
-                    {
-                        "part": record.part_no,
-                        "md5": record.md5,
-                        "sha256": record.sha256,
-                        "plaintext": record.plaintext,
-                    }
-                )
-                + "\n"
-            )
-            handle.flush()
-            os.fsync(handle.fileno())
+        line = {
+            "part": record.part_no,
+            "md5": record.md5,
+            "sha256": record.sha256,
+            "plaintext": record.plaintext,
+        }
+        append_line(self._path(journal.box_id, journal.alias), json.dumps(line) + "\n", sync=True)
 
     def load(self, box_id: str, alias: str) -> UploadJournal | None:
-        """The journal for ``(box_id, alias)``, or ``None`` if there is none or it is unreadable."""
-        return self._read(self._path(box_id, alias))
+        """The journal for ``(box_id, alias)``, or ``None`` if there is none or it is unreadable.
+
+        Raises:
+            OutputError: the journal is not the user's own private file (another user's,
+                a hard link, or readable by others); it is left as it is.
+        """
+        self._warn_once()
+        return self._read(self._path(box_id, alias), strict=True)
 
     def remove(self, box_id: str, alias: str) -> None:
         """Forget an upload (after success, or when it was replaced)."""
@@ -223,9 +311,23 @@ class JournalStore:
         return [j for j in found if j is not None]
 
     @staticmethod
-    def _read(path: Path) -> UploadJournal | None:
+    def _read(path: Path, *, strict: bool = False) -> UploadJournal | None:
+        """The journal at ``path``; one that is not the user's private file is ``None``.
+
+        Raises:
+            OutputError: with ``strict``, the journal is not the user's private file.
+        """
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
+            fd = open_private(path, os.O_RDONLY)
+        except OSError:
+            return None
+        except OutputError:
+            if strict:
+                raise
+            return None
+        try:
+            with os.fdopen(fd, encoding="utf-8") as handle:
+                lines = handle.read().splitlines()
         except (OSError, UnicodeDecodeError):
             return None
         if not lines:

@@ -253,13 +253,16 @@ class DownloadJob:
     """One file of a download work package and where it goes.
 
     ``target`` is the final path: ``{accession}{extension}.c4gh`` (encrypted) or
-    ``{accession}{extension}`` with ``decrypt``.
+    ``{accession}{extension}`` with ``decrypt``. ``name_error`` says why the server's
+    accession or extension cannot become a file name; such a job is never downloaded
+    (its ``target`` is a placeholder nothing writes to) and fails on its own.
     """
 
     accession: str
     extension: str
     target: Path
     decrypt: bool
+    name_error: str | None = None
 
 
 class ProgressReporter(ABC):

@@ -314,3 +314,21 @@ def test_wrong_passphrase_is_reported_by_the_cli(
     assert result.exit_code == 2
     assert "Error:" in result.stderr
     assert "passphrase" in result.stderr.lower()
+
+
+def test_config_command_dotenv_does_not_override_config_option(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Path(".env").write_text(
+        "GHGA_CONNECTOR_WKVS_API_URL=https://elsewhere.example/.well-known\n"
+        "GHGA_CONNECTOR_MAX_WAIT_TIME=99\nGHGA_CONNECTOR_PART_SIZ=1\n"
+    )
+    Path("conf.yaml").write_text("wkvs_api_url: https://data.ghga.de/.well-known\n")
+    result = runner.invoke(app, ["--json", "--config", "conf.yaml", "config"])
+    assert result.exit_code == 0, result.output
+    rows = {row["setting"]: row for row in map(json.loads, result.stdout.splitlines())}
+    assert rows["wkvs_api_url"]["source"] == "conf.yaml"
+    assert "elsewhere" not in rows["wkvs_api_url"]["value"]
+    assert rows["max_wait_time"] == {"setting": "max_wait_time", "value": "99", "source": ".env"}
+    (warning,) = result.stderr.strip().splitlines()
+    assert "GHGA_CONNECTOR_PART_SIZ " in warning and "GHGA_CONNECTOR_PART_SIZE" in warning

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from ghga_connector.config import (
     CONFIG_ENV_VAR,
     Config,
+    describe_sources,
     find_config_file,
     load_config,
 )
@@ -89,11 +91,125 @@ def test_dotenv_file_is_read(clean_env: Path) -> None:
     assert load_config()[0].max_wait_time == 99
 
 
-def test_dotenv_beats_yaml(clean_env: Path, tmp_path: Path) -> None:
-    (clean_env / ".env").write_text("GHGA_CONNECTOR_MAX_WAIT_TIME=99\n")
+def test_explicit_config_beats_dotenv(
+    clean_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A .env in the working folder never overrides --config (nor a file named by variable)."""
+    (clean_env / ".env").write_text(
+        "GHGA_CONNECTOR_MAX_WAIT_TIME=99\nGHGA_CONNECTOR_WKVS_API_URL=https://evil.example\n"
+    )
     yaml_file = tmp_path / "conf.yaml"
-    yaml_file.write_text("max_wait_time: 17\n")
-    assert load_config(yaml_file)[0].max_wait_time == 99
+    yaml_file.write_text("max_wait_time: 17\nwkvs_api_url: https://data.ghga.de/.well-known\n")
+    config = load_config(yaml_file)[0]
+    assert config.max_wait_time == 17
+    assert config.wkvs_api_url.host == "data.ghga.de"
+    monkeypatch.setenv(CONFIG_ENV_VAR, str(yaml_file))
+    assert load_config()[0].max_wait_time == 17
+    rows = {row.setting: row.source for row in describe_sources(yaml_file)[0]}
+    assert rows["max_wait_time"] == rows["wkvs_api_url"] == str(yaml_file)
+
+
+def test_dotenv_beats_a_yaml_file_found_but_not_named(clean_env: Path) -> None:
+    (clean_env / ".env").write_text("GHGA_CONNECTOR_MAX_WAIT_TIME=99\n")
+    (clean_env / ".ghga_connector.yaml").write_text("max_wait_time: 17\npart_size: 8388608\n")
+    config = load_config()[0]
+    assert (config.max_wait_time, config.part_size) == (99, 8_388_608)
+    rows = {row.setting: row.source for row in describe_sources()[0]}
+    assert rows["max_wait_time"] == ".env"
+
+
+def test_environment_beats_dotenv(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (clean_env / ".env").write_text("GHGA_CONNECTOR_MAX_WAIT_TIME=99\n")
+    monkeypatch.setenv("GHGA_CONNECTOR_MAX_WAIT_TIME", "5")
+    assert load_config()[0].max_wait_time == 5
+
+
+def test_explicit_config_beats_the_working_folders_yaml(clean_env: Path, tmp_path: Path) -> None:
+    (clean_env / ".ghga_connector.yaml").write_text("max_wait_time: 22\npart_size: 8388608\n")
+    named = tmp_path / "named.yaml"
+    named.write_text("max_wait_time: 17\n")
+    config, path = load_config(named)
+    assert path == named
+    assert (config.max_wait_time, config.part_size) == (17, 16 * 1024 * 1024)
+
+
+def _make_untrusted(path: Path, how: str) -> None:
+    if how == "writable by others":
+        path.chmod(0o666)
+    else:
+        os.chown(path, 4242, 4242)
+
+
+@pytest.mark.parametrize("how", ["writable by others", "another user's"])
+def test_an_untrusted_dotenv_is_ignored_with_a_warning(clean_env: Path, how: str) -> None:
+    if how == "another user's" and os.geteuid() != 0:
+        pytest.skip("only root can give a file to another user")
+    dotenv = clean_env / ".env"
+    dotenv.write_text("GHGA_CONNECTOR_WKVS_API_URL=https://evil.example/.well-known\n")
+    _make_untrusted(dotenv, how)
+    warnings: list[str] = []
+    config, _ = load_config(warn=warnings.append)
+    assert config.wkvs_api_url.host == "data.ghga.de"
+    assert len(warnings) == 1 and "ignoring" in warnings[0] and ".env" in warnings[0]
+
+
+@pytest.mark.parametrize("how", ["writable by others", "another user's"])
+def test_an_untrusted_yaml_in_the_working_folder_is_ignored(clean_env: Path, how: str) -> None:
+    if how == "another user's" and os.geteuid() != 0:
+        pytest.skip("only root can give a file to another user")
+    home_file = Path.home() / ".ghga_connector.yaml"
+    home_file.write_text("max_wait_time: 11\n")
+    here = clean_env / ".ghga_connector.yaml"
+    here.write_text("max_wait_time: 22\n")
+    _make_untrusted(here, how)
+    warnings: list[str] = []
+    config, path = load_config(warn=warnings.append)
+    assert path == home_file and config.max_wait_time == 11
+    assert len(warnings) == 1 and str(here) in warnings[0]
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("https://data.ghga.de/.well-known", True),
+        ("http://127.0.0.1:8080/.well-known", True),
+        ("http://127.1.2.3/.well-known", True),
+        ("http://localhost:8080/.well-known", True),
+        ("http://[::1]:8080/.well-known", True),
+        ("http://data.ghga.de/.well-known", False),
+        ("http://10.0.0.5/.well-known", False),
+    ],
+)
+def test_http_wkvs_only_on_loopback(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, url: str, allowed: bool
+) -> None:
+    monkeypatch.setenv("GHGA_CONNECTOR_WKVS_API_URL", url)
+    if allowed:
+        load_config()
+        return
+    with pytest.raises(ConfigurationError, match="http://") as info:
+        load_config()
+    assert "GHGA_CONNECTOR_WKVS_API_URL" in info.value.message
+    monkeypatch.setenv("GHGA_CONNECTOR_ALLOW_HTTP_WKVS", "true")
+    assert str(load_config()[0].wkvs_api_url).startswith(url.rstrip("/"))
+
+
+def test_unknown_environment_variables_and_dotenv_keys_are_warned_about(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GHGA_CONNECTOR_PARTSIZE", "8388608")
+    monkeypatch.setenv("GHGA_CONNECTOR_WPAT", "not a setting, but known")
+    (clean_env / ".env").write_text("GHGA_CONNECTOR_MAX_WAIT=5\nOTHER_TOOL=1\n")
+    warnings: list[str] = []
+    config, _ = load_config(warn=warnings.append)
+    assert config.part_size == 16 * 1024 * 1024  # ignored, not an error
+    assert len(warnings) == 2, warnings
+    env_line, dotenv_line = sorted(warnings, key=lambda line: ".env" in line)
+    assert "GHGA_CONNECTOR_PARTSIZE" in env_line and "GHGA_CONNECTOR_PART_SIZE" in env_line
+    assert (
+        "GHGA_CONNECTOR_MAX_WAIT " in dotenv_line and "GHGA_CONNECTOR_MAX_WAIT_TIME" in dotenv_line
+    )
+    assert all("\n" not in line for line in warnings)
 
 
 def test_overrides_beat_environment(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:

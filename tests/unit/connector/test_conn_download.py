@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -497,3 +498,59 @@ def test_verify_existing_reads_new_and_old_sidecar_names(
     assert asyncio.run(verify()) is False
     (tmp_path / sidecar).unlink()
     assert asyncio.run(verify()) is False  # nothing to verify against: fetched again
+
+
+# --- resuming only into the user's own private .part file -------------------------------
+
+
+def _partial_download(tmp_path: Path, keys: KeyPair, archive: Archive) -> tuple[Path, Path]:
+    """A ``.part`` file and its range journal as an interrupted run leaves them."""
+    target = tmp_path / "GHGAF001.bam"
+    part = tmp_path / "GHGAF001.bam.part"
+    journal = tmp_path / "GHGAF001.bam.part.json"
+    header = {
+        "accession": "GHGAF001",
+        "size": len(archive.body),
+        "sha256": archive.sha256,
+        "range_size": download_module.download_range_size(2 * CSEG),
+        "decrypt": True,
+    }
+    for path, data in ((part, bytes(len(PLAIN))), (journal, json.dumps(header) + "\n")):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, data if isinstance(data, bytes) else data.encode())
+        os.close(fd)
+    return target, part
+
+
+def test_resume_continues_the_users_own_part_file(tmp_path: Path, user_keys: KeyPair) -> None:
+    archive = Archive(user_keys)
+    target, _ = _partial_download(tmp_path, user_keys, archive)
+    outcome, _, message, reporter = run_download(archive, user_keys, target, decrypt=True)
+    assert outcome is Outcome.DONE, message
+    assert any("continuing a partial download" in text for _, text in reporter.messages)
+    assert target.read_bytes() == PLAIN
+
+
+@pytest.mark.parametrize("planted", ["GHGAF001.bam.part", "GHGAF001.bam.part.json"])
+@pytest.mark.parametrize("how", ["other owner", "readable by others", "hard link"])
+def test_resume_refuses_a_part_file_someone_else_placed(
+    tmp_path: Path, user_keys: KeyPair, planted: str, how: str
+) -> None:
+    """In a shared output folder another user could receive the plaintext otherwise."""
+    if how == "other owner" and os.geteuid() != 0:
+        pytest.skip("only root can give a file to another user")
+    archive = Archive(user_keys)
+    target, part = _partial_download(tmp_path, user_keys, archive)
+    foreign = tmp_path / planted
+    if how == "other owner":
+        os.chown(foreign, 4242, 4242)
+    elif how == "readable by others":
+        foreign.chmod(0o644)
+    else:
+        os.link(foreign, tmp_path / "elsewhere")
+    outcome, _, message, _ = run_download(archive, user_keys, target, decrypt=True)
+    assert outcome is Outcome.FAILED
+    assert "Refusing to continue" in message and planted in message
+    assert part.read_bytes() == bytes(len(PLAIN))  # nothing written into it
+    assert archive.range_requests == 0
+    assert not target.exists()

@@ -264,6 +264,7 @@ def test_range_journal_ignores_a_torn_last_line(tmp_path: Path) -> None:
 def test_range_journal_with_a_broken_header_starts_over(tmp_path: Path) -> None:
     journal = _RangeJournal(tmp_path / "x.bam.part")
     journal.path.write_text("{not json\n1\n", encoding="utf-8")
+    journal.path.chmod(0o600)  # as the connector creates it
     assert journal.resume(HEADER) is None
     journal.start(HEADER)
     assert journal.resume(HEADER) == set()

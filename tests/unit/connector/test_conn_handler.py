@@ -100,7 +100,7 @@ class FakeStager(FileStagerBase):
         self.asked.append(accession)
         if accession in self.fail:
             raise self.fail[accession]
-        return DrsObject(accession=accession, download_url="http://s3/x", size=29)
+        return DrsObject(accession=accession, download_url="http://s3/x", size=29, sha256="ab" * 32)
 
     async def probe(self, accession: str) -> DrsObject | None:
         return None if accession in self.fail else await self.staged_object(accession)
@@ -346,31 +346,64 @@ async def test_download_plan_with_upload_token(tmp_path: Path) -> None:
         await handler.download_plan(tmp_path, accessions=None, decrypt=False)
 
 
-async def test_download_plan_rejects_unsafe_server_names(tmp_path: Path) -> None:
-    package = WorkPackage(type="download", files={"../../etc/passwd": ""})
-    handler = _handler(FakeAccessor(package))
-    with pytest.raises(ServerResponseError, match="unsafe"):
-        await handler.download_plan(tmp_path, accessions=None, decrypt=True)
+UNSAFE_NAMES = [
+    ("../x", ""),
+    ("a/b", ""),
+    ("..", ""),
+    ("", ".bam"),
+    ("GHGAF001", "/../../x"),
+    ("GHGAF001", ".bam/x"),
+    ("GHGAF001", "bam"),
+    ("GHGAF001", ".."),
+    ("a\\b", ""),
+    (".hidden", ""),
+    ("GHGAF001", ".bam\n"),  # a trailing newline passed re.match(...$)
+    ("GHGAF001\n", ".bam"),
+    ("GHGAF001", ".bam\n.c4gh"),
+    ("GHGAF\x00001", ".bam"),
+    ("GHGAF001", ".bam\x00"),
+    ("G" * 300, ".bam"),  # 300 bytes
+    ("G" * 128, ".a" * 4 + "." + "x" * 32 + "." + "y" * 32 + "." + "z" * 32),
+]
 
 
-@pytest.mark.parametrize(
-    ("accession", "extension"),
-    [
-        ("../x", ""),
-        ("a/b", ""),
-        ("..", ""),
-        ("", ".bam"),
-        ("GHGAF001", "/../../x"),
-        ("GHGAF001", ".bam/x"),
-        ("GHGAF001", "bam"),
-        ("GHGAF001", ".."),
-        ("a\\b", ""),
-        (".hidden", ""),
-    ],
-)
+async def test_download_plan_fails_only_files_with_unsafe_server_names(tmp_path: Path) -> None:
+    files = {"GHGAF001": ".bam", "GHGAF002": ".bam\n", "..": "", "GHGAF003": "/x"}
+    downloader, reporter = FakeDownloader(), FakeReporter()
+    handler = _handler(
+        FakeAccessor(WorkPackage(type="download", files=files)),
+        downloader=downloader,
+        reporter=reporter,
+    )
+    jobs = await handler.download_plan(tmp_path, accessions=None, decrypt=True)
+    outcomes = await handler.download(jobs)
+    by_outcome = {o.name: o.outcome for o in outcomes}
+    assert by_outcome == {
+        "..": Outcome.FAILED,
+        "GHGAF001.bam": Outcome.DONE,
+        "GHGAF002.bam\\n": Outcome.FAILED,
+        "GHGAF003/x": Outcome.FAILED,
+    }
+    assert all("unsafe" in o.message for o in outcomes if o.outcome is Outcome.FAILED)
+    assert [j.accession for j in downloader.jobs] == ["GHGAF001"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["GHGAF001.bam"]
+
+
+async def test_listing_shows_unsafe_server_names_as_invalid() -> None:
+    files = {"GHGAF001": ".bam", "GHGAF002": ".bam\n", "GHGAF003": "/x"}
+    stager = FakeStager()
+    rows = await _listing_handler(files, stager).download_listing(details=True)
+    assert [r["file"] for r in rows] == ["GHGAF001.bam", None, None]
+    assert [str(r["note"]).startswith("invalid: ") for r in rows] == [False, True, True]
+    assert all("unsafe" in str(r["note"]) for r in rows[1:])
+    assert stager.asked == ["GHGAF001"]  # an unsafe accession is never sent anywhere
+
+
+@pytest.mark.parametrize(("accession", "extension"), UNSAFE_NAMES)
 def test_safe_file_name_rejects(accession: str, extension: str) -> None:
-    with pytest.raises(ServerResponseError):
+    with pytest.raises(ServerResponseError) as info:
         safe_file_name(accession, extension)
+    assert "\n" not in info.value.message and "\x00" not in info.value.message
 
 
 @pytest.mark.parametrize(
@@ -493,24 +526,50 @@ async def test_failed_staging_does_not_stop_others(tmp_path: Path) -> None:
     assert [o.outcome for o in reporter.finished] == [Outcome.FAILED]
 
 
-async def test_download_listing_reports_size_and_staging() -> None:
-    accessor = FakeAccessor(
-        package=WorkPackage(type="download", files={"GHGAF1": ".bam", "GHGAF2": ".vcf.gz"})
-    )
-    stager = FakeStager(fail={"GHGAF2": RuntimeError("unused")})
-    handler = TransferHandler(
-        accessor=accessor,
+def _listing_handler(files: dict[str, str], stager: FakeStager) -> TransferHandler:
+    return TransferHandler(
+        accessor=FakeAccessor(package=WorkPackage(type="download", files=files)),
         stager=stager,
         uploader=FakeUploader(),
         downloader=FakeDownloader(),
         reporter=FakeReporter(),
         max_parallel_files=2,
     )
-    rows = await handler.download_listing()
+
+
+async def test_plain_download_listing_asks_the_download_service_nothing() -> None:
+    """At GHGA each DRS request stages the file and counts as a download served."""
+    stager = FakeStager()
+    files = {f"GHGAF{i:04d}": ".bam" for i in range(1000)}
+    rows = await _listing_handler(files, stager).listing()
+    assert stager.asked == []
+    assert len(rows) == 1000
+    assert rows[0] == {"accession": "GHGAF0000", "file": "GHGAF0000.bam", "note": None}
+
+
+async def test_download_listing_with_details_reports_size_checksum_and_staging() -> None:
+    stager = FakeStager(fail={"GHGAF2": RuntimeError("unused")})
+    handler = _listing_handler({"GHGAF1": ".bam", "GHGAF2": ".vcf.gz"}, stager)
+    rows = await handler.download_listing(details=True)
     assert rows == [
-        {"accession": "GHGAF1", "file": "GHGAF1.bam", "size": 1, "staged": True},
-        {"accession": "GHGAF2", "file": "GHGAF2.vcf.gz", "size": None, "staged": False},
+        {
+            "accession": "GHGAF1",
+            "file": "GHGAF1.bam",
+            "size": 1,
+            "sha256": "ab" * 32,
+            "staged": True,
+            "note": None,
+        },
+        {
+            "accession": "GHGAF2",
+            "file": "GHGAF2.vcf.gz",
+            "size": None,
+            "sha256": None,
+            "staged": False,
+            "note": None,
+        },
     ]
+    assert stager.asked == ["GHGAF1"]
 
 
 async def test_same_alias_with_a_different_size_fails_instead_of_skipping() -> None:

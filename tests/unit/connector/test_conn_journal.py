@@ -20,6 +20,7 @@ from ghga_connector.core.journal import (
     UploadJournal,
     seal_secret,
 )
+from ghga_connector.errors import OutputError
 
 SECRET = bytes(range(32))
 
@@ -158,3 +159,88 @@ def test_file_identity_reads_stat(source: Path) -> None:
     assert FileIdentity.of(source) == FileIdentity(
         stat_result.st_size, stat_result.st_mtime_ns, stat_result.st_ctime_ns, stat_result.st_ino
     )
+
+
+# --- foreign journals and the state folder's mode ----------------------------------------
+
+
+def _plant(path: Path, how: str) -> None:
+    """Make the file at ``path`` look like someone else's (root may chown)."""
+    if how == "other owner":
+        os.chown(path, 4242, 4242)
+    elif how == "readable by others":
+        path.chmod(0o644)
+    else:  # a hard link: the same file reachable from elsewhere
+        os.link(path, path.with_name("elsewhere"))
+
+
+@pytest.mark.parametrize("how", ["other owner", "readable by others", "hard link"])
+def test_a_journal_that_is_not_the_users_own_is_refused(
+    tmp_path: Path, source: Path, user_keys: KeyPair, how: str
+) -> None:
+    if how == "other owner" and os.geteuid() != 0:
+        pytest.skip("only root can give a file to another user")
+    store = JournalStore(tmp_path / "state")
+    store.create(_journal(source, user_keys))
+    (path,) = (tmp_path / "state" / "uploads").glob("*.jsonl")
+    _plant(path, how)
+    with pytest.raises(OutputError, match="Refusing to continue") as info:
+        store.load("box-1", "a.bam")
+    assert str(path) in info.value.message
+    assert store.all() == []  # status leaves it out
+
+
+def test_a_named_state_folder_keeps_its_mode(
+    tmp_path: Path, source: Path, user_keys: KeyPair
+) -> None:
+    """A team's shared state folder (GHGA_CONNECTOR_STATE_DIR) is never chmod'ed."""
+    shared = tmp_path / "project" / "state"
+    shared.mkdir(parents=True)
+    shared.chmod(0o2775)
+    warnings: list[str] = []
+    store = JournalStore(shared, warn=warnings.append)
+    store.create(_journal(source, user_keys))
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o2775
+    uploads = shared / "uploads"
+    assert stat.S_IMODE(uploads.stat().st_mode) == 0o700  # new: private
+    (journal,) = uploads.glob("*.jsonl")
+    assert stat.S_IMODE(journal.stat().st_mode) == 0o600
+    assert len(warnings) == 1 and "can be listed by every user" in warnings[0]
+    assert str(shared) in warnings[0]
+    uploads.chmod(0o750)  # the user widened it: it stays so
+    JournalStore(shared).create(_journal(source, user_keys, alias="b.bam"))
+    assert stat.S_IMODE(uploads.stat().st_mode) == 0o750
+
+
+def test_new_state_folders_are_private_whatever_the_umask(
+    tmp_path: Path, source: Path, user_keys: KeyPair
+) -> None:
+    old = os.umask(0o022)
+    try:
+        JournalStore(tmp_path / "a" / "b").create(_journal(source, user_keys))
+    finally:
+        os.umask(old)
+    for folder in (tmp_path / "a", tmp_path / "a" / "b", tmp_path / "a" / "b" / "uploads"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+
+
+def test_a_team_state_folder_gives_each_user_a_journal_folder_of_their_own(
+    tmp_path: Path, source: Path, user_keys: KeyPair
+) -> None:
+    """Another user's private uploads/ folder in a shared state folder locks nobody out."""
+    if os.geteuid() != 0:
+        pytest.skip("only root can give a folder to another user")
+    shared = tmp_path / "state"
+    (shared / "uploads").mkdir(parents=True)
+    (shared / "uploads").chmod(0o700)
+    shared.chmod(0o2770)
+    for folder in (shared, shared / "uploads"):
+        os.chown(folder, 4242, 4242)  # the colleague who used it first
+    store = JournalStore(shared)
+    store.create(_journal(source, user_keys))
+    mine = shared / f"uploads-{os.geteuid()}"
+    assert [p.parent for p in mine.glob("*.jsonl")] == [mine]
+    assert stat.S_IMODE(mine.stat().st_mode) == 0o700
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o2770
+    assert list((shared / "uploads").iterdir()) == []
+    assert store.load("box-1", "a.bam") is not None

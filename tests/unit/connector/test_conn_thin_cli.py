@@ -72,13 +72,18 @@ def test_config_sources_follow_the_precedence(
     runner: CliRunner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     Path("conf.yaml").write_text("max_wait_time: 17\npart_size: 8388608\ntimeout: 5\n")
-    Path(".env").write_text("GHGA_CONNECTOR_PART_SIZE=16777216\nGHGA_CONNECTOR_TIMEOUT=7\n")
+    Path(".env").write_text(
+        "GHGA_CONNECTOR_PART_SIZE=16777216\nGHGA_CONNECTOR_TIMEOUT=7\n"
+        "GHGA_CONNECTOR_CONNECT_TIMEOUT=3\n"
+    )
     monkeypatch.setenv("GHGA_CONNECTOR_TIMEOUT", "9")
     rows = _config_rows(runner, "--config", "conf.yaml")
     assert (rows["timeout"]["value"], rows["timeout"]["source"]) == ("9.0", "environment")
-    assert (rows["part_size"]["value"], rows["part_size"]["source"]) == ("16777216", ".env")
+    # an explicit --config beats .env; .env fills in what it leaves out
+    assert (rows["part_size"]["value"], rows["part_size"]["source"]) == ("8388608", "conf.yaml")
     assert (rows["max_wait_time"]["value"], rows["max_wait_time"]["source"]) == ("17", "conf.yaml")
-    assert rows["connect_timeout"]["source"] == "default"
+    assert (rows["connect_timeout"]["value"], rows["connect_timeout"]["source"]) == ("3.0", ".env")
+    assert rows["per_request_jitter"]["source"] == "default"
 
 
 def test_describe_sources_redacts(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -230,9 +235,11 @@ async def test_listing_of_a_download_package() -> None:
     package = WorkPackage(type="download", files={"GHGAF002": ".vcf.gz", "GHGAF001": ".bam"})
     rows = await _handler(package).listing()
     assert rows == [
-        {"accession": "GHGAF001", "file": "GHGAF001.bam", "size": 65_536, "staged": True},
-        {"accession": "GHGAF002", "file": "GHGAF002.vcf.gz", "size": None, "staged": False},
+        {"accession": "GHGAF001", "file": "GHGAF001.bam", "note": None},
+        {"accession": "GHGAF002", "file": "GHGAF002.vcf.gz", "note": None},
     ]
+    detailed = await _handler(package).listing(details=True)
+    assert [(r["size"], r["staged"]) for r in detailed] == [(65_536, True), (None, False)]
 
 
 # --- status: unfinished uploads and their part counts -----------------------------------------

@@ -427,3 +427,19 @@ async def test_a_resume_reads_each_stored_part_once(
     outcome, _ = await _upload(ghga, user_keys, source, state, unfinished=ghga.file_id)
     assert outcome.outcome is Outcome.DONE
     assert sorted(reads) == [1, 2]
+
+
+async def test_resume_refuses_a_journal_that_is_not_the_users_own(
+    ghga: MemoryGhga, user_keys: KeyPair, source: Path, tmp_path: Path
+) -> None:
+    """A journal another user placed could carry an envelope encrypted to their key."""
+    state = tmp_path / "state"
+    await _interrupted(ghga, user_keys, source, state)
+    (journal,) = _journals(state)
+    journal.chmod(0o644)
+    ghga.puts.clear()
+    outcome, _ = await _upload(ghga, user_keys, source, state, unfinished=ghga.file_id)
+    assert outcome.outcome is Outcome.FAILED
+    assert "Refusing to continue" in outcome.message and str(journal) in outcome.message
+    assert not ghga.puts
+    assert journal.exists()  # left as it is
