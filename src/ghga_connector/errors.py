@@ -19,6 +19,8 @@ from typing import Any
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+#: A file is busy in another process (``EX_TEMPFAIL`` of sysexits.h): try again later.
+EXIT_BUSY = 75
 EXIT_INTERRUPTED = 130
 
 

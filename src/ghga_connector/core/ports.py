@@ -253,13 +253,16 @@ class DownloadJob:
     """One file of a download work package and where it goes.
 
     ``target`` is the final path: ``{accession}{extension}.c4gh`` (encrypted) or
-    ``{accession}{extension}`` with ``decrypt``.
+    ``{accession}{extension}`` with ``decrypt``. Content that cannot be verified (no
+    checksum from GHGA) gets that name only with ``allow_unverified``; else it is kept
+    as ``<target>.unverified``.
     """
 
     accession: str
     extension: str
     target: Path
     decrypt: bool
+    allow_unverified: bool = False
 
 
 class ProgressReporter(ABC):
@@ -414,8 +417,10 @@ class DownloaderBase(ABC):
             asyncio.CancelledError, KeyboardInterrupt: the run was interrupted.
         """
 
-    async def verify_existing(self, job: DownloadJob) -> bool:
+    async def verify_existing(self, job: DownloadJob) -> bool | None:
         """Whether ``job.target``, already on disk, is complete and intact.
+
+        ``None``: GHGA has no checksum to compare it with.
 
         Raises:
             ConnectorError: asking GHGA for the checksum failed (a failed check returns False).
