@@ -151,7 +151,7 @@ DATA = Path("/nonexistent")
 @pytest.fixture(autouse=True)
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """``_job`` files live in a fresh folder per test (beside, not in, ``tmp_path``)."""
-    global DATA  # noqa: PLW0603 - test-module switch, reset after each test
+    global DATA
     DATA = tmp_path_factory.mktemp("data")
     yield
     DATA = Path("/nonexistent")
