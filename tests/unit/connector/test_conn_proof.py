@@ -312,6 +312,12 @@ def test_a_soft_lock_without_heartbeat_is_taken_over(tmp_path: Path) -> None:
         TransferLock(path, soft=True, stale_after=600).acquire()
     assert busy.value.owner is not None and busy.value.owner.pid == os.getpid()
     assert not path.with_name("x.lock.takeover").exists()
+    # a process that saw the dead owner before the takeover reads the owner again under
+    # the takeover guard, finds the new holder's heartbeat and leaves its lock alone
+    late = TransferLock(path, soft=True, stale_after=600)
+    with pytest.raises(TransferLockBusy):
+        late._take_over(previous)
+    assert path.exists() and late.taken_over is None
     taker.release()
 
 
