@@ -233,7 +233,7 @@ def test_decrypt_of_a_cut_file(sandbox_module: Any, archived: dict[str, str], tm
     assert done.returncode == 0, done.stderr
     encrypted = tmp_path / "dl" / f"{accession}.bam.c4gh"
     sidecar = tmp_path / "dl" / f"{accession}.bam.sha256"
-    assert sidecar.read_text().endswith(f"  {accession}.bam\n")
+    assert sidecar.read_text().splitlines()[0].endswith(f"  {accession}.bam")
 
     # cut at a segment boundary (Crypt4GH alone cannot notice), sidecar left behind
     cut = tmp_path / "cut"
@@ -243,6 +243,12 @@ def test_decrypt_of_a_cut_file(sandbox_module: Any, archived: dict[str, str], tm
     assert unverified.returncode == 1, unverified.stderr
     assert "unverified" in unverified.stderr
     assert "--allow-unverified" in unverified.stderr
+    # kept under the marker name; the same command again is unverified again, exit 1
+    assert not (cut / f"{accession}.bam").exists()
+    assert (cut / f"{accession}.bam.unverified").exists()
+    again = run_cli(sandbox_module, tmp_path, "decrypt", "--input-dir", str(cut))
+    assert again.returncode == 1, again.stderr
+    assert "unverified" in again.stderr
     accepted = run_cli(
         sandbox_module, tmp_path, "decrypt", "--input-dir", str(cut), "--overwrite",
         "--allow-unverified",
