@@ -305,7 +305,11 @@ def test_existing_output_is_kept_without_overwrite(sandbox, tmp_path: Path) -> N
         "--json", "download", "--wpat-file", str(sandbox.download_wpat_file), *keys(sandbox),
         "--output-dir", str(out), cwd=sandbox.state_dir,
     )  # fmt: skip
-    assert second.returncode == 0
+    # kept, but not called skipped: it is not the archive's file (exit 1)
+    assert second.returncode == 1, second.stderr
+    [record] = [json.loads(line) for line in second.stdout.splitlines() if line.strip()]
+    assert record["outcome"] == "failed"
+    assert "does not match the archive's checksum" in record["message"]
     assert target.read_bytes() == b"precious"
     shutil.rmtree(out)
 
