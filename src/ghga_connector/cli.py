@@ -89,6 +89,7 @@ def upload(
     overwrite: opt.UploadOverwriteOpt = False,
     dry_run: opt.UploadDryRunOpt = False,
     restart: opt.RestartOpt = False,
+    wait: opt.WaitOpt = False,
     shard: opt.ShardOpt = None,
     wpat_file: opt.WpatFileOpt = None,
     wpat: opt.WpatOpt = None,
@@ -112,7 +113,7 @@ def upload(
         if shard is not None:
             jobs = take_share(jobs, shard, reporter, size=lambda j: j.size, name=lambda j: j.alias)
         run = credentials.start(config, reporter)
-        outcomes, session = run.run(lambda s: s.handler.upload(jobs, dry_run=dry_run))
+        outcomes, session = run.run(lambda s: s.handler.upload(jobs, dry_run=dry_run, wait=wait))
         return summary(options, outcomes, "Dry run" if dry_run else "Upload", session)
 
     raise typer.Exit(execute(options, work))
@@ -159,6 +160,7 @@ def download(
     dry_run: opt.DownloadDryRunOpt = False,
     verify: opt.VerifyOpt = False,
     allow_unverified: opt.AllowUnverifiedOpt = False,
+    wait: opt.WaitOpt = False,
     shard: opt.ShardOpt = None,
     wpat_file: opt.WpatFileOpt = None,
     wpat: opt.WpatOpt = None,
@@ -201,7 +203,12 @@ def download(
             if shard is not None:  # sizes are known only once files are staged: by count
                 jobs = take_share(jobs, shard, run.reporter, size=None, name=lambda j: j.accession)
             return await session.handler.download(
-                jobs, overwrite=overwrite, dry_run=dry_run, verify=verify
+                jobs,
+                overwrite=overwrite,
+                dry_run=dry_run,
+                verify=verify,
+                allow_unverified=allow_unverified,
+                wait=wait,
             )
 
         outcomes, session = run.run(go)
@@ -235,7 +242,14 @@ def decrypt(
         sources = decrypt_sources(input_dir, target_dir)
         secret = load_secret_key(load_run_config(options), my_private_key_path)
         reporter = make_reporter(options)
-        outcomes = decrypt_batch(sources, target_dir, secret, reporter, overwrite=overwrite)
+        outcomes = decrypt_batch(
+            sources,
+            target_dir,
+            secret,
+            reporter,
+            overwrite=overwrite,
+            allow_unverified=allow_unverified,
+        )
         return summary(options, outcomes, "Decrypt", allow_unverified=allow_unverified)
 
     raise typer.Exit(execute(options, work))

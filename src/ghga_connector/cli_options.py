@@ -240,8 +240,8 @@ AllowUnverifiedOpt = Annotated[
     bool,
     typer.Option(
         "--allow-unverified",
-        help="Exit 0 even if a file could not be verified because no checksum was available "
-        "(it is still reported as 'unverified').",
+        help="Give files without a checksum to verify them with their final name (else they "
+        "are kept as X.unverified) and exit 0 for them (still reported 'unverified').",
     ),
 ]
 
@@ -333,12 +333,22 @@ DownloadOverwriteOpt = Annotated[
 DownloadDryRunOpt = Annotated[
     bool, typer.Option("--dry-run", help="Show what would be downloaded; send nothing else.")
 ]
+WaitOpt = Annotated[
+    bool,
+    typer.Option(
+        "--wait",
+        help="Wait for files another process is transferring, then check them, instead of "
+        "reporting them 'busy' (exit 75).",
+    ),
+]
+
 VerifyOpt = Annotated[
     bool,
     typer.Option(
         "--verify",
-        help="Check files that are already there (checksum; every Crypt4GH segment) "
-        "and download damaged ones again.",
+        help="Read files that are already there (checksum; every Crypt4GH segment) "
+        "and download damaged ones again (without it, a file the connector verified when "
+        "it downloaded it is skipped unread).",
     ),
 ]
 

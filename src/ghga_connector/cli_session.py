@@ -31,6 +31,7 @@ from ghga_connector.cli_options import GlobalOptions
 from ghga_connector.config import CONFIG_FILE_NAME, Config, load_config
 from ghga_connector.core.ports import ProgressReporter
 from ghga_connector.errors import (
+    EXIT_BUSY,
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -136,11 +137,14 @@ def summary(
 ) -> int:
     """Print the final table; return the exit code.
 
-    1 if any file failed, or was written ``unverified`` (no checksum to compare with)
-    and ``allow_unverified`` is not set; else 0.
+    Precedence when files ended differently (the first that applies): 1 if any file
+    failed, or was written ``unverified`` (no checksum to compare with) and
+    ``allow_unverified`` is not set; 75 (``EX_TEMPFAIL``) if any file is ``busy`` in
+    another process; else 0. (2 and 130 end a run before its summary.)
     """
     failed = sum(o.outcome is Outcome.FAILED for o in outcomes)
     unverified = sum(o.outcome is Outcome.UNVERIFIED for o in outcomes)
+    busy = sum(o.outcome is Outcome.BUSY for o in outcomes)
     if options.json:
         write_planned(outcomes)
     elif not options.quiet:
@@ -152,6 +156,9 @@ def summary(
     if unverified and not allow_unverified:
         tables.print_unverified_hint(unverified, len(outcomes))
         return EXIT_FAILURE
+    if busy:
+        tables.print_busy_hint(busy, len(outcomes))
+        return EXIT_BUSY
     return EXIT_OK
 
 

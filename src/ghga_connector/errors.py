@@ -6,6 +6,8 @@ carries a one-line ``message`` (what is wrong), a ``hint`` (what to do) and the 
 
 * ``2``: usage, configuration or credential problem that the user must fix;
 * ``1``: a transfer or a server failed (a later run may succeed);
+* ``75``: a file is busy in another process (``EX_TEMPFAIL``; set by the summary, not by
+  an error);
 * ``130``: interrupted by the user.
 
 The messages never contain secrets (tokens, passphrases, keys, presigned URLs).
@@ -19,6 +21,8 @@ from typing import Any
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+#: A file is busy in another process (``EX_TEMPFAIL`` of sysexits.h): try again later.
+EXIT_BUSY = 75
 EXIT_INTERRUPTED = 130
 
 

@@ -30,6 +30,7 @@ from ghga_connector.adapters.services import (
 from ghga_connector.c4gh.keys import KeyPair
 from ghga_connector.c4gh.sealed import SealedBoxError, open_sealed_b64
 from ghga_connector.config import Config
+from ghga_connector.core.digests import DigestCache
 from ghga_connector.core.download import Downloader, FileStager
 from ghga_connector.core.handler import TransferHandler
 from ghga_connector.core.journal import JournalStore
@@ -202,6 +203,7 @@ async def open_session(
                 prepare_ahead=config.max_parallel_files,
                 upload_lock_path=JournalStore(config.state_dir).lock_path,
                 lock_downloads=True,
+                digests=DigestCache(config.state_dir / "digests"),
                 streamer=StreamDownloader(
                     downloader=downloader,
                     reporter=reporter,

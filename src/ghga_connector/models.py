@@ -107,6 +107,8 @@ class UploadListItem(_Model):
     decrypted_size: int | None = None
     encrypted_size: int | None = None
     part_size: int | None = None
+    #: SHA-256 (hex) of the plaintext, as the client sent it at completion (contract §3.3(a)).
+    decrypted_sha256: str | None = None
 
 
 class DrsObject(_Model):
@@ -153,6 +155,8 @@ class Outcome(StrEnum):
     PLANNED = "planned"
     #: Written, but not compared with a GHGA checksum (none was available).
     UNVERIFIED = "unverified"
+    #: Another process is transferring the file right now: nothing is proven yet.
+    BUSY = "busy"
 
 
 @dataclass

@@ -138,7 +138,7 @@ def test_round_trip_of_real_files_encrypted_and_decrypted(sandbox, tmp_path: Pat
         *keys(sandbox), "--output-dir", str(plain_dir), cwd=sandbox.state_dir,
     )  # fmt: skip
     assert direct.returncode == 0, direct.stderr
-    assert {sha256(p) for p in plain_dir.iterdir()} == originals
+    assert {sha256(p) for p in plain_dir.iterdir() if p.suffix != ".sha256"} == originals
 
 
 def test_upload_skips_files_already_in_the_box(sandbox) -> None:
@@ -306,7 +306,11 @@ def test_existing_output_is_kept_without_overwrite(sandbox, tmp_path: Path) -> N
         "--json", "download", "--wpat-file", str(sandbox.download_wpat_file), *keys(sandbox),
         "--output-dir", str(out), cwd=sandbox.state_dir,
     )  # fmt: skip
-    assert second.returncode == 0
+    # kept, but not called skipped: it is not the archive's file (exit 1)
+    assert second.returncode == 1, second.stderr
+    [record] = [json.loads(line) for line in second.stdout.splitlines() if line.strip()]
+    assert record["outcome"] == "failed"
+    assert "does not match the archive's checksum" in record["message"]
     assert target.read_bytes() == b"precious"
     shutil.rmtree(out)
 

@@ -129,8 +129,28 @@ def test_drs_object_without_checksum_is_unverified(sandbox_module: Any, archived
     assert "--allow-unverified" in result.stderr
     assert fired(sandbox_module)["drs_no_checksum"] == before + 1
     target = tmp_path / "out" / f"{accession}.bam.c4gh"
-    assert target.exists()
+    # never under the final name: kept as X.unverified, and no checksum file vouches for it
+    assert not target.exists()
+    assert (tmp_path / "out" / f"{accession}.bam.c4gh.unverified").exists()
     assert not (tmp_path / "out" / f"{accession}.bam.sha256").exists()
+    # the same command again: unverified again, exit 1 (was: "skipped (exists already)", exit 0)
+    arm(sandbox_module, drs_no_checksum=1)
+    again = download(sandbox_module, tmp_path, accession, tmp_path / "out", json_output=True)
+    assert again.returncode == 1, again.stderr
+    assert [r["outcome"] for r in records(again)] == ["unverified"]
+    assert not target.exists()
+    # once the archive sends its checksum, the next run verifies and names it
+    done = download(sandbox_module, tmp_path, accession, tmp_path / "out", json_output=True)
+    assert done.returncode == 0, done.stderr
+    assert [r["outcome"] for r in records(done)] == ["done"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        f"{accession}.bam.c4gh",
+        f"{accession}.bam.sha256",
+    ]
+    # and the run after that skips it, unread (its checksum file vouches for it)
+    skipped = download(sandbox_module, tmp_path, accession, tmp_path / "out", json_output=True)
+    assert skipped.returncode == 0, skipped.stderr
+    assert [r["outcome"] for r in records(skipped)] == ["skipped"]
 
     arm(sandbox_module, drs_no_checksum=1)
     accepted = download(
@@ -185,7 +205,7 @@ def test_206_with_another_range_is_fetched_again(sandbox_module: Any, archived: 
     result = download(sandbox_module, tmp_path, archived["big.bam"], tmp_path / "out", "--decrypt")
     assert result.returncode == 0, result.stderr
     assert fired(sandbox_module)["wrong_content_range"] == before + 2
-    [output] = list((tmp_path / "out").iterdir())
+    [output] = [p for p in (tmp_path / "out").iterdir() if p.suffix != ".sha256"]
     assert hashlib.sha256(output.read_bytes()).digest() == hashlib.sha256(BIG.read_bytes()).digest()
 
 
@@ -213,7 +233,7 @@ def test_decrypt_of_a_cut_file(sandbox_module: Any, archived: dict[str, str], tm
     assert done.returncode == 0, done.stderr
     encrypted = tmp_path / "dl" / f"{accession}.bam.c4gh"
     sidecar = tmp_path / "dl" / f"{accession}.bam.sha256"
-    assert sidecar.read_text().endswith(f"  {accession}.bam\n")
+    assert sidecar.read_text().splitlines()[0].endswith(f"  {accession}.bam")
 
     # cut at a segment boundary (Crypt4GH alone cannot notice), sidecar left behind
     cut = tmp_path / "cut"
@@ -223,6 +243,12 @@ def test_decrypt_of_a_cut_file(sandbox_module: Any, archived: dict[str, str], tm
     assert unverified.returncode == 1, unverified.stderr
     assert "unverified" in unverified.stderr
     assert "--allow-unverified" in unverified.stderr
+    # kept under the marker name; the same command again is unverified again, exit 1
+    assert not (cut / f"{accession}.bam").exists()
+    assert (cut / f"{accession}.bam.unverified").exists()
+    again = run_cli(sandbox_module, tmp_path, "decrypt", "--input-dir", str(cut))
+    assert again.returncode == 1, again.stderr
+    assert "unverified" in again.stderr
     accepted = run_cli(
         sandbox_module, tmp_path, "decrypt", "--input-dir", str(cut), "--overwrite",
         "--allow-unverified",

@@ -81,7 +81,7 @@ def test_upload_and_download_survive_api_faults(sandbox, tmp_path: Path) -> None
         "--output-dir", str(out), cwd=tmp_path,
     )  # fmt: skip
     assert down.returncode == 0, down.stderr
-    result = next(out.iterdir())
+    result = next(p for p in out.iterdir() if p.suffix != ".sha256")
     assert (
         hashlib.sha256(result.read_bytes()).hexdigest()
         == hashlib.sha256(BAM.read_bytes()).hexdigest()
@@ -163,7 +163,7 @@ def test_object_storage_faults_dropped_connections_and_expired_urls(
         "--output-dir", str(out), cwd=tmp_path,
     )  # fmt: skip
     assert down.returncode == 0, down.stderr
-    result = next(out.iterdir())
+    result = next(p for p in out.iterdir() if p.suffix != ".sha256")
     assert (
         hashlib.sha256(result.read_bytes()).hexdigest()
         == hashlib.sha256(BAM.read_bytes()).hexdigest()

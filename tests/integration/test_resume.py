@@ -198,7 +198,7 @@ def test_upload_and_download_survive_sigkill_at_random_points(sandbox, tmp_path:
             {"download_interruptions": interrupted, "ranges_after_each_kill": ranges_after_kill}
         )
     )
-    result = next(p for p in out.iterdir() if not p.name.endswith((".part", ".json")))
+    result = next(p for p in out.iterdir() if not p.name.endswith((".part", ".json", ".sha256")))
     assert (
         hashlib.sha256(result.read_bytes()).hexdigest()
         == hashlib.sha256(source.read_bytes()).hexdigest()

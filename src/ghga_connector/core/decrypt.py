@@ -1,14 +1,24 @@
 """Offline decryption of downloaded ``.c4gh`` files, with checksum verification.
 
 The plaintext is written under a temporary ``.part`` name and renamed only after every
-segment authenticated and, when a ``<file>.c4gh.sha256`` file from the download is
-present, the plaintext SHA-256 matched it. On any failure nothing is left behind.
+segment authenticated and, when a ``<file>.sha256`` file from the download is present,
+the plaintext SHA-256 matched it. On any failure nothing is left behind. Without a
+checksum file the plaintext is kept as ``X.unverified`` (:func:`unverified_path`), never
+under its final name, unless ``allow_unverified``.
+
+The checksum file (*sidecar*, ``X.bam.sha256``) holds a ``sha256sum`` line and, as
+comment lines that ``sha256sum -c`` ignores, one *vouch* per file the connector verified
+against that checksum: ``# ghga-connector {"file": NAME, "size": N, "mtime_ns": M,
+"inode": I}``, the file's identity when it got its final name. :func:`vouched_checksum`
+compares that identity with the file as it is now: a re-run skips a file it vouches for
+without reading it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 import time
@@ -24,6 +34,7 @@ from ghga_connector.core.files import (
     read_small,
     refuse_links,
     replace_file,
+    write_atomic,
 )
 from ghga_connector.core.planning import CIPHER_SEGMENT_SIZE, SEGMENT_SIZE
 from ghga_connector.errors import IntegrityError, KeyFileError, OutputError
@@ -39,7 +50,13 @@ __all__ = [
     "legacy_sidecar_path",
     "plaintext_sha256",
     "sidecar_path",
+    "unverified_path",
+    "vouch_for",
+    "vouched_checksum",
 ]
+
+#: Start of a sidecar's comment line that vouches for one verified file.
+VOUCH_PREFIX = "# ghga-connector "
 
 #: Suffix of the file next to a ``.c4gh`` download holding the plaintext SHA-256.
 CHECKSUM_SUFFIX = ".sha256"
@@ -62,6 +79,78 @@ def sidecar_path(encrypted: Path) -> Path:
     ``sha256sum -c X.bam.sha256`` checks the decrypted file.
     """
     return encrypted.with_name(encrypted.name.removesuffix(".c4gh") + CHECKSUM_SUFFIX)
+
+
+def unverified_path(target: Path) -> Path:
+    """Where content that could not be verified is kept: ``X.unverified`` for ``X``."""
+    return target.with_name(target.name + ".unverified")
+
+
+def _identity(path: Path) -> dict[str, int | str]:
+    info = path.lstat()
+    return {"size": info.st_size, "mtime_ns": info.st_mtime_ns, "inode": info.st_ino}
+
+
+def vouch_for(target: Path, sha256: str, *, written: Path | None = None) -> None:
+    """Write the sidecar of ``target``: its checksum and a vouch for ``target``.
+
+    ``written`` is the file that becomes ``target`` by rename (a ``.part`` file; rename
+    keeps size, modification time and inode); default ``target`` itself. Vouches for
+    other files in the same sidecar (``X.bam.c4gh`` and ``X.bam``) stay when the
+    checksum is the same. Written to a temporary name, fsynced and renamed.
+
+    Raises:
+        OutputError: the sidecar name is a symbolic link.
+        OSError: the sidecar or ``written`` cannot be written or examined.
+    """
+    sidecar = sidecar_path(target)
+    plain_name = target.name.removesuffix(".c4gh")
+    lines = [checksum_line(sha256, plain_name)]
+    old = read_small(sidecar) or ""
+    if _first_checksum(old) == sha256:
+        for line in old.splitlines():
+            vouch = _parse_vouch(line)
+            if vouch is not None and vouch.get("file") != target.name:
+                lines.append(line + "\n")
+    record = {"file": target.name, **_identity(written or target)}
+    lines.append(VOUCH_PREFIX + json.dumps(record) + "\n")
+    write_atomic(sidecar, "".join(lines).encode("utf-8"))
+
+
+def vouched_checksum(target: Path) -> str | None:
+    """The checksum the sidecar holds if it vouches for ``target`` as it is now, else None.
+
+    Cheap: one ``lstat`` and one read of at most 4 KiB; ``target`` itself is not read.
+    """
+    text = read_small(sidecar_path(target))
+    if text is None:
+        return None
+    checksum = _first_checksum(text)
+    if checksum is None:
+        return None
+    try:
+        now = {"file": target.name, **_identity(target)}
+    except OSError:
+        return None
+    if any(_parse_vouch(line) == now for line in text.splitlines()):
+        return checksum
+    return None
+
+
+def _parse_vouch(line: str) -> dict[str, object] | None:
+    if not line.startswith(VOUCH_PREFIX):
+        return None
+    try:
+        record = json.loads(line[len(VOUCH_PREFIX) :])
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _first_checksum(text: str) -> str | None:
+    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    first = lines[0].split()[0].lower() if lines else ""
+    return first if _SHA256.fullmatch(first) else None
 
 
 def legacy_sidecar_path(encrypted: Path) -> Path:
@@ -152,14 +241,23 @@ def file_sha256(path: Path) -> str:
 
 
 def decrypt_file(
-    source: Path, target: Path, secret_key: bytes, *, overwrite: bool = False
+    source: Path,
+    target: Path,
+    secret_key: bytes,
+    *,
+    overwrite: bool = False,
+    allow_unverified: bool = False,
 ) -> FileOutcome:
     """Decrypt ``source`` (a Crypt4GH file) to ``target``.
 
     Returns ``DONE`` with the plaintext SHA-256 when it matched the checksum kept beside
-    the download (:func:`expected_checksum`), ``UNVERIFIED`` (written, but nothing to
-    compare with: Crypt4GH alone does not notice reordered, repeated or missing whole
-    segments) when there is no checksum file, or ``SKIPPED`` if ``target`` exists.
+    the download (:func:`expected_checksum`); ``UNVERIFIED`` (nothing to compare with:
+    Crypt4GH alone does not notice reordered, repeated or missing whole segments) when
+    there is no checksum file: the plaintext is then kept as ``X.unverified``, and only
+    ``allow_unverified`` gives it the final name. An existing ``target`` is ``SKIPPED``
+    only if its sidecar vouches for it (:func:`vouched_checksum`) with the download's
+    checksum, or once its SHA-256 was found equal to that checksum (then vouched for);
+    another SHA-256 is an :class:`IntegrityError`, no checksum ``UNVERIFIED``.
     ``details["verified"]`` says which. The plaintext is written to ``target.part``
     (created exclusively, mode 0600, links refused), fsynced, then renamed.
 
@@ -170,18 +268,15 @@ def decrypt_file(
     """
     started = time.monotonic()
     temp = target.with_name(target.name + ".part")
-    refuse_links(target, temp)
-    if target.exists() and not overwrite:
-        return FileOutcome(
-            name=source.name,
-            outcome=Outcome.SKIPPED,
-            path=target,
-            message=f"{target.name} exists already; use --overwrite to replace it",
-        )
+    marker = unverified_path(target)
+    refuse_links(target, temp, marker)
     expected = expected_checksum(source)
+    if target.exists() and not overwrite:
+        return _judge_existing(source, target, expected)
     digest = hashlib.sha256()
     size = 0
     created = False
+    final = target if expected is not None or allow_unverified else marker
     try:
         fd = create_exclusive(temp)
         created = True
@@ -198,7 +293,12 @@ def decrypt_file(
             raise IntegrityError(
                 f"The decrypted content of {source.name} does not match the checksum of the download."
             )
-        replace_file(temp, target)
+        if expected is not None:
+            vouch_for(target, sha256, written=temp)
+        replace_file(temp, final)
+        if final is target:
+            with contextlib.suppress(FileNotFoundError):
+                marker.unlink()
     except OSError as error:
         if created:
             with contextlib.suppress(OSError):
@@ -210,14 +310,69 @@ def decrypt_file(
                 temp.unlink()
         raise
     verified = expected is not None
+    where = (
+        ""
+        if final is target
+        else f"; kept as {marker.name} (--allow-unverified names it {target.name})"
+    )
     return FileOutcome(
         name=source.name,
         outcome=Outcome.DONE if verified else Outcome.UNVERIFIED,
         size=size,
         seconds=time.monotonic() - started,
-        path=target,
+        path=final,
         message=""
         if verified
-        else f"not verified: no {sidecar_path(source).name} beside it to check the content against",
+        else f"not verified: no {sidecar_path(source).name} beside it to check the content "
+        f"against{where}",
         details={"sha256": sha256, "verified": verified},
+    )
+
+
+def _judge_existing(source: Path, target: Path, expected: str | None) -> FileOutcome:
+    """``target`` exists (no ``--overwrite``): skipped only if proven to be the plaintext.
+
+    Raises:
+        IntegrityError: its SHA-256 differs from the download's checksum.
+        OutputError: it cannot be read.
+    """
+    size = target.stat().st_size
+    vouched = vouched_checksum(target)
+    if expected is not None and vouched == expected:
+        return FileOutcome(
+            name=source.name,
+            outcome=Outcome.SKIPPED,
+            path=target,
+            size=size,
+            message=f"{target.name} exists already, verified when it was written",
+            details={"sha256": expected, "verified": True},
+        )
+    if expected is None:
+        return FileOutcome(
+            name=source.name,
+            outcome=Outcome.UNVERIFIED,
+            path=target,
+            size=size,
+            message=f"{target.name} exists already, but there is no "
+            f"{sidecar_path(source).name} to check it against",
+            details={"verified": False},
+        )
+    try:
+        actual = file_sha256(target)
+    except OSError as error:
+        raise OutputError(f"Reading {str(target)!r} failed: {error.strerror}.") from None
+    if actual != expected:
+        raise IntegrityError(
+            f"{target.name} exists already but does not match the checksum of the download.",
+            hint="Check it, or decrypt again with --overwrite.",
+        )
+    with contextlib.suppress(OSError):
+        vouch_for(target, actual)
+    return FileOutcome(
+        name=source.name,
+        outcome=Outcome.SKIPPED,
+        path=target,
+        size=size,
+        message=f"{target.name} exists already and matches the checksum of the download",
+        details={"sha256": actual, "verified": True},
     )

@@ -12,11 +12,14 @@ the plaintext itself.
 Order on disk (so that after a crash at any point no final-named file holds content
 that was not verified): the ``.part`` file and its journal are created exclusively
 (mode 0600, symbolic links refused); the journal header is written to a temporary name,
-fsynced and renamed; once the checksum matched, the sidecar is written the same way,
-then the ``.part`` file is fsynced and renamed to its final name and the folder is
-fsynced. A DRS object without a checksum is downloaded too, but its outcome is
-``unverified`` (Crypt4GH alone does not notice reordered, repeated or missing whole
-segments), and no sidecar is written for it.
+fsynced and renamed; once the checksum matched, the sidecar (``X.bam.sha256``, beside
+``X.bam.c4gh`` and beside ``X.bam`` alike) is written the same way, vouching for the
+file by its identity (:func:`~ghga_connector.core.decrypt.vouch_for`), then the
+``.part`` file is fsynced and renamed to its final name and the folder is fsynced. A
+DRS object without a checksum is downloaded too, but its outcome is ``unverified``
+(Crypt4GH alone does not notice reordered, repeated or missing whole segments), no
+sidecar is written for it, and it is kept as ``X.unverified``: only
+``allow_unverified`` gives it its final name.
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ from ghga_connector.core.decrypt import (
     legacy_sidecar_path,
     plaintext_sha256,
     sidecar_path,
+    unverified_path,
+    vouch_for,
 )
 from ghga_connector.core.files import (
     append_line,
@@ -388,12 +393,15 @@ class Downloader(DownloaderBase):
                 raise IntegrityError(
                     f"The SHA-256 of {job.accession} does not match the archive's checksum."
                 )
-            if not job.decrypt:
-                await asyncio.get_running_loop().run_in_executor(
-                    self._executor, _write_sidecar, job.target, sha256 if verified else None
-                )
-            replace_file(temp, job.target)
+            await asyncio.get_running_loop().run_in_executor(
+                self._executor, _write_sidecar, job, temp, sha256 if verified else None
+            )
+            final = job.target if verified or job.allow_unverified else unverified_path(job.target)
+            replace_file(temp, final)
             _RangeJournal(temp).remove()
+            if final == job.target:
+                with contextlib.suppress(FileNotFoundError):
+                    unverified_path(job.target).unlink()
         except IntegrityError as error:
             _discard(temp)
             return self._failed(job, plain, started, error)
@@ -418,10 +426,11 @@ class Downloader(DownloaderBase):
             "decrypted": job.decrypt,
             "verified": verified,
         }
+        kept = "" if final == job.target else f"; kept as {final.name}"
         if not verified:
             self._reporter.message(
                 f"{name}: GHGA sent no SHA-256 checksum for {job.accession}; the file was "
-                "downloaded but its content could not be verified.",
+                f"downloaded but its content could not be verified{kept}.",
                 level="warning",
             )
         outcome = FileOutcome(
@@ -429,42 +438,58 @@ class Downloader(DownloaderBase):
             outcome=Outcome.DONE if verified else Outcome.UNVERIFIED,
             size=plain,
             seconds=time.monotonic() - started,
-            path=job.target,
-            message="" if verified else "not verified: the archive sent no checksum",
+            path=final,
+            message=""
+            if verified
+            else f"not verified: the archive sent no checksum{kept}"
+            + ("" if job.allow_unverified else f" (--allow-unverified names it {name})"),
             details=details,
         )
         self._reporter.file_finished(outcome)
         return outcome
 
-    async def verify_existing(self, job: DownloadJob) -> bool:
-        """Check a file from an earlier download before it is skipped (``--verify``).
+    async def verify_existing(self, job: DownloadJob) -> bool | None:
+        """Check a file that is already there before it is skipped, reading all of it.
 
-        An encrypted ``.c4gh`` file is decrypted in memory (every segment authenticated)
-        and its plaintext SHA-256 compared with the ``.sha256`` file written beside it; a
-        decrypted file's SHA-256 is compared with the DRS checksum.
+        The expected plaintext SHA-256 is the sidecar's (``X.bam.sha256``), else the DRS
+        checksum (one ``GET /objects/{accession}``). An encrypted ``.c4gh`` file is
+        decrypted in memory (every segment authenticated) and its plaintext SHA-256
+        compared; a decrypted file's SHA-256 is compared directly. A file that passes is
+        vouched for in its sidecar, so the next run skips it without reading it.
+
+        Returns:
+            True if it matches, False if not (or it cannot be read or decrypted), None if
+            there is no checksum to compare it with.
 
         Raises:
             FileNotDownloadableError, StagingTimeoutError, ServiceUnreachableError: asking
-                for the DRS checksum of a decrypted file failed (a failed check returns False).
+                for the DRS checksum failed.
         """
         loop = asyncio.get_running_loop()
         self._reporter.file_status(job.target.name, "verifying the existing file")
         try:
-            if not job.decrypt:
-                expected = expected_checksum(job.target)
-                if expected is None:
-                    return False
+            expected = expected_checksum(job.target)
+        except IntegrityError:
+            expected = None
+        if expected is None:
+            drs = await self._stager.staged_object(job.accession)
+            if drs.sha256 is None:
+                return None
+            expected = drs.sha256.lower()
+        try:
+            if job.decrypt:
+                actual = await loop.run_in_executor(self._executor, file_sha256, job.target)
+            else:
                 actual = await loop.run_in_executor(
                     self._executor, plaintext_sha256, job.target, self._keys.secret
                 )
-                return actual == expected
-            drs = await self._stager.staged_object(job.accession)
-            if drs.sha256 is None:
-                return False
-            actual = await loop.run_in_executor(self._executor, file_sha256, job.target)
-            return actual == drs.sha256.lower()
         except (IntegrityError, KeyFileError, OSError):
             return False
+        if actual != expected:
+            return False
+        with contextlib.suppress(OSError, ConnectorError):
+            await loop.run_in_executor(self._executor, vouch_for, job.target, actual)
+        return True
 
     def _failed(
         self, job: DownloadJob, plain: int, started: float, error: ConnectorError
@@ -720,24 +745,29 @@ class _RangeJournal:
 
 
 def _output_names(job: DownloadJob) -> list[Path]:
-    """Every name a download writes: final, ``.part``, journal and (encrypted) sidecars."""
+    """Every name a download writes: final, ``.unverified``, ``.part``, journal, sidecars."""
     temp = unique_temp_path(job.target)
-    names = [job.target, temp, _RangeJournal(temp).path]
+    names = [job.target, unverified_path(job.target), temp, _RangeJournal(temp).path]
+    names.append(sidecar_path(job.target))
     if not job.decrypt:
-        names += [sidecar_path(job.target), legacy_sidecar_path(job.target)]
+        names.append(legacy_sidecar_path(job.target))
     return names
 
 
-def _write_sidecar(target: Path, sha256: str | None) -> None:
-    """Write the plaintext checksum beside an encrypted download (before it is renamed).
+def _write_sidecar(job: DownloadJob, temp: Path, sha256: str | None) -> None:
+    """Write the plaintext checksum beside a download, before ``temp`` is renamed.
 
-    ``X.bam.sha256`` holds ``<hex>  X.bam``; an older ``X.bam.c4gh.sha256`` is removed.
-    With ``sha256`` None (unverified download) stale sidecars are removed instead, so
-    that no checksum file claims to vouch for content nobody verified.
+    ``X.bam.sha256`` holds ``<hex>  X.bam`` and vouches for the final file by the
+    identity of ``temp`` (:func:`vouch_for`); an older ``X.bam.c4gh.sha256`` is removed.
+    With ``sha256`` None (unverified download) the stale sidecars of an encrypted
+    download are removed instead, so that no checksum file claims to vouch for content
+    nobody verified.
     """
+    target = job.target
     if sha256 is not None:
-        plain_name = target.name.removesuffix(".c4gh")
-        write_atomic(sidecar_path(target), checksum_line(sha256, plain_name).encode("utf-8"))
+        vouch_for(target, sha256, written=temp)
+    if job.decrypt:
+        return
     stale = [legacy_sidecar_path(target)]
     if sha256 is None:
         stale.append(sidecar_path(target))

@@ -18,12 +18,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
-from ghga_connector.core.decrypt import decrypt_file
-from ghga_connector.core.journal import JournalStore
+from ghga_connector.core.decrypt import decrypt_file, sidecar_path, vouched_checksum
+from ghga_connector.core.digests import DigestCache
+from ghga_connector.core.journal import FileIdentity, JournalStore
 from ghga_connector.core.locks import (
+    LockOwner,
     TransferLock,
     TransferLockBusy,
     download_lock_path,
+    prune_owner_records,
 )
 from ghga_connector.core.planning import encrypted_size, plaintext_size
 from ghga_connector.core.ports import (
@@ -65,6 +68,9 @@ STAGING_REQUESTS_IN_FLIGHT = 8
 #: Seconds of clock difference between hosts sharing a state directory that the
 #: "worked on by another process since the box was listed" test allows for.
 CLOCK_SLACK_SECONDS = 120.0
+
+#: Seconds between two attempts to take the lock of a file another process holds (``--wait``).
+WAIT_POLL_SECONDS = 5.0
 
 #: Upload states that only an archived box holds (contract §5.1, §5.2).
 _ARCHIVED = frozenset({FileUploadState.AWAITING_ARCHIVAL, FileUploadState.ARCHIVED})
@@ -191,6 +197,7 @@ def decrypt_batch(
     reporter: ProgressReporter,
     *,
     overwrite: bool = False,
+    allow_unverified: bool = False,
 ) -> list[FileOutcome]:
     """Decrypt each ``X.c4gh`` of ``sources`` to ``target_dir/X`` with :func:`decrypt_file`.
 
@@ -201,7 +208,13 @@ def decrypt_batch(
     for source in sources:
         target = target_dir / source.name.removesuffix(".c4gh")
         try:
-            outcome = decrypt_file(source, target, secret_key, overwrite=overwrite)
+            outcome = decrypt_file(
+                source,
+                target,
+                secret_key,
+                overwrite=overwrite,
+                allow_unverified=allow_unverified,
+            )
         except ConnectorError as error:
             outcome = FileOutcome(
                 name=source.name, outcome=Outcome.FAILED, path=target, message=error.message
@@ -230,6 +243,10 @@ class TransferHandler:
         lock_downloads: lock each download target (``.<name>.lock`` beside it) against
             other processes writing the same file.
         streamer: writes one file's plaintext to a pipe (``download --output -``).
+        digests: the local files' SHA-256, remembered in the state folder, compared with
+            the box's ``decrypted_sha256`` before an upload is skipped (default: not
+            remembered).
+        wait_poll: seconds between attempts to take a busy file's lock (``wait``).
     """
 
     def __init__(
@@ -245,6 +262,8 @@ class TransferHandler:
         upload_lock_path: Callable[[str, str], Path] | None = None,
         lock_downloads: bool = False,
         streamer: StreamDownloader | None = None,
+        digests: DigestCache | None = None,
+        wait_poll: float = WAIT_POLL_SECONDS,
     ) -> None:
         self._accessor = accessor
         self._stager = stager
@@ -255,6 +274,9 @@ class TransferHandler:
         self._upload_lock_path = upload_lock_path
         self._lock_downloads = lock_downloads
         self._streamer = streamer
+        self._digests = digests or DigestCache(None)
+        self._wait_poll = wait_poll
+        self._pruned = False
 
     async def _require(self, kind: str) -> dict[str, str]:
         package = await self._accessor.get_work_package()
@@ -346,14 +368,18 @@ class TransferHandler:
             if show_all or item.state is not FileUploadState.CANCELLED
         ]
 
-    async def upload(self, jobs: list[UploadJob], *, dry_run: bool = False) -> list[FileOutcome]:
+    async def upload(
+        self, jobs: list[UploadJob], *, dry_run: bool = False, wait: bool = False
+    ) -> list[FileOutcome]:
         """Upload ``jobs`` into the file upload box.
 
         An alias already uploaded (any state but ``init``, ``failed``, ``cancelled``) is
-        skipped if the box holds a file of the same size, and fails if it holds a
-        different one (a pipeline must never take another file for its own); either
-        way ``overwrite`` replaces it. An upload left in ``init`` by an
-        interrupted run is replaced.
+        ``skipped`` only when it is proven to be the same file: same plaintext size and
+        the local file's SHA-256 equal to the box's ``decrypted_sha256``. Another size or
+        checksum is ``failed`` (a pipeline must never take another file for its own); a
+        box without a checksum for it gives ``unverified``. ``overwrite`` replaces it.
+        An upload left in ``init`` by an interrupted run is continued or replaced. A file
+        another process is uploading is ``busy``, or with ``wait`` waited for.
 
         Raises:
             AccessDeniedError, UserInputError: problems that concern the whole batch.
@@ -372,16 +398,24 @@ class TransferHandler:
             )
         planned: list[UploadJob] = []
         outcomes: dict[str, FileOutcome] = {}
+        in_box: list[tuple[UploadJob, UploadListItem]] = []
         for job in jobs:
             found = existing.get(job.alias)
             if found is not None and found.state.is_complete and not job.overwrite:
-                self._uploader.forget(job.alias)
-                outcomes[job.alias] = _already_in_box(job, found)
-                self._reporter.file_finished(outcomes[job.alias])
+                in_box.append((job, found))
                 continue
             if found is not None and found.state is FileUploadState.INIT:
                 job = replace(job, unfinished_file_id=found.id)
             planned.append(job)
+
+        async def judge(pair: tuple[UploadJob, UploadListItem]) -> FileOutcome:
+            job, found = pair
+            self._uploader.forget(job.alias)
+            outcome = await self._already_in_box(job, found)
+            self._reporter.file_finished(outcome)
+            return outcome
+
+        outcomes.update({o.name: o for o in await run_bounded(in_box, self._in_flight, judge)})
         if dry_run:
             for job in planned:
                 outcomes[job.alias] = FileOutcome(
@@ -396,25 +430,86 @@ class TransferHandler:
         else:
 
             async def upload_one(job: UploadJob) -> FileOutcome:
-                return await self._upload_locked(job, listed_at)
+                return await self._upload_locked(job, listed_at, wait=wait)
 
             results = await run_bounded(planned, self._in_flight, upload_one)
             outcomes.update({o.name: o for o in results})
         return [outcomes[job.alias] for job in jobs]
 
-    async def _upload_locked(self, job: UploadJob, listed_at: float) -> FileOutcome:
-        """Upload ``job`` holding the lock of its journal; skip it if another process does.
+    async def _already_in_box(self, job: UploadJob, found: UploadListItem) -> FileOutcome:
+        """The outcome of a job whose alias the box already holds (no ``--overwrite``).
 
-        If another process held the lock since the box was listed (``listed_at``, Unix
-        seconds), the box is listed again: that process may have finished the file
-        (skipped) or left it unfinished (continued from the shared journal).
+        ``skipped`` only if the box's file is proven to be this one: the same plaintext
+        size and ``decrypted_sha256`` equal to the local file's SHA-256 (read once, then
+        remembered in the state folder, see :mod:`~ghga_connector.core.digests`).
+        Another size or checksum: ``failed``; no checksum in the listing: ``unverified``.
+        """
+        details: dict[str, str | int | float | None] = {
+            "file_id": found.id,
+            "state": found.state.value,
+            "encrypted_size": found.encrypted_size,
+        }
+
+        def result(outcome: Outcome, message: str) -> FileOutcome:
+            return FileOutcome(
+                name=job.alias,
+                outcome=outcome,
+                size=job.size,
+                path=job.path,
+                message=message,
+                details=details,
+            )
+
+        other = (
+            f"a different file named {job.alias} is already in the upload box ({{}}); use "
+            "--overwrite to replace it"
+        )
+        if found.decrypted_size is not None and found.decrypted_size != job.size:
+            return result(
+                Outcome.FAILED, other.format(f"{found.decrypted_size} bytes, this one {job.size}")
+            )
+        if not found.decrypted_sha256:
+            return result(
+                Outcome.UNVERIFIED,
+                f"{job.alias} is in the upload box ({found.state.value}), but the box gives "
+                "no checksum to compare this file with; check it, or use --overwrite to "
+                "replace it",
+            )
+        self._reporter.file_status(job.alias, "comparing with the upload box (SHA-256)")
+        try:
+            local = await asyncio.to_thread(self._digests.sha256, job.path)
+        except ConnectorError as error:
+            return result(Outcome.FAILED, error.message)
+        details["decrypted_sha256"] = local
+        if local != found.decrypted_sha256.lower():
+            return result(Outcome.FAILED, other.format("same size, another SHA-256"))
+        return result(
+            Outcome.SKIPPED,
+            f"already in the upload box ({found.state.value}), same SHA-256; use --overwrite "
+            "to replace it",
+        )
+
+    async def _upload_locked(
+        self, job: UploadJob, listed_at: float, *, wait: bool = False
+    ) -> FileOutcome:
+        """Upload ``job`` holding the lock of its journal.
+
+        If another process holds it, the file is ``busy``; with ``wait`` the lock is
+        tried again every ``wait_poll`` seconds until it is free. If another process
+        held the lock since the box was listed (``listed_at``, Unix seconds), the box is
+        listed again: that process may have finished the file (judged as in
+        :meth:`_already_in_box`) or left it unfinished (continued from the shared journal).
         """
         if self._upload_lock_path is None:
-            return await self._uploader.upload(job)
+            return await self._upload_remembering(job)
         box_id = self._accessor.file_upload_box_id
         try:
-            lock = TransferLock(self._upload_lock_path(box_id, job.alias), keep_owner=True)
-            previous = lock.acquire()
+            path = self._upload_lock_path(box_id, job.alias)
+            if not self._pruned:
+                self._pruned = True
+                prune_owner_records(path.parent)
+            lock = TransferLock(path, keep_owner=True)
+            previous = await self._acquire(lock, job.alias, wait=wait)
         except OSError as error:
             outcome = FileOutcome(
                 name=job.alias,
@@ -427,11 +522,12 @@ class TransferHandler:
             self._reporter.file_finished(outcome)
             return outcome
         except TransferLockBusy as busy:
-            return self._skipped(
+            return self._busy(
                 job.alias,
                 job.size,
                 job.path,
-                f"{job.alias} is being uploaded by another process ({busy.holder}); skipped",
+                f"{job.alias} is being uploaded by another process ({busy.holder}); "
+                "not checked yet: run again later, or with --wait",
             )
         try:
             if previous is not None and previous.time >= listed_at - CLOCK_SLACK_SECONDS:
@@ -441,34 +537,91 @@ class TransferHandler:
                     if not item.state.is_absent
                 }.get(job.alias)
                 if found is not None and found.state.is_complete and not job.overwrite:
-                    return self._skipped(
-                        job.alias,
-                        job.size,
-                        job.path,
-                        f"uploaded meanwhile by another process ({previous}); "
-                        f"already in the upload box ({found.state.value})",
+                    outcome = await self._already_in_box(job, found)
+                    outcome.message = (
+                        f"uploaded meanwhile by another process ({previous}); {outcome.message}"
                     )
+                    self._reporter.file_finished(outcome)
+                    return outcome
                 unfinished = (
                     found.id if found is not None and found.state is FileUploadState.INIT else None
                 )
                 job = replace(job, unfinished_file_id=unfinished)
-            return await self._uploader.upload(job)
+            return await self._upload_remembering(job)
         finally:
             lock.release()
 
+    async def _upload_remembering(self, job: UploadJob) -> FileOutcome:
+        """Upload ``job``; remember the SHA-256 it computed if the file stayed the same.
+
+        The uploader compares the file's identity before its first and after its last
+        read; the same identity before the upload and after it makes its
+        ``decrypted_sha256`` the digest of the file as it is now.
+        """
+        try:
+            before: FileIdentity | None = FileIdentity.of(job.path)
+        except OSError:
+            before = None
+        started = time.time()
+        outcome = await self._uploader.upload(job)
+        sha256 = outcome.details.get("decrypted_sha256")
+        if outcome.outcome is Outcome.DONE and before is not None and isinstance(sha256, str):
+            with contextlib.suppress(OSError):
+                if FileIdentity.of(job.path) == before:
+                    self._digests.remember(job.path, before, sha256, read_at=started)
+        return outcome
+
+    async def _acquire(self, lock: TransferLock, name: str, *, wait: bool) -> LockOwner | None:
+        """Take ``lock``; with ``wait`` poll every ``wait_poll`` seconds while it is busy.
+
+        Returns the previous owner record (:meth:`TransferLock.acquire`). A soft lock of a
+        process without heartbeat for too long is taken over, with a warning.
+
+        Raises:
+            TransferLockBusy: busy, and not ``wait``.
+            OSError: the lock file cannot be created.
+        """
+        while True:
+            try:
+                previous = lock.acquire()
+            except TransferLockBusy as busy:
+                if not wait:
+                    raise
+                self._reporter.file_status(
+                    name, f"waiting for another process ({busy.holder}) to finish it"
+                )
+                await asyncio.sleep(self._wait_poll)
+                continue
+            if lock.taken_over is not None:
+                self._reporter.message(
+                    f"{name}: took over the lock of {lock.taken_over}, whose last sign of "
+                    f"life is {lock.taken_over.age():.0f} s old (the process is gone).",
+                    level="warning",
+                )
+            return previous
+
+    def _busy(self, name: str, size: int, path: Path, message: str, **details: str) -> FileOutcome:
+        return self._skipped(name, size, path, message, outcome=Outcome.BUSY, **details)
+
     def _skipped(
-        self, name: str, size: int, path: Path, message: str, **details: str
+        self,
+        name: str,
+        size: int,
+        path: Path,
+        message: str,
+        outcome: Outcome = Outcome.SKIPPED,
+        **details: str,
     ) -> FileOutcome:
-        outcome = FileOutcome(
+        result = FileOutcome(
             name=name,
-            outcome=Outcome.SKIPPED,
+            outcome=outcome,
             size=size,
             path=path,
             message=message,
             details=dict(details),
         )
-        self._reporter.file_finished(outcome)
-        return outcome
+        self._reporter.file_finished(result)
+        return result
 
     # --- download ------------------------------------------------------------------
 
@@ -511,11 +664,20 @@ class TransferHandler:
         overwrite: bool = False,
         dry_run: bool = False,
         verify: bool = False,
+        allow_unverified: bool = False,
+        wait: bool = False,
     ) -> list[FileOutcome]:
-        """Download ``jobs``. An existing target is skipped unless ``overwrite``.
+        """Download ``jobs``. An existing target is replaced only with ``overwrite``.
 
-        With ``verify``, an existing target is checked first (checksum, and every
-        Crypt4GH segment of an encrypted file) and downloaded again if it fails. A job
+        An existing target is ``skipped`` only when proven to be the archive's file: its
+        sidecar (``X.sha256``, written by the connector after the file passed the
+        archive's checksum) vouches for it as it is now (one ``lstat`` and a 4 KiB read,
+        no DRS request), or, without such a sidecar, once all of it was read and matched
+        (then the sidecar is written). One that does not match is ``failed`` (with
+        ``verify``: downloaded again); one GHGA has no checksum for is ``unverified``.
+        ``verify`` reads every existing file. Content without a GHGA checksum gets its
+        final name only with ``allow_unverified`` (else ``X.unverified``). A target
+        another process is downloading is ``busy``, or with ``wait`` waited for. A job
         with a ``name_error`` (unsafe server name) is a ``FAILED`` outcome; the others go on.
 
         Raises:
@@ -524,6 +686,7 @@ class TransferHandler:
                 (a failure of one file becomes its ``FAILED`` outcome instead).
             asyncio.CancelledError, KeyboardInterrupt: the run was interrupted.
         """
+        jobs = [replace(job, allow_unverified=allow_unverified) for job in jobs]
         outcomes: dict[Path, FileOutcome] = {}
         planned = []
         for job in jobs:
@@ -539,36 +702,20 @@ class TransferHandler:
             if job.target.is_symlink():  # never "skipped": the downloader refuses it clearly
                 planned.append(job)
                 continue
-            if (
-                job.target.exists()
-                and not overwrite
-                and verify
-                and not dry_run
-                and not await self._downloader.verify_existing(job)
-            ):
-                self._reporter.message(
-                    f"{job.target.name}: the existing file is incomplete or damaged; "
-                    "downloading it again.",
-                    level="warning",
-                )
+            if not job.target.exists() or overwrite:
                 planned.append(job)
                 continue
-            if job.target.exists() and not overwrite:
-                outcomes[job.target] = FileOutcome(
-                    name=job.target.name,
-                    outcome=Outcome.SKIPPED,
-                    path=job.target,
-                    size=job.target.stat().st_size,
-                    message="exists already and passed verification"
-                    if verify
-                    else "exists already; use --overwrite to replace it",
-                    details={"accession": job.accession},
-                )
-                self._reporter.file_finished(outcomes[job.target])
-                if self._lock_downloads and not dry_run:
-                    _clear_leftovers(job.target)
-            else:
+            if dry_run:
+                outcomes[job.target] = self._existing_in_dry_run(job)
+                continue
+            outcome = await self._judge_existing(job, verify=verify)
+            if outcome is None:
                 planned.append(job)
+                continue
+            outcomes[job.target] = outcome
+            self._reporter.file_finished(outcome)
+            if self._lock_downloads:
+                _clear_leftovers(job.target)
         if dry_run:
             for job in planned:
                 outcomes[job.target] = await self._planned_download(job)
@@ -578,7 +725,7 @@ class TransferHandler:
             present = {job.target for job in planned if job.target.exists()}
 
             async def download_one(job: DownloadJob) -> FileOutcome:
-                return await self._download_locked(job, replacing=job.target in present)
+                return await self._download_locked(job, replacing=job.target in present, wait=wait)
 
             async with asyncio.TaskGroup() as group:
                 # Ask for every file of a larger batch, beside the downloads, so that the
@@ -588,8 +735,69 @@ class TransferHandler:
                         run_bounded(planned, STAGING_REQUESTS_IN_FLIGHT, self._request_staging)
                     )
                 results = await run_bounded(planned, self._in_flight, download_one)
-            outcomes.update({o.path: o for o in results if o.path is not None})
+            outcomes.update({job.target: o for job, o in zip(planned, results, strict=True)})
         return [outcomes[job.target] for job in jobs]
+
+    def _existing_in_dry_run(self, job: DownloadJob) -> FileOutcome:
+        """A dry run's row for a target that exists: skipped if its sidecar vouches for it."""
+        vouched = vouched_checksum(job.target) is not None
+        return FileOutcome(
+            name=job.target.name,
+            outcome=Outcome.SKIPPED if vouched else Outcome.PLANNED,
+            path=job.target,
+            size=job.target.stat().st_size,
+            message="exists already, verified when it was downloaded"
+            if vouched
+            else "exists already; would read it and compare it with the archive's checksum",
+            details={"accession": job.accession},
+        )
+
+    async def _judge_existing(self, job: DownloadJob, *, verify: bool) -> FileOutcome | None:
+        """The outcome of a target that exists (no ``--overwrite``), or None: download it.
+
+        Skipped if its sidecar vouches for it (cheap) and ``verify`` is not set; else the
+        whole file is read and compared with the checksum (sidecar, else DRS).
+        """
+
+        def result(outcome: Outcome, message: str) -> FileOutcome:
+            return FileOutcome(
+                name=job.target.name,
+                outcome=outcome,
+                path=job.target,
+                size=job.target.stat().st_size,
+                message=message,
+                details={"accession": job.accession},
+            )
+
+        if not verify and vouched_checksum(job.target) is not None:
+            return result(
+                Outcome.SKIPPED,
+                f"exists already, verified when it was downloaded ({sidecar_path(job.target).name});"
+                " --verify reads it again, --overwrite replaces it",
+            )
+        try:
+            good = await self._downloader.verify_existing(job)
+        except ConnectorError as error:
+            return result(Outcome.FAILED, f"checking the existing file failed: {error.message}")
+        if good is None:
+            return result(
+                Outcome.UNVERIFIED,
+                "exists already, but GHGA has no checksum to verify it with",
+            )
+        if good:
+            return result(Outcome.SKIPPED, "exists already and passed verification")
+        if verify:
+            self._reporter.message(
+                f"{job.target.name}: the existing file is incomplete or damaged; "
+                "downloading it again.",
+                level="warning",
+            )
+            return None
+        return result(
+            Outcome.FAILED,
+            "exists already but does not match the archive's checksum; --verify downloads "
+            "it again, --overwrite replaces it",
+        )
 
     async def stream(self, accession: str, sink: BinaryIO) -> FileOutcome:
         """Write the decrypted bytes of ``accession`` to ``sink`` in order, then verify them.
@@ -653,25 +861,28 @@ class TransferHandler:
         with contextlib.suppress(ConnectorError):
             await self._stager.request_staging(job.accession)
 
-    async def _download_locked(self, job: DownloadJob, *, replacing: bool) -> FileOutcome:
-        """Download ``job`` holding the lock of its target; skip it if another process does.
+    async def _download_locked(
+        self, job: DownloadJob, *, replacing: bool, wait: bool = False
+    ) -> FileOutcome:
+        """Download ``job`` holding the lock of its target.
 
+        If another process holds it, the file is ``busy`` (``wait``: waited for).
         ``replacing``: the target existed when the batch was planned and is to be replaced;
         otherwise a target that exists once the lock is held was written meanwhile by
-        another process and is skipped.
+        another process and is judged like any existing target.
         """
         if not self._lock_downloads:
             return await self._download_one(job)
         lock = TransferLock(download_lock_path(job.target))
         try:
-            lock.acquire()
+            await self._acquire(lock, job.target.name, wait=wait)
         except TransferLockBusy as busy:
-            return self._skipped(
+            return self._busy(
                 job.target.name,
                 0,
                 job.target,
                 f"{job.target.name} is being downloaded by another process ({busy.holder}); "
-                "skipped",
+                "not checked yet: run again later, or with --wait",
                 accession=job.accession,
             )
         except OSError as error:
@@ -680,13 +891,11 @@ class TransferHandler:
             )
         try:
             if job.target.exists() and not replacing:
-                return self._skipped(
-                    job.target.name,
-                    job.target.stat().st_size,
-                    job.target,
-                    "downloaded meanwhile by another process",
-                    accession=job.accession,
-                )
+                outcome = await self._judge_existing(job, verify=False)
+                if outcome is not None:
+                    outcome.message = f"downloaded meanwhile by another process; {outcome.message}"
+                    self._reporter.file_finished(outcome)
+                    return outcome
             return await self._download_one(job)
         finally:
             lock.release()
@@ -762,35 +971,3 @@ class TransferHandler:
                         row["sha256"] = drs.sha256
             rows.append(row)
         return rows
-
-
-def _already_in_box(job: UploadJob, found: UploadListItem) -> FileOutcome:
-    """The outcome of a job whose alias the box already holds (no ``--overwrite``).
-
-    Same plaintext size: ``skipped``. A different size: ``failed``, since the file in
-    the box is another file than the one the user meant to upload.
-    """
-    details: dict[str, str | int | float | None] = {
-        "file_id": found.id,
-        "state": found.state.value,
-        "encrypted_size": found.encrypted_size,
-    }
-    if found.decrypted_size is not None and found.decrypted_size != job.size:
-        return FileOutcome(
-            name=job.alias,
-            outcome=Outcome.FAILED,
-            size=job.size,
-            path=job.path,
-            message=f"a different file named {job.alias} is already in the upload box "
-            f"({found.decrypted_size} bytes, this one {job.size}); use --overwrite to "
-            "replace it",
-            details=details,
-        )
-    return FileOutcome(
-        name=job.alias,
-        outcome=Outcome.SKIPPED,
-        size=job.size,
-        path=job.path,
-        message=f"already in the upload box ({found.state.value}); use --overwrite to replace it",
-        details=details,
-    )

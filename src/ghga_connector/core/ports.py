@@ -255,7 +255,9 @@ class DownloadJob:
     ``target`` is the final path: ``{accession}{extension}.c4gh`` (encrypted) or
     ``{accession}{extension}`` with ``decrypt``. ``name_error`` says why the server's
     accession or extension cannot become a file name; such a job is never downloaded
-    (its ``target`` is a placeholder nothing writes to) and fails on its own.
+    (its ``target`` is a placeholder nothing writes to) and fails on its own. Content
+    that cannot be verified (no checksum from GHGA) gets the final name only with
+    ``allow_unverified``; else it is kept as ``<target>.unverified``.
     """
 
     accession: str
@@ -263,6 +265,7 @@ class DownloadJob:
     target: Path
     decrypt: bool
     name_error: str | None = None
+    allow_unverified: bool = False
 
 
 class ProgressReporter(ABC):
@@ -417,8 +420,10 @@ class DownloaderBase(ABC):
             asyncio.CancelledError, KeyboardInterrupt: the run was interrupted.
         """
 
-    async def verify_existing(self, job: DownloadJob) -> bool:
+    async def verify_existing(self, job: DownloadJob) -> bool | None:
         """Whether ``job.target``, already on disk, is complete and intact.
+
+        ``None``: GHGA has no checksum to compare it with.
 
         Raises:
             ConnectorError: asking GHGA for the checksum failed (a failed check returns False).

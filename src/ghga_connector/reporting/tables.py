@@ -72,6 +72,18 @@ def print_unverified_hint(unverified: int, total: int) -> None:
     )
 
 
+def print_busy_hint(busy: int, total: int) -> None:
+    """Why files busy in another process make the run exit 75, and what to do."""
+    _err_console().print(
+        plain(
+            f"{busy} of {total} file(s) are being transferred by another process; "
+            "run again later (or with --wait) to confirm them (exit code 75).",
+            "bold yellow",
+        ),
+        highlight=False,
+    )
+
+
 def _listing_cell(row: Mapping[str, Any], key: str) -> str:
     """One cell of the ``ls`` table (``--json`` keeps the raw values)."""
     value = row[key]

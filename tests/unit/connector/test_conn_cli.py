@@ -196,12 +196,20 @@ def test_decrypt_without_checksum_is_unverified_exit_1(
     assert record["outcome"] == "unverified"
     assert record["verified"] is False
     assert "--allow-unverified" in result.output
-    assert Path("data/GHGAF1.bam").read_bytes() == plain  # written, but not vouched for
-    accepted = runner.invoke(
-        app, ["decrypt", "--input-dir", "data", "--overwrite", "--allow-unverified"]
-    )
+    # written, but never under the final name
+    assert not Path("data/GHGAF1.bam").exists()
+    assert Path("data/GHGAF1.bam.unverified").read_bytes() == plain
+    # the same command again is unverified again, exit 1 (not "skipped", exit 0)
+    again = runner.invoke(app, ["--json", "decrypt", "--input-dir", "data"])
+    assert again.exit_code == 1, again.output
+    assert json.loads(again.stdout.splitlines()[0])["outcome"] == "unverified"
+    accepted = runner.invoke(app, ["decrypt", "--input-dir", "data", "--allow-unverified"])
     assert accepted.exit_code == 0, accepted.output
     assert "unverified" in accepted.output
+    assert Path("data/GHGAF1.bam").read_bytes() == plain
+    # a final-named file without a checksum file stays unverified on every run
+    rerun = runner.invoke(app, ["--json", "decrypt", "--input-dir", "data"])
+    assert rerun.exit_code == 1, rerun.output
 
 
 def test_decrypt_reads_the_plaintext_named_sidecar(

@@ -6,6 +6,7 @@ import hashlib
 import io
 import os
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
 from crypt4gh import lib as c4gh_lib
@@ -64,10 +65,22 @@ def test_decrypt_without_sidecar(tmp_path: Path, user_keys: KeyPair, plaintext: 
     source = _encrypt(tmp_path, plaintext, user_keys)
     target = tmp_path / "out.bam"
     outcome = decrypt_file(source, target, user_keys.secret)
-    assert target.read_bytes() == plaintext
+    # never under the final name without a checksum: kept as out.bam.unverified
+    assert not target.exists()
+    assert outcome.path == tmp_path / "out.bam.unverified"
+    assert outcome.path.read_bytes() == plaintext
     assert outcome.outcome is Outcome.UNVERIFIED
     assert outcome.details["verified"] is False
     assert "GHGAF001.bam.sha256" in outcome.message
+    assert "kept as out.bam.unverified" in outcome.message
+    # the same command again: unverified again (not "skipped")
+    assert decrypt_file(source, target, user_keys.secret).outcome is Outcome.UNVERIFIED
+    assert not target.exists()
+    # --allow-unverified gives it the final name (still unverified) and drops the marker file
+    outcome = decrypt_file(source, target, user_keys.secret, allow_unverified=True)
+    assert outcome.outcome is Outcome.UNVERIFIED
+    assert target.read_bytes() == plaintext
+    assert not (tmp_path / "out.bam.unverified").exists()
 
 
 def test_sidecar_is_named_for_the_plaintext(tmp_path: Path) -> None:
@@ -118,7 +131,10 @@ def test_cut_at_segment_boundary_without_sidecar_is_unverified(
     target = tmp_path / "GHGAF001.bam"
     outcome = decrypt_file(source, target, user_keys.secret)
     assert outcome.outcome is Outcome.UNVERIFIED
-    assert target.read_bytes() == plaintext[: 2 * 65536]
+    assert not target.exists()
+    assert (tmp_path / "GHGAF001.bam.unverified").read_bytes() == plaintext[: 2 * 65536]
+    # a re-run reports it unverified again instead of skipping a final-named file
+    assert decrypt_file(source, target, user_keys.secret).outcome is Outcome.UNVERIFIED
 
 
 def test_cut_at_segment_boundary_with_sidecar_fails(
@@ -227,14 +243,30 @@ def test_truncated_file_leaves_nothing(
     assert _leftovers(tmp_path) == []
 
 
-def test_existing_target_is_skipped(tmp_path: Path, user_keys: KeyPair, plaintext: bytes) -> None:
+def test_existing_target_is_skipped_only_when_proven(
+    tmp_path: Path, user_keys: KeyPair, plaintext: bytes
+) -> None:
     source = _encrypt(tmp_path, plaintext, user_keys)
     target = tmp_path / "GHGAF001.bam"
     target.write_bytes(b"keep me")
-    outcome = decrypt_file(source, target, user_keys.secret)
-    assert outcome.outcome is Outcome.SKIPPED
-    assert "--overwrite" in outcome.message
+    # no checksum file: not proven either way
+    assert decrypt_file(source, target, user_keys.secret).outcome is Outcome.UNVERIFIED
+    _sidecar(source, hashlib.sha256(plaintext).hexdigest())
+    with pytest.raises(IntegrityError, match="does not match") as error:
+        decrypt_file(source, target, user_keys.secret)
+    assert "--overwrite" in (error.value.hint or "")
     assert target.read_bytes() == b"keep me"
+    target.unlink()
+    assert decrypt_file(source, target, user_keys.secret).outcome is Outcome.DONE
+    # written and vouched for: the next run skips it without reading it
+    with patch("ghga_connector.core.decrypt.file_sha256", side_effect=AssertionError):
+        outcome = decrypt_file(source, target, user_keys.secret)
+    assert outcome.outcome is Outcome.SKIPPED
+    assert "--overwrite" not in outcome.message
+    # a file changed after it was written is read again, and fails
+    target.write_bytes(plaintext[:-1] + b"!")
+    with pytest.raises(IntegrityError):
+        decrypt_file(source, target, user_keys.secret)
 
 
 def test_existing_target_overwritten(tmp_path: Path, user_keys: KeyPair, plaintext: bytes) -> None:

@@ -27,7 +27,7 @@ from ghga_connector.c4gh.envelope import (
 from ghga_connector.c4gh.keys import KeyPair
 from ghga_connector.c4gh.segments import SegmentCipher
 from ghga_connector.core import download as download_module
-from ghga_connector.core.decrypt import decrypt_file, plaintext_sha256
+from ghga_connector.core.decrypt import decrypt_file, plaintext_sha256, vouched_checksum
 from ghga_connector.core.download import Downloader
 from ghga_connector.core.ports import DownloadJob, FileStagerBase
 from ghga_connector.models import DrsObject, Outcome
@@ -137,7 +137,8 @@ def test_verified_download_writes_plaintext_named_sidecar(
     assert outcome is Outcome.DONE
     assert details["verified"] is True
     sidecar = tmp_path / "GHGAF001.bam.sha256"
-    assert sidecar.read_text() == f"{archive.sha256}  GHGAF001.bam\n"
+    assert sidecar.read_text().splitlines()[0] == f"{archive.sha256}  GHGAF001.bam"
+    assert vouched_checksum(target) == archive.sha256
     assert not (tmp_path / "GHGAF001.bam.c4gh.sha256").exists()
     assert plaintext_sha256(target, user_keys.secret) == archive.sha256
     assert sorted(p.name for p in tmp_path.iterdir()) == [
@@ -167,7 +168,10 @@ def test_without_checksum_the_outcome_is_unverified(tmp_path: Path, user_keys: K
     assert details["verified"] is False
     assert "not verified" in message
     assert any(level == "warning" and "GHGAF001" in text for level, text in reporter.messages)
-    assert target.exists()
+    # never under the final name: kept as X.unverified
+    assert not target.exists()
+    assert (tmp_path / "GHGAF001.bam.c4gh.unverified").exists()
+    assert "kept as GHGAF001.bam.c4gh.unverified" in message
     # no checksum file may vouch for content nobody verified
     assert not (tmp_path / "GHGAF001.bam.sha256").exists()
 
@@ -205,7 +209,9 @@ def test_sidecar_is_in_place_before_the_data_file_is_renamed(
     monkeypatch.setattr(download_module, "replace_file", spy)
     outcome, _, _, _ = run_download(archive, user_keys, target)
     assert outcome is Outcome.DONE
-    assert seen == [(True, f"{archive.sha256}  GHGAF001.bam\n")]
+    assert [(final, text.splitlines()[0]) for final, text in seen] == [
+        (True, f"{archive.sha256}  GHGAF001.bam")
+    ]
 
 
 # --- the envelope (item 7) --------------------------------------------------------------
@@ -478,7 +484,7 @@ def test_verify_existing_reads_new_and_old_sidecar_names(
     (tmp_path / "GHGAF001.bam.sha256").unlink()
     (tmp_path / sidecar).write_text(written)
 
-    async def verify() -> bool:
+    async def verify() -> bool | None:
         with ThreadPoolExecutor(max_workers=1) as executor:
             downloader = Downloader(
                 accessor=FakeAccessor(DOWNLOAD_PACKAGE),
@@ -494,10 +500,19 @@ def test_verify_existing_reads_new_and_old_sidecar_names(
             return await downloader.verify_existing(DownloadJob("GHGAF001", ".bam", target, False))
 
     assert asyncio.run(verify()) is True
-    (tmp_path / sidecar).write_text("0" * 64 + "  GHGAF001.bam\n")
+    # a file that passed is vouched for in the (new-name) sidecar
+    assert vouched_checksum(target) == archive.sha256
+    for name in {sidecar, "GHGAF001.bam.sha256"}:
+        (tmp_path / name).write_text("0" * 64 + "  GHGAF001.bam\n")
     assert asyncio.run(verify()) is False
-    (tmp_path / sidecar).unlink()
-    assert asyncio.run(verify()) is False  # nothing to verify against: fetched again
+    for name in {sidecar, "GHGAF001.bam.sha256"}:
+        (tmp_path / name).unlink()
+    # no sidecar: compared with the DRS checksum
+    assert asyncio.run(verify()) is True
+    archive.sha256 = None
+    for name in {sidecar, "GHGAF001.bam.sha256"}:
+        (tmp_path / name).unlink(missing_ok=True)
+    assert asyncio.run(verify()) is None  # nothing to verify against
 
 
 # --- resuming only into the user's own private .part file -------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -140,8 +142,29 @@ class FakeReporter(ProgressReporter):
         self.messages.append((level, text))
 
 
+#: The content of every local file of ``_job`` and its SHA-256.
+CONTENT = b"0123456789"
+CONTENT_SHA256 = hashlib.sha256(CONTENT).hexdigest()
+DATA = Path("/nonexistent")
+
+
+@pytest.fixture(autouse=True)
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """``_job`` files live in a fresh folder per test (beside, not in, ``tmp_path``)."""
+    global DATA
+    DATA = tmp_path_factory.mktemp("data")
+    yield
+    DATA = Path("/nonexistent")
+
+
 def _item(alias: str, state: str, file_id: str | None = None) -> UploadListItem:
-    return UploadListItem(id=file_id or f"id-{alias}", alias=alias, state=FileUploadState(state))
+    return UploadListItem(
+        id=file_id or f"id-{alias}",
+        alias=alias,
+        state=FileUploadState(state),
+        decrypted_size=len(CONTENT),
+        decrypted_sha256=CONTENT_SHA256,
+    )
 
 
 def _handler(
@@ -162,8 +185,10 @@ def _handler(
     )
 
 
-def _job(alias: str, overwrite: bool = False) -> UploadJob:
-    return UploadJob(path=Path(f"/data/{alias}"), alias=alias, size=10, overwrite=overwrite)
+def _job(alias: str, overwrite: bool = False, content: bytes = CONTENT) -> UploadJob:
+    path = DATA / alias
+    path.write_bytes(content)
+    return UploadJob(path=path, alias=alias, size=len(content), overwrite=overwrite)
 
 
 # --- upload ---------------------------------------------------------------------------
@@ -581,7 +606,7 @@ async def test_same_alias_with_a_different_size_fails_instead_of_skipping() -> N
         decrypted_size=4_230_802,
         encrypted_size=4_232_734,
     )
-    same = UploadListItem(id="id-b", alias="b.bam", state=FileUploadState.INBOX, decrypted_size=10)
+    same = _item("b.bam", "inbox", "id-b")
     uploader = FakeUploader()
     handler = _handler(FakeAccessor(UPLOAD_PACKAGE, [in_box, same]), uploader=uploader)
     a = UploadJob(path=Path("/data/a.bam"), alias="a.bam", size=1_000_000)
@@ -600,7 +625,7 @@ async def test_same_alias_with_a_different_size_fails_instead_of_skipping() -> N
     assert (outcomes[1].name, outcomes[1].size, outcomes[1].path) == (
         "b.bam",
         10,
-        Path("/data/b.bam"),
+        DATA / "b.bam",
     )
     assert outcomes[1].details["file_id"] == "id-b"
     assert uploader.jobs == []

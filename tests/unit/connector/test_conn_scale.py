@@ -17,6 +17,7 @@ import pytest
 from nacl.bindings import crypto_aead_chacha20poly1305_ietf_encrypt
 from tests.fakes import MemoryGhga
 from tests.unit.connector.test_conn_handler import (
+    CONTENT,
     DOWNLOAD_PACKAGE,
     FUB,
     UPLOAD_PACKAGE,
@@ -201,23 +202,65 @@ def _upload_handler(
     )
 
 
-def _upload_job(alias: str) -> UploadJob:
-    return UploadJob(path=Path(f"/data/{alias}"), alias=alias, size=10)
+def _upload_job(alias: str, folder: Path, content: bytes = CONTENT) -> UploadJob:
+    path = folder / "data" / alias
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(content)
+    return UploadJob(path=path, alias=alias, size=len(content))
 
 
-async def test_upload_locked_by_another_process_is_skipped_with_its_owner(tmp_path: Path) -> None:
+async def test_upload_locked_by_another_process_is_busy_with_its_owner(tmp_path: Path) -> None:
+    """Busy is not done: its own outcome (exit 75), never "skipped"."""
     uploader, reporter = FakeUploader(), FakeReporter()
     handler = _upload_handler(FakeAccessor(UPLOAD_PACKAGE), uploader, reporter, tmp_path)
     other = TransferLock(JournalStore(tmp_path).lock_path(FUB, "a.bam"))
     other.acquire()
     try:
-        outcomes = await handler.upload([_upload_job("a.bam"), _upload_job("b.bam")])
+        jobs = [_upload_job("a.bam", tmp_path), _upload_job("b.bam", tmp_path)]
+        outcomes = await handler.upload(jobs)
     finally:
         other.release()
-    assert [o.outcome for o in outcomes] == [Outcome.SKIPPED, Outcome.DONE]
+    assert [o.outcome for o in outcomes] == [Outcome.BUSY, Outcome.DONE]
     assert outcomes[0].message.startswith("a.bam is being uploaded by another process (")
-    assert outcomes[0].message.endswith(f"pid {os.getpid()}); skipped")
+    assert f"pid {os.getpid()}); not checked yet" in outcomes[0].message
+    assert "--wait" in outcomes[0].message
     assert [j.alias for j in uploader.jobs] == ["b.bam"]
+    # released: no lock file is left, only the owner record of b.bam's upload
+    b_lock = JournalStore(tmp_path).lock_path(FUB, "b.bam")
+    assert sorted(p.name for p in (tmp_path / "uploads").iterdir()) == [f"{b_lock.name}.owner"]
+
+
+async def test_upload_busy_with_wait_waits_then_checks_the_box(tmp_path: Path) -> None:
+    """``--wait``: the other process finishes the file; then it is judged by its SHA-256."""
+    accessor = FakeAccessor(UPLOAD_PACKAGE)
+    uploader, reporter = FakeUploader(), FakeReporter()
+    handler = TransferHandler(
+        accessor=accessor,
+        stager=FakeStager(),
+        uploader=uploader,
+        downloader=FakeDownloader(),
+        reporter=reporter,
+        max_parallel_files=2,
+        upload_lock_path=JournalStore(tmp_path).lock_path,
+        wait_poll=0.0,
+    )
+    other = TransferLock(JournalStore(tmp_path).lock_path(FUB, "a.bam"), keep_owner=True)
+    other.acquire()
+    polls = []
+
+    def status(name: str, text: str) -> None:
+        polls.append(text)
+        if len(polls) == 3:  # the other process finishes the upload and releases
+            accessor.uploads = [_item("a.bam", "inbox")]
+            other.release()
+
+    reporter.file_status = status  # type: ignore[method-assign]
+    (outcome,) = await handler.upload([_upload_job("a.bam", tmp_path)], wait=True)
+    assert outcome.outcome is Outcome.SKIPPED
+    assert "uploaded meanwhile by another process" in outcome.message
+    assert "same SHA-256" in outcome.message
+    assert polls[0].startswith("waiting for another process (")
+    assert uploader.jobs == []
 
 
 class ChangingAccessor(FakeAccessor):
@@ -255,7 +298,7 @@ async def test_upload_finished_or_left_by_another_process_meanwhile(
         return result
 
     accessor.list_uploads = listed_then_other_process_runs  # type: ignore[method-assign]
-    (result,) = await handler.upload([_upload_job("a.bam")])
+    (result,) = await handler.upload([_upload_job("a.bam", tmp_path)])
     assert result.outcome is outcome
     assert accessor.listings == 2  # listed again after taking the lock
     if outcome is Outcome.SKIPPED:
@@ -265,7 +308,7 @@ async def test_upload_finished_or_left_by_another_process_meanwhile(
         assert uploader.jobs[0].unfinished_file_id == unfinished
 
 
-async def test_download_target_locked_by_another_process_is_skipped(tmp_path: Path) -> None:
+async def test_download_target_locked_by_another_process_is_busy(tmp_path: Path) -> None:
     downloader, reporter = FakeDownloader(), FakeReporter()
     handler = TransferHandler(
         accessor=FakeAccessor(DOWNLOAD_PACKAGE),
@@ -283,7 +326,7 @@ async def test_download_target_locked_by_another_process_is_skipped(tmp_path: Pa
         outcomes = await handler.download(jobs)
     finally:
         other.release()
-    assert [o.outcome for o in outcomes] == [Outcome.SKIPPED, Outcome.DONE, Outcome.DONE]
+    assert [o.outcome for o in outcomes] == [Outcome.BUSY, Outcome.DONE, Outcome.DONE]
     assert "GHGAF001.bam is being downloaded by another process (" in outcomes[0].message
     assert [j.accession for j in downloader.jobs] == ["GHGAF002", "GHGAF003"]
     assert not jobs[0].target.exists()
@@ -338,7 +381,7 @@ async def test_download_finished_by_another_process_meanwhile_is_skipped(tmp_pat
     assert outcome.outcome is Outcome.DONE
     again = await handler._download_locked(jobs[0], replacing=False)
     assert again.outcome is Outcome.SKIPPED
-    assert again.message == "downloaded meanwhile by another process"
+    assert again.message.startswith("downloaded meanwhile by another process; ")
     assert len(downloader.jobs) == 1
     # a target planned to be replaced (--overwrite, or damaged under --verify) is replaced
     replaced = await handler._download_locked(jobs[0], replacing=True)
