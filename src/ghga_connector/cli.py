@@ -24,6 +24,7 @@ from ghga_connector.cli_help import GlobalOptionsGroup
 from ghga_connector.cli_options import GlobalOptions
 from ghga_connector.cli_session import (
     Credentials,
+    closed_stdout,
     config_origin,
     confirm_deletion,
     execute,
@@ -119,7 +120,9 @@ def upload(
 
 
 @app.command(
-    "batch-upload", help="Upload the files listed in a TSV file (ghga-connector 4.x style)."
+    "batch-upload",
+    help="Upload the files listed in a TSV file (ghga-connector 4.x style).",
+    epilog=opt.BATCH_UPLOAD_EXAMPLE,
 )
 def batch_upload(
     ctx: typer.Context,
@@ -193,7 +196,7 @@ def download(
 
     def work() -> int:
         config = load_run_config(options)
-        opt.check_output_folder(folder)
+        opt.check_output_folder(folder, create=not dry_run)
         run = credentials.start(config, make_reporter(options))
 
         async def go(session: Session) -> list[FileOutcome]:
@@ -299,7 +302,7 @@ def delete(
     raise typer.Exit(execute(options, work))
 
 
-@app.command("status")
+@app.command("status", epilog=opt.STATUS_EXAMPLE)
 def status(ctx: typer.Context) -> None:
     """List unfinished uploads that the next 'upload' of the same file will continue."""
     options = global_options(ctx)
@@ -311,7 +314,7 @@ def status(ctx: typer.Context) -> None:
     raise typer.Exit(execute(options, work))
 
 
-@app.command("config")
+@app.command("config", epilog=opt.CONFIG_EXAMPLE)
 def show_config(ctx: typer.Context) -> None:
     """Show the effective configuration and where each value comes from."""
     options = global_options(ctx)
@@ -334,3 +337,5 @@ def run() -> None:
         app()
     except KeyboardInterrupt:  # pragma: no cover - Ctrl-C during argument parsing
         sys.exit(EXIT_INTERRUPTED)
+    except BrokenPipeError:  # help or --version into a closed pipe
+        sys.exit(closed_stdout().exit_code)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from ghga_connector.cli_options import GlobalOptions
 from ghga_connector.config import CONFIG_FILE_NAME, Config, load_config
 from ghga_connector.core.ports import ProgressReporter
 from ghga_connector.errors import (
+    EXIT_BROKEN_PIPE,
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -60,11 +62,13 @@ from ghga_connector.sharding import Shard, select_share
 __all__ = [
     "CommandRun",
     "Credentials",
+    "closed_stdout",
     "config_origin",
     "confirm_deletion",
     "execute",
     "fail",
     "global_options",
+    "is_production",
     "key_paths",
     "listing_reporter",
     "load_run_config",
@@ -114,9 +118,13 @@ def execute(options: GlobalOptions, work: Callable[[], T]) -> T:
         typer.Exit: on any error (its exit code), or on Ctrl-C (130).
     """
     try:
-        return work()
+        result = work()
+        sys.stdout.flush()  # a reader that went away is noticed here, not at exit
+        return result
     except typer.Exit:
         raise
+    except BrokenPipeError:
+        raise closed_stdout() from None
     except KeyboardInterrupt:
         print_interrupted()
         raise typer.Exit(EXIT_INTERRUPTED) from None
@@ -124,6 +132,22 @@ def execute(options: GlobalOptions, work: Callable[[], T]) -> T:
         raise fail(options, error, error.exit_code) from None
     except Exception as error:
         raise fail(options, error, EXIT_FAILURE) from None
+
+
+def closed_stdout() -> typer.Exit:
+    """Standard output was closed by its reader (``… | head -1``): exit quietly with 141.
+
+    A closed standard output is normal in a pipeline; like coreutils (whom SIGPIPE ends,
+    which a shell reports as 128 + 13) the connector stops without a message. Standard
+    output is pointed at the null device so that the flush at exit cannot fail again.
+    """
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    except (OSError, ValueError):  # no real file descriptor (a test runner's stream)
+        pass
+    return typer.Exit(EXIT_BROKEN_PIPE)
 
 
 def summary(
@@ -190,7 +214,14 @@ def load_run_config(options: GlobalOptions) -> Config:
     options.config_origin = config_origin(config, path)
     if options.debug:
         print_note(f"Configuration: {options.config_origin}")
+    elif not options.quiet and not is_production(config):
+        print_note(f"Using the GHGA services at {config.wkvs_api_url} (not GHGA production).")
     return config
+
+
+def is_production(config: Config) -> bool:
+    """Whether ``config`` names GHGA production's well-known value service (the default)."""
+    return str(config.wkvs_api_url) == str(Config.model_fields["wkvs_api_url"].default)
 
 
 def make_reporter(options: GlobalOptions) -> ProgressReporter:

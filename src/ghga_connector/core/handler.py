@@ -183,7 +183,11 @@ def decrypt_batch(
             outcome = decrypt_file(source, target, secret_key, overwrite=overwrite)
         except ConnectorError as error:
             outcome = FileOutcome(
-                name=source.name, outcome=Outcome.FAILED, path=target, message=error.message
+                name=source.name,
+                outcome=Outcome.FAILED,
+                path=target,
+                message=error.message,
+                error_code=error.error_code,
             )
         reporter.file_finished(outcome)
         outcomes.append(outcome)
@@ -575,6 +579,7 @@ class TransferHandler:
                 outcome=Outcome.FAILED,
                 message=error.message + (f" {error.hint}" if error.hint else ""),
                 details={"accession": accession},
+                error_code=error.error_code,
             )
             self._reporter.file_finished(outcome)
             return outcome
@@ -671,6 +676,7 @@ class TransferHandler:
                 path=job.target,
                 message=error.message + (f" {error.hint}" if error.hint else ""),
                 details={"accession": job.accession},
+                error_code=error.error_code,
             )
             self._reporter.file_finished(outcome)
             return outcome

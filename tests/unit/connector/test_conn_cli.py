@@ -121,12 +121,52 @@ def test_upload_missing_key_file(runner: CliRunner, monkeypatch: pytest.MonkeyPa
     assert "key.pub" in result.stderr
 
 
-def test_download_missing_output_dir(runner: CliRunner) -> None:
-    result = runner.invoke(app, ["download", "--output-dir", "nope"])
+def test_download_creates_a_missing_output_dir(runner: CliRunner) -> None:
+    """Like aws s3 cp and rclone: a missing --output-dir is created (with its parents)."""
+    result = runner.invoke(app, ["download", "--output-dir", "new/nested"])
+    assert result.exit_code == 2  # no key pair here: the next problem
+    _no_traceback(result)
+    assert Path("new/nested").is_dir()
+    assert "key.pub" in result.stderr
+
+
+def test_download_dry_run_does_not_create_the_output_dir(runner: CliRunner) -> None:
+    runner.invoke(app, ["download", "--dry-run", "--output-dir", "new"])
+    assert not Path("new").exists()
+
+
+def test_download_output_dir_that_is_a_file(runner: CliRunner) -> None:
+    Path("afile").write_text("x")
+    result = runner.invoke(app, ["download", "--output-dir", "afile"])
     assert result.exit_code == 2
     _no_traceback(result)
-    assert "nope" in result.stderr
-    assert "mkdir" in result.stderr
+    assert "is not a folder" in result.stderr
+
+
+def test_short_version_option(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["-V"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"ghga-connector {__version__}"
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_help_shows_the_global_options(runner: CliRunner, command: str) -> None:
+    result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "--json" in result.output and "--quiet" in result.output
+
+
+@pytest.mark.parametrize(
+    ("command", "example"),
+    [
+        ("status", "ghga-connector status --json"),
+        ("config", "ghga-connector config --config"),
+        ("batch-upload", "ghga-connector batch-upload --tsv files.tsv"),
+    ],
+)
+def test_help_examples(runner: CliRunner, command: str, example: str) -> None:
+    result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert example in result.output
 
 
 def test_decrypt_without_c4gh_files(runner: CliRunner) -> None:

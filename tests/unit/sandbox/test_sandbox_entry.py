@@ -53,8 +53,8 @@ def test_without_the_extra_names_it(tmp_path: Path, command: list[str]) -> None:
     assert done.returncode == 2, done.stdout + done.stderr
     assert "Traceback" not in done.stderr
     assert done.stderr.strip() == (
-        "ghga-sandbox: the sandbox needs: pip install 'ghga-connector[sandbox]' "
-        "(module 'jwcrypto' is missing)"
+        "ghga-sandbox: the sandbox needs: pip install '.[sandbox]' in the folder of the "
+        "ghga-connector repository (module 'jwcrypto' is missing)"
     )
     assert not (state / "upload.wpat").exists()
 
