@@ -91,6 +91,8 @@ def upload(
     dry_run: opt.UploadDryRunOpt = False,
     restart: opt.RestartOpt = False,
     shard: opt.ShardOpt = None,
+    parallel_files: opt.ParallelFilesOpt = None,
+    parts_in_flight: opt.PartsInFlightOpt = None,
     wpat_file: opt.WpatFileOpt = None,
     wpat: opt.WpatOpt = None,
     my_public_key_path: opt.PublicKeyOpt = None,
@@ -107,7 +109,9 @@ def upload(
     credentials = Credentials(wpat_file, wpat, my_public_key_path, my_private_key_path)
 
     def work() -> int:
-        config = load_run_config(options)
+        config = load_run_config(
+            options, **opt.concurrency("upload", parallel_files, parts_in_flight)
+        )
         jobs = [replace(j, restart=restart) for j in plan_uploads(entries, overwrite=overwrite)]
         reporter = make_reporter(options)
         if shard is not None:
@@ -163,6 +167,8 @@ def download(
     verify: opt.VerifyOpt = False,
     allow_unverified: opt.AllowUnverifiedOpt = False,
     shard: opt.ShardOpt = None,
+    parallel_files: opt.ParallelFilesOpt = None,
+    parts_in_flight: opt.PartsInFlightOpt = None,
     wpat_file: opt.WpatFileOpt = None,
     wpat: opt.WpatOpt = None,
     my_public_key_path: opt.PublicKeyOpt = None,
@@ -180,13 +186,14 @@ def download(
     """
     options = global_options(ctx, debug)
     credentials = Credentials(wpat_file, wpat, my_public_key_path, my_private_key_path)
+    given = opt.concurrency("download", parallel_files, parts_in_flight)
 
     def stream(output: str, accessions: list[str]) -> int:  # --output -: plaintext to stdout
         given = {"--json": options.json, "--output-dir": output_dir is not None}
         given |= {"--shard": shard is not None, "--dry-run": dry_run, "--verify": verify}
         clashing = [name for name, on in (given | {"--overwrite": overwrite}).items() if on]
         opt.check_stdout_request(output, accessions, decrypt=decrypt, clashing=clashing)
-        run = credentials.start(load_run_config(options), make_reporter(options))
+        run = credentials.start(load_run_config(options, **given), make_reporter(options))
         outcome, session = run.run(lambda s: s.handler.stream(accessions[0], sys.stdout.buffer))
         return summary(options, [outcome], "Stream", session, allow_unverified=allow_unverified)
 
@@ -195,7 +202,7 @@ def download(
     folder = execute(options, lambda: opt.require_output_dir(output_dir))
 
     def work() -> int:
-        config = load_run_config(options)
+        config = load_run_config(options, **given)
         opt.check_output_folder(folder, create=not dry_run)
         run = credentials.start(config, make_reporter(options))
 

@@ -214,6 +214,46 @@ DebugOpt = Annotated[
 
 # --- shared by several commands -----------------------------------------------------
 
+ParallelFilesOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--parallel-files",
+        min=1,
+        max=5,
+        metavar="N",
+        help="Files transferred at the same time (the max_parallel_files setting, default 4).",
+        show_default=False,
+    ),
+]
+PartsInFlightOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--parts-in-flight",
+        min=1,
+        max=64,
+        metavar="N",
+        help="Parts or ranges in flight at once, all files together (the "
+        "max_concurrent_uploads / max_concurrent_downloads setting, default 6).",
+        show_default=False,
+    ),
+]
+
+
+def concurrency(
+    direction: str, parallel_files: int | None, parts_in_flight: int | None
+) -> dict[str, int]:
+    """The settings that --parallel-files and --parts-in-flight name, as overrides.
+
+    ``direction``: ``upload`` or ``download``; for :func:`~ghga_connector.config.load_config`.
+    """
+    overrides: dict[str, int] = {}
+    if parallel_files is not None:
+        overrides["max_parallel_files"] = parallel_files
+    if parts_in_flight is not None:
+        overrides[f"max_concurrent_{direction}s"] = parts_in_flight
+    return overrides
+
+
 PublicKeyOpt = Annotated[
     Path | None,
     typer.Option(

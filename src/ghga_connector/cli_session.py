@@ -106,9 +106,31 @@ def global_options(ctx: typer.Context, debug: bool = False) -> GlobalOptions:
 
 
 def fail(options: GlobalOptions, error: BaseException, code: int) -> typer.Exit:
-    """Print ``error`` (see :func:`~ghga_connector.reporting.errors.print_error`); the exit."""
+    """Print ``error`` (see :func:`~ghga_connector.reporting.errors.print_error`); the exit.
+
+    With ``--json`` a failure record also goes to standard output:
+    ``{"error": message, "error_code": name, "exit_code": code}`` (``error_code``
+    ``internal`` for an error the connector did not expect).
+    """
     print_error(error, debug=options.debug, config_origin=options.config_origin)
+    if options.json:
+        record: dict[str, str | int] = {
+            "error": f"{type(error).__name__}: {error}",
+            "error_code": INTERNAL_ERROR_CODE,
+            "exit_code": code,
+        }
+        if isinstance(error, ConnectorError):
+            record |= {"error": error.message, "error_code": error.error_code}
+        try:
+            write_json_lines([record])
+            sys.stdout.flush()
+        except BrokenPipeError:
+            return closed_stdout()
     return typer.Exit(code)
+
+
+#: ``error_code`` of a ``--json`` failure record for an error the connector did not expect.
+INTERNAL_ERROR_CODE = "internal"
 
 
 def execute(options: GlobalOptions, work: Callable[[], T]) -> T:
@@ -204,13 +226,15 @@ def config_origin(config: Config, path: Path | None) -> str:
     return f"{where}; wkvs_api_url {url} from the environment"
 
 
-def load_run_config(options: GlobalOptions) -> Config:
+def load_run_config(options: GlobalOptions, **overrides: Any) -> Config:
     """The configuration of this run; notes its origin in ``options`` (shown with --debug).
+
+    ``overrides``: settings given on the command line (they win over every source).
 
     Raises:
         ConfigurationError: see :func:`~ghga_connector.config.load_config`.
     """
-    config, path = load_config(options.config_file)
+    config, path = load_config(options.config_file, **overrides)
     options.config_origin = config_origin(config, path)
     if options.debug:
         print_note(f"Configuration: {options.config_origin}")

@@ -29,6 +29,13 @@ EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141
 
 
+#: What to do about an archived upload box (the upload and its dry run say the same).
+#: An archived box is final (contract §5.2): it accepts no files and cannot be unlocked.
+ARCHIVED_BOX_HINT = (
+    "An archived box accepts no more files and cannot be unlocked; ask the GHGA Data "
+    "Steward for a new upload box."
+)
+
 #: What a request id may look like to be shown (server-provided text is hostile input).
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:{}-]{1,100}")
 

@@ -501,7 +501,7 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 def archive(state_dir: StateDir = Path(".ghga-sandbox")) -> None:
     """Run the Data Hub step and archive every box with uploaded files.
 
-    Writes download.wpat (a download work package for user.pub over all archived
+    Writes download.wpat (a download work package for key.pub over all archived
     files). Exit code 1 if any upload failed the Data Hub check.
     """
     user_pub = state_dir / USER_PUB

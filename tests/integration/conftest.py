@@ -142,8 +142,8 @@ class SandboxProcess:
         self.url: str = info["url"]
         self.wkvs_api_url: str = info["wkvs_api_url"]
         self.s3_url: str = info["s3_url"]
-        self.user_pub = state_dir / "user.pub"
-        self.user_sec = state_dir / "user.sec"
+        self.user_pub = state_dir / "key.pub"
+        self.user_sec = state_dir / "key.sec"
         self.upload_wpat_file = state_dir / "upload.wpat"
         self.download_wpat_file = state_dir / "download.wpat"
         self.log_file = state_dir / "serve.log"

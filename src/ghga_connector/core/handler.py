@@ -38,6 +38,7 @@ from ghga_connector.core.ports import (
 from ghga_connector.core.scheduler import run_bounded
 from ghga_connector.core.stream import StreamDownloader
 from ghga_connector.errors import (
+    ARCHIVED_BOX_HINT,
     ConnectorError,
     InputFileError,
     OutputError,
@@ -349,7 +350,7 @@ class TransferHandler:
             # No client API shows the box state; archived uploads in it show it is archived.
             raise UploadRejectedError(
                 "The upload box is archived and does not accept changes.",
-                hint="Ask the GHGA Data Steward for a new upload box.",
+                hint=ARCHIVED_BOX_HINT,
             )
         planned: list[UploadJob] = []
         outcomes: dict[str, FileOutcome] = {}

@@ -354,3 +354,34 @@ def test_wrong_passphrase_is_reported_by_the_cli(
     assert result.exit_code == 2
     assert "Error:" in result.stderr
     assert "passphrase" in result.stderr.lower()
+
+
+@pytest.mark.parametrize(
+    ("command", "setting"),
+    [("upload", "max_concurrent_uploads"), ("download", "max_concurrent_downloads")],
+)
+def test_concurrency_options_set_the_settings(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch, command: str, setting: str
+) -> None:
+    from ghga_connector import cli
+    from ghga_connector.cli_session import load_run_config
+    from ghga_connector.errors import UserInputError
+
+    seen = {}
+
+    def spy(options, **overrides):  # type: ignore[no-untyped-def]
+        config = load_run_config(options, **overrides)
+        seen.update(max_parallel_files=config.max_parallel_files, parts=getattr(config, setting))
+        raise UserInputError("stop here")
+
+    monkeypatch.setattr(cli, "load_run_config", spy)
+    Path("a.bam").write_bytes(b"x")
+    args = ["a.bam"] if command == "upload" else ["--output-dir", "out"]
+    result = runner.invoke(app, [command, "--parallel-files", "2", "--parts-in-flight", "9", *args])
+    assert "stop here" in result.stderr, result.output
+    assert seen == {"max_parallel_files": 2, "parts": 9}
+
+
+def test_concurrency_options_are_checked(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["upload", "--parallel-files", "6", "a.bam"])
+    assert result.exit_code == 2
