@@ -110,7 +110,7 @@ def upload(
 
     def work() -> int:
         config = load_run_config(
-            options, **opt.concurrency("upload", parallel_files, parts_in_flight)
+            options, opt.concurrency("upload", parallel_files, parts_in_flight)
         )
         jobs = [replace(j, restart=restart) for j in plan_uploads(entries, overwrite=overwrite)]
         reporter = make_reporter(options)
@@ -193,7 +193,7 @@ def download(
         given |= {"--shard": shard is not None, "--dry-run": dry_run, "--verify": verify}
         clashing = [name for name, on in (given | {"--overwrite": overwrite}).items() if on]
         opt.check_stdout_request(output, accessions, decrypt=decrypt, clashing=clashing)
-        run = credentials.start(load_run_config(options, **given), make_reporter(options))
+        run = credentials.start(load_run_config(options, given), make_reporter(options))
         outcome, session = run.run(lambda s: s.handler.stream(accessions[0], sys.stdout.buffer))
         return summary(options, [outcome], "Stream", session, allow_unverified=allow_unverified)
 
@@ -202,7 +202,7 @@ def download(
     folder = execute(options, lambda: opt.require_output_dir(output_dir))
 
     def work() -> int:
-        config = load_run_config(options, **given)
+        config = load_run_config(options, given)
         opt.check_output_folder(folder, create=not dry_run)
         run = credentials.start(config, make_reporter(options))
 
@@ -243,7 +243,7 @@ def decrypt(
     def work() -> int:
         target_dir = output_dir if output_dir is not None else input_dir
         sources = decrypt_sources(input_dir, target_dir)
-        secret = load_secret_key(load_run_config(options), my_private_key_path)
+        secret = load_secret_key(load_run_config(options, offline=True), my_private_key_path)
         reporter = make_reporter(options)
         outcomes = decrypt_batch(sources, target_dir, secret, reporter, overwrite=overwrite)
         return summary(options, outcomes, "Decrypt", allow_unverified=allow_unverified)
@@ -315,7 +315,9 @@ def status(ctx: typer.Context) -> None:
     options = global_options(ctx)
 
     def work() -> int:
-        rows = [asdict(u) for u in unfinished_uploads(load_run_config(options).state_dir)]
+        rows = [
+            asdict(u) for u in unfinished_uploads(load_run_config(options, offline=True).state_dir)
+        ]
         return print_rows(options, rows, tables.print_unfinished)
 
     raise typer.Exit(execute(options, work))

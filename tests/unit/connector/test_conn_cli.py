@@ -369,8 +369,8 @@ def test_concurrency_options_set_the_settings(
 
     seen = {}
 
-    def spy(options, **overrides):  # type: ignore[no-untyped-def]
-        config = load_run_config(options, **overrides)
+    def spy(options, overrides=None):  # type: ignore[no-untyped-def]
+        config = load_run_config(options, overrides)
         seen.update(max_parallel_files=config.max_parallel_files, parts=getattr(config, setting))
         raise UserInputError("stop here")
 
@@ -385,3 +385,17 @@ def test_concurrency_options_set_the_settings(
 def test_concurrency_options_are_checked(runner: CliRunner) -> None:
     result = runner.invoke(app, ["upload", "--parallel-files", "6", "a.bam"])
     assert result.exit_code == 2
+
+
+def test_services_other_than_production_are_named(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = "http://127.0.0.1:9/.well-known"
+    monkeypatch.setenv("GHGA_CONNECTOR_WKVS_API_URL", url)
+    note = f"Using the GHGA services at {url} (not GHGA production)."
+    result = runner.invoke(app, ["ls", "--wpat-file", "missing.wpat"])
+    assert note in result.stderr
+    assert note not in runner.invoke(app, ["--quiet", "ls", "--wpat-file", "x"]).stderr
+    assert note not in runner.invoke(app, ["status"]).stderr  # contacts no service
+    monkeypatch.delenv("GHGA_CONNECTOR_WKVS_API_URL")
+    assert "Using the GHGA services" not in runner.invoke(app, ["ls"]).stderr
