@@ -226,19 +226,26 @@ def config_origin(config: Config, path: Path | None) -> str:
     return f"{where}; wkvs_api_url {url} from the environment"
 
 
-def load_run_config(options: GlobalOptions, **overrides: Any) -> Config:
+def load_run_config(
+    options: GlobalOptions,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    offline: bool = False,
+) -> Config:
     """The configuration of this run; notes its origin in ``options`` (shown with --debug).
 
-    ``overrides``: settings given on the command line (they win over every source).
+    Services other than GHGA production are named on standard error, unless ``offline``
+    (a command that contacts no service) or ``--quiet``. ``overrides``: settings given
+    on the command line (they win over every source).
 
     Raises:
         ConfigurationError: see :func:`~ghga_connector.config.load_config`.
     """
-    config, path = load_config(options.config_file, **overrides)
+    config, path = load_config(options.config_file, **(overrides or {}))
     options.config_origin = config_origin(config, path)
     if options.debug:
         print_note(f"Configuration: {options.config_origin}")
-    elif not options.quiet and not is_production(config):
+    elif not (offline or options.quiet or is_production(config)):
         print_note(f"Using the GHGA services at {config.wkvs_api_url} (not GHGA production).")
     return config
 
