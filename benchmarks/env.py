@@ -148,12 +148,12 @@ class Env:
     @property
     def pub(self) -> Path:
         """The user's public key written by the sandbox."""
-        return self.sandbox.state_dir / "user.pub"
+        return self.sandbox.state_dir / "key.pub"
 
     @property
     def sec(self) -> Path:
         """The user's secret key (no passphrase)."""
-        return self.sandbox.state_dir / "user.sec"
+        return self.sandbox.state_dir / "key.sec"
 
     @property
     def config_yaml(self) -> Path:
@@ -310,7 +310,7 @@ def configuration(opts: Options, prepare: Callable[[Env], None]) -> Iterator[Env
         sandbox.start()
         admin = AdminClient(
             sandbox.url,
-            raw_public_key(sandbox.state_dir / "user.pub"),
+            raw_public_key(sandbox.state_dir / "key.pub"),
             token=read_admin_token(sandbox.state_dir),
         )
         meter = ServerMeter(

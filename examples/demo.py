@@ -84,7 +84,7 @@ def main() -> int:
     )
     try:
         wait_ready(state, sandbox)
-        keys = ["--my-public-key-path", "user.pub", "--my-private-key-path", "user.sec"]
+        keys = ["--my-public-key-path", "key.pub", "--my-private-key-path", "key.sec"]
         print(f"Sandbox ready; uploading {len(FILES)} files from {EXAMPLES}")
         uploaded = connector(
             "upload", "--wpat-file", "upload.wpat", *keys, *map(str, FILES), cwd=state
@@ -102,7 +102,7 @@ def main() -> int:
             "download", "--wpat-file", "download.wpat", *keys, "--output-dir", str(out), cwd=state
         )
         decrypted = connector(
-            "decrypt", "--input-dir", str(out), "--my-private-key-path", "user.sec", cwd=state
+            "decrypt", "--input-dir", str(out), "--my-private-key-path", "key.sec", cwd=state
         )
         by_checksum = {str(r["sha256"]): r for r in decrypted if r.get("sha256")}
         download_of = {str(r.get("sha256")): r for r in downloaded}

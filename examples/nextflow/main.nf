@@ -10,7 +10,10 @@
 // connector continues interrupted uploads from its journal in GHGA_CONNECTOR_STATE_DIR
 // (put it on storage all nodes share) and skips files already in the box.
 // Downloads work the same way with `ghga-connector download --output-dir DIR --decrypt --shard K/N`.
-// (Not run by the test suite: the Snakemake example in examples/snakemake is.)
+// The file parameters may be relative to the launch folder: they are made absolute with
+// file() here, since every task runs in its own work folder.
+// (Nextflow is not run by the test suite; tests/integration/test_docs_commands.py checks
+// that every file parameter goes through file().)
 
 nextflow.enable.dsl = 2
 
@@ -37,9 +40,9 @@ process UPLOAD_SHARD {
     script:
     """
     ${params.connector} --json upload \\
-        --wpat-file '${params.upload_wpat}' \\
-        --my-public-key-path '${params.public_key}' \\
-        --my-private-key-path '${params.private_key}' \\
+        --wpat-file '${file(params.upload_wpat)}' \\
+        --my-public-key-path '${file(params.public_key)}' \\
+        --my-private-key-path '${file(params.private_key)}' \\
         --manifest '${file(params.manifest)}' \\
         --shard ${k}/${params.shards} > upload-${k}.jsonl
     """

@@ -1,13 +1,14 @@
 #!/bin/bash
 # Upload the files of a manifest to GHGA with a Slurm job array, one shard per task.
 #
-#   sbatch --array=1-8 examples/slurm/upload-array.sh files.tsv
+#   sbatch --array=1-8 examples/slurm/upload-array.sh files.tsv     (or --array=0-7)
 #
-# files.tsv: 'absolute path<TAB>alias' lines. Task K of N runs
-# `ghga-connector upload --shard K/N`: the K-th of N shares of the manifest, balanced by
-# bytes and the same on every node. If a task fails or is killed (time limit, node
-# failure), run the same task again: `sbatch --array=K examples/slurm/upload-array.sh
-# files.tsv` (keep the same N: set SHARDS=N). It continues interrupted uploads and skips
+# files.tsv: 'absolute path<TAB>alias' lines. Task ID i of N tasks runs
+# `ghga-connector upload --shard K/N` with K = (i mod N) + 1: the K-th of N shares of
+# the manifest, balanced by bytes and the same on every node. Any N consecutive task IDs
+# (1-8 or 0-7) cover every shard once. If a task fails or is killed (time limit, node
+# failure), run the same task again: `sbatch --array=i --export=ALL,SHARDS=N
+# examples/slurm/upload-array.sh files.tsv` (keep the same N). It continues interrupted uploads and skips
 # files already in the box. Downloads: the same with
 # `ghga-connector download --output-dir DIR --decrypt --shard K/N`.
 #
@@ -22,6 +23,8 @@ set -euo pipefail
 MANIFEST=${1:?usage: sbatch --array=1-N upload-array.sh files.tsv}
 # N: the array size (SHARDS overrides it when a single task is re-submitted).
 SHARDS=${SHARDS:-${SLURM_ARRAY_TASK_COUNT:?run this with sbatch --array=1-N}}
+# Shard K of N from the task ID, for arrays that start at 1 or at 0 alike.
+SHARD=$(( SLURM_ARRAY_TASK_ID % SHARDS + 1 ))
 GHGA_DIR=${GHGA_DIR:-$HOME/.ghga}
 
 # Journals of unfinished uploads on storage every node sees, so that a re-run task
@@ -39,5 +42,5 @@ ghga-connector --json upload \
     --my-public-key-path "$GHGA_DIR/key.pub" \
     --my-private-key-path "$GHGA_DIR/key.sec" \
     --manifest "$MANIFEST" \
-    --shard "$SLURM_ARRAY_TASK_ID/$SHARDS" \
+    --shard "$SHARD/$SHARDS" \
     > "ghga-upload-$SLURM_ARRAY_TASK_ID.jsonl"

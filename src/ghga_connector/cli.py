@@ -24,6 +24,7 @@ from ghga_connector.cli_help import GlobalOptionsGroup
 from ghga_connector.cli_options import GlobalOptions
 from ghga_connector.cli_session import (
     Credentials,
+    closed_stdout,
     config_origin,
     confirm_deletion,
     execute,
@@ -91,6 +92,8 @@ def upload(
     restart: opt.RestartOpt = False,
     wait: opt.WaitOpt = False,
     shard: opt.ShardOpt = None,
+    parallel_files: opt.ParallelFilesOpt = None,
+    parts_in_flight: opt.PartsInFlightOpt = None,
     wpat_file: opt.WpatFileOpt = None,
     wpat: opt.WpatOpt = None,
     my_public_key_path: opt.PublicKeyOpt = None,
@@ -107,7 +110,9 @@ def upload(
     credentials = Credentials(wpat_file, wpat, my_public_key_path, my_private_key_path)
 
     def work() -> int:
-        config = load_run_config(options)
+        config = load_run_config(
+            options, opt.concurrency("upload", parallel_files, parts_in_flight)
+        )
         jobs = [replace(j, restart=restart) for j in plan_uploads(entries, overwrite=overwrite)]
         reporter = make_reporter(options)
         if shard is not None:
@@ -120,7 +125,9 @@ def upload(
 
 
 @app.command(
-    "batch-upload", help="Upload the files listed in a TSV file (ghga-connector 4.x style)."
+    "batch-upload",
+    help="Upload the files listed in a TSV file (ghga-connector 4.x style).",
+    epilog=opt.BATCH_UPLOAD_EXAMPLE,
 )
 def batch_upload(
     ctx: typer.Context,
@@ -162,6 +169,8 @@ def download(
     allow_unverified: opt.AllowUnverifiedOpt = False,
     wait: opt.WaitOpt = False,
     shard: opt.ShardOpt = None,
+    parallel_files: opt.ParallelFilesOpt = None,
+    parts_in_flight: opt.PartsInFlightOpt = None,
     wpat_file: opt.WpatFileOpt = None,
     wpat: opt.WpatOpt = None,
     my_public_key_path: opt.PublicKeyOpt = None,
@@ -179,13 +188,14 @@ def download(
     """
     options = global_options(ctx, debug)
     credentials = Credentials(wpat_file, wpat, my_public_key_path, my_private_key_path)
+    given = opt.concurrency("download", parallel_files, parts_in_flight)
 
     def stream(output: str, accessions: list[str]) -> int:  # --output -: plaintext to stdout
         given = {"--json": options.json, "--output-dir": output_dir is not None}
         given |= {"--shard": shard is not None, "--dry-run": dry_run, "--verify": verify}
         clashing = [name for name, on in (given | {"--overwrite": overwrite}).items() if on]
         opt.check_stdout_request(output, accessions, decrypt=decrypt, clashing=clashing)
-        run = credentials.start(load_run_config(options), make_reporter(options))
+        run = credentials.start(load_run_config(options, given), make_reporter(options))
         outcome, session = run.run(lambda s: s.handler.stream(accessions[0], sys.stdout.buffer))
         return summary(options, [outcome], "Stream", session, allow_unverified=allow_unverified)
 
@@ -194,8 +204,8 @@ def download(
     folder = execute(options, lambda: opt.require_output_dir(output_dir))
 
     def work() -> int:
-        config = load_run_config(options)
-        opt.check_output_folder(folder)
+        config = load_run_config(options, given)
+        opt.check_output_folder(folder, create=not dry_run)
         run = credentials.start(config, make_reporter(options))
 
         async def go(session: Session) -> list[FileOutcome]:
@@ -240,7 +250,7 @@ def decrypt(
     def work() -> int:
         target_dir = output_dir if output_dir is not None else input_dir
         sources = decrypt_sources(input_dir, target_dir)
-        secret = load_secret_key(load_run_config(options), my_private_key_path)
+        secret = load_secret_key(load_run_config(options, offline=True), my_private_key_path)
         reporter = make_reporter(options)
         outcomes = decrypt_batch(
             sources,
@@ -314,19 +324,21 @@ def delete(
     raise typer.Exit(execute(options, work))
 
 
-@app.command("status")
+@app.command("status", epilog=opt.STATUS_EXAMPLE)
 def status(ctx: typer.Context) -> None:
     """List unfinished uploads that the next 'upload' of the same file will continue."""
     options = global_options(ctx)
 
     def work() -> int:
-        rows = [asdict(u) for u in unfinished_uploads(load_run_config(options).state_dir)]
+        rows = [
+            asdict(u) for u in unfinished_uploads(load_run_config(options, offline=True).state_dir)
+        ]
         return print_rows(options, rows, tables.print_unfinished)
 
     raise typer.Exit(execute(options, work))
 
 
-@app.command("config")
+@app.command("config", epilog=opt.CONFIG_EXAMPLE)
 def show_config(ctx: typer.Context) -> None:
     """Show the effective configuration and where each value comes from."""
     options = global_options(ctx)
@@ -349,3 +361,5 @@ def run() -> None:
         app()
     except KeyboardInterrupt:  # pragma: no cover - Ctrl-C during argument parsing
         sys.exit(EXIT_INTERRUPTED)
+    except BrokenPipeError:  # help or --version into a closed pipe
+        sys.exit(closed_stdout().exit_code)

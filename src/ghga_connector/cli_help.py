@@ -90,12 +90,28 @@ GLOBAL_OPTIONS = {
 }
 
 
+#: Added to every command's help: the global options work after the command too.
+GLOBAL_OPTIONS_HELP = (
+    "Global options, before or after the command: --json (one JSON object per file on "
+    "standard output), --quiet/-q (errors only), --debug, --config PATH."
+)
+
+
 class GlobalOptionsGroup(TidyHelpGroup):
     """Moves global options given after the command name in front of it.
 
     Only options that the command itself does not define are moved, and nothing after
-    a ``--`` separator; the values of the command's own options are left alone.
+    a ``--`` separator; the values of the command's own options are left alone. Every
+    command's help ends with :data:`GLOBAL_OPTIONS_HELP`.
     """
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        """The command, its help ending with the global options."""
+        command = super().get_command(ctx, cmd_name)
+        if command is not None and GLOBAL_OPTIONS_HELP not in (command.epilog or ""):
+            epilog = command.epilog
+            command.epilog = f"{epilog}\n\n{GLOBAL_OPTIONS_HELP}" if epilog else GLOBAL_OPTIONS_HELP
+        return command
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         """Reorder ``args`` (see the class docstring), then parse as usual."""

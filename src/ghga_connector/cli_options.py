@@ -80,22 +80,38 @@ def require_output_dir(output_dir: Path | None) -> Path:
     if output_dir is None:
         raise UserInputError(
             "Missing option --output-dir.",
-            hint="Name an existing folder, or use --output - with one --file.",
+            hint="Name a folder (created if missing), or use --output - with one --file.",
         )
     return output_dir
 
 
-def check_output_folder(folder: Path) -> None:
-    """The ``--output-dir`` of ``download`` must exist (it is not created).
+def check_output_folder(folder: Path, *, create: bool = True) -> None:
+    """The ``--output-dir`` of ``download``: created (with its parents) when missing.
+
+    ``create`` false (``--dry-run``): a missing folder is left missing.
+
+    As ``aws s3 cp`` and ``rclone copy`` do; new folders get mode 0700 (the files in it
+    are the user's own data, 0600).
 
     Raises:
-        OutputError: it does not.
+        OutputError: it exists but is not a folder, or it cannot be created.
     """
-    if not folder.is_dir():
+    if folder.is_dir():
+        return
+    if folder.exists() or folder.is_symlink():
         raise OutputError(
-            f"The output folder {str(folder)!r} does not exist.",
-            hint=f"Create it first: mkdir {folder}",
+            f"The output folder {str(folder)!r} is not a folder.",
+            hint="Name a folder with --output-dir.",
         )
+    if not create:
+        return
+    try:
+        folder.mkdir(mode=0o700, parents=True)
+    except OSError as error:
+        raise OutputError(
+            f"The output folder {str(folder)!r} cannot be created: {error.strerror}.",
+            hint="Name a folder you may write to with --output-dir.",
+        ) from None
 
 
 def check_stdout_request(
@@ -153,6 +169,15 @@ DOWNLOAD_EXAMPLES = (
 DECRYPT_EXAMPLE = (
     "Example:\n\n  ghga-connector decrypt --input-dir data --my-private-key-path key.sec"
 )
+STATUS_EXAMPLE = "Example:\n\n  ghga-connector status --json"
+CONFIG_EXAMPLE = (
+    "Examples:\n\n  ghga-connector config\n\n"
+    "  ghga-connector config --config ~/.ghga-sandbox/.ghga_connector.yaml --json"
+)
+BATCH_UPLOAD_EXAMPLE = (
+    "Example (a TSV file of 'path<TAB>alias' lines; 'upload --manifest' is the same):\n\n"
+    "  ghga-connector batch-upload --tsv files.tsv --wpat-file upload.wpat"
+)
 LS_EXAMPLE = "Example:\n\n  ghga-connector ls --wpat-file upload.wpat"
 DELETE_EXAMPLE = "Example:\n\n  ghga-connector delete --wpat-file upload.wpat --alias sample1.bam"
 
@@ -179,13 +204,55 @@ ConfigFileOpt = Annotated[
 ]
 VersionOpt = Annotated[
     bool,
-    typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit."),
+    typer.Option(
+        "--version", "-V", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
 ]
 DebugOpt = Annotated[
     bool, typer.Option("--debug", help="Show tracebacks and request details on errors.")
 ]
 
 # --- shared by several commands -----------------------------------------------------
+
+ParallelFilesOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--parallel-files",
+        min=1,
+        max=5,
+        metavar="N",
+        help="Files transferred at the same time (the max_parallel_files setting, default 4).",
+        show_default=False,
+    ),
+]
+PartsInFlightOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--parts-in-flight",
+        min=1,
+        max=64,
+        metavar="N",
+        help="Parts or ranges in flight at once, all files together (the "
+        "max_concurrent_uploads / max_concurrent_downloads setting, default 6).",
+        show_default=False,
+    ),
+]
+
+
+def concurrency(
+    direction: str, parallel_files: int | None, parts_in_flight: int | None
+) -> dict[str, int]:
+    """The settings that --parallel-files and --parts-in-flight name, as overrides.
+
+    ``direction``: ``upload`` or ``download``; for :func:`~ghga_connector.config.load_config`.
+    """
+    overrides: dict[str, int] = {}
+    if parallel_files is not None:
+        overrides["max_parallel_files"] = parallel_files
+    if parts_in_flight is not None:
+        overrides[f"max_concurrent_{direction}s"] = parts_in_flight
+    return overrides
+
 
 PublicKeyOpt = Annotated[
     Path | None,
@@ -300,7 +367,7 @@ ShortenNamesOpt = Annotated[
 
 OutputDirOpt = Annotated[
     Path | None,
-    typer.Option("--output-dir", help="Existing folder to write the files into."),
+    typer.Option("--output-dir", help="Folder to write the files into (created if missing)."),
 ]
 StdoutOpt = Annotated[
     str | None,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from ghga_connector.cli_options import GlobalOptions
 from ghga_connector.config import CONFIG_FILE_NAME, Config, load_config
 from ghga_connector.core.ports import ProgressReporter
 from ghga_connector.errors import (
+    EXIT_BROKEN_PIPE,
     EXIT_BUSY,
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
@@ -61,11 +63,13 @@ from ghga_connector.sharding import Shard, select_share
 __all__ = [
     "CommandRun",
     "Credentials",
+    "closed_stdout",
     "config_origin",
     "confirm_deletion",
     "execute",
     "fail",
     "global_options",
+    "is_production",
     "key_paths",
     "listing_reporter",
     "load_run_config",
@@ -103,9 +107,31 @@ def global_options(ctx: typer.Context, debug: bool = False) -> GlobalOptions:
 
 
 def fail(options: GlobalOptions, error: BaseException, code: int) -> typer.Exit:
-    """Print ``error`` (see :func:`~ghga_connector.reporting.errors.print_error`); the exit."""
+    """Print ``error`` (see :func:`~ghga_connector.reporting.errors.print_error`); the exit.
+
+    With ``--json`` a failure record also goes to standard output:
+    ``{"error": message, "error_code": name, "exit_code": code}`` (``error_code``
+    ``internal`` for an error the connector did not expect).
+    """
     print_error(error, debug=options.debug, config_origin=options.config_origin)
+    if options.json:
+        record: dict[str, str | int] = {
+            "error": f"{type(error).__name__}: {error}",
+            "error_code": INTERNAL_ERROR_CODE,
+            "exit_code": code,
+        }
+        if isinstance(error, ConnectorError):
+            record |= {"error": error.message, "error_code": error.error_code}
+        try:
+            write_json_lines([record])
+            sys.stdout.flush()
+        except BrokenPipeError:
+            return closed_stdout()
     return typer.Exit(code)
+
+
+#: ``error_code`` of a ``--json`` failure record for an error the connector did not expect.
+INTERNAL_ERROR_CODE = "internal"
 
 
 def execute(options: GlobalOptions, work: Callable[[], T]) -> T:
@@ -115,9 +141,13 @@ def execute(options: GlobalOptions, work: Callable[[], T]) -> T:
         typer.Exit: on any error (its exit code), or on Ctrl-C (130).
     """
     try:
-        return work()
+        result = work()
+        sys.stdout.flush()  # a reader that went away is noticed here, not at exit
+        return result
     except typer.Exit:
         raise
+    except BrokenPipeError:
+        raise closed_stdout() from None
     except KeyboardInterrupt:
         print_interrupted()
         raise typer.Exit(EXIT_INTERRUPTED) from None
@@ -125,6 +155,22 @@ def execute(options: GlobalOptions, work: Callable[[], T]) -> T:
         raise fail(options, error, error.exit_code) from None
     except Exception as error:
         raise fail(options, error, EXIT_FAILURE) from None
+
+
+def closed_stdout() -> typer.Exit:
+    """Standard output was closed by its reader (``… | head -1``): exit quietly with 141.
+
+    A closed standard output is normal in a pipeline; like coreutils (whom SIGPIPE ends,
+    which a shell reports as 128 + 13) the connector stops without a message. Standard
+    output is pointed at the null device so that the flush at exit cannot fail again.
+    """
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    except (OSError, ValueError):  # no real file descriptor (a test runner's stream)
+        pass
+    return typer.Exit(EXIT_BROKEN_PIPE)
 
 
 def summary(
@@ -187,17 +233,33 @@ def config_origin(config: Config, path: Path | None) -> str:
     return f"{where}; wkvs_api_url {url} from the environment"
 
 
-def load_run_config(options: GlobalOptions) -> Config:
+def load_run_config(
+    options: GlobalOptions,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    offline: bool = False,
+) -> Config:
     """The configuration of this run; notes its origin in ``options`` (shown with --debug).
+
+    Services other than GHGA production are named on standard error, unless ``offline``
+    (a command that contacts no service) or ``--quiet``. ``overrides``: settings given
+    on the command line (they win over every source).
 
     Raises:
         ConfigurationError: see :func:`~ghga_connector.config.load_config`.
     """
-    config, path = load_config(options.config_file)
+    config, path = load_config(options.config_file, **(overrides or {}))
     options.config_origin = config_origin(config, path)
     if options.debug:
         print_note(f"Configuration: {options.config_origin}")
+    elif not (offline or options.quiet or is_production(config)):
+        print_note(f"Using the GHGA services at {config.wkvs_api_url} (not GHGA production).")
     return config
+
+
+def is_production(config: Config) -> bool:
+    """Whether ``config`` names GHGA production's well-known value service (the default)."""
+    return str(config.wkvs_api_url) == str(Config.model_fields["wkvs_api_url"].default)
 
 
 def make_reporter(options: GlobalOptions) -> ProgressReporter:

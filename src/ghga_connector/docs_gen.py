@@ -64,7 +64,7 @@ def render() -> str:
         "",
         "Secrets are never settings: the access token comes from `--wpat-file`, "
         "`GHGA_CONNECTOR_WPAT` or a hidden prompt; the key passphrase from `C4GH_PASSPHRASE` "
-        "or a hidden prompt.",
+        "(or `GHGA_C4GH_PASSPHRASE`) or a hidden prompt.",
         "",
     ]
     return "\n".join(lines)

@@ -10,13 +10,17 @@ carries a one-line ``message`` (what is wrong), a ``hint`` (what to do) and the 
   an error);
 * ``130``: interrupted by the user.
 
+Each class also has a stable ``error_code`` (``token``, ``unreachable``, ``integrity`` …),
+given as ``"error_code"`` in the ``--json`` record of a failed file; docs/user-guide.md
+lists them. Names never change meaning; new classes add new names.
+
 The messages never contain secrets (tokens, passphrases, keys, presigned URLs).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -24,7 +28,17 @@ EXIT_USAGE = 2
 #: A file is busy in another process (``EX_TEMPFAIL`` of sysexits.h): try again later.
 EXIT_BUSY = 75
 EXIT_INTERRUPTED = 130
+#: Standard output was closed by its reader (``… | head -1``): 128 + SIGPIPE, the status
+#: a shell reports for coreutils killed by SIGPIPE.
+EXIT_BROKEN_PIPE = 141
 
+
+#: What to do about an archived upload box (the upload and its dry run say the same).
+#: An archived box is final (contract §5.2): it accepts no files and cannot be unlocked.
+ARCHIVED_BOX_HINT = (
+    "An archived box accepts no more files and cannot be unlocked; ask the GHGA Data "
+    "Steward for a new upload box."
+)
 
 #: What a request id may look like to be shown (server-provided text is hostile input).
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:{}-]{1,100}")
@@ -44,6 +58,8 @@ class ConnectorError(Exception):
     the end of :attr:`hint` (so of every message that shows the hint), whatever hint the
     caller sets.
     """
+
+    error_code: ClassVar[str] = "error"
 
     exit_code: int = EXIT_FAILURE
     default_hint: str = ""
@@ -76,11 +92,15 @@ class ConnectorError(Exception):
 class UserInputError(ConnectorError):
     """Bad arguments, files, keys, tokens or configuration."""
 
+    error_code: ClassVar[str] = "usage"
+
     exit_code = EXIT_USAGE
 
 
 class ConfigurationError(UserInputError):
     """The configuration file or an environment variable holds an invalid value."""
+
+    error_code: ClassVar[str] = "configuration"
 
     default_hint = "Run 'ghga-connector config' to see the effective configuration."
 
@@ -88,13 +108,19 @@ class ConfigurationError(UserInputError):
 class InputFileError(UserInputError):
     """A file to upload is missing, unreadable, a directory, empty or already encrypted."""
 
+    error_code: ClassVar[str] = "input_file"
+
 
 class OutputError(UserInputError):
     """The output directory is missing, or an output file exists already."""
 
+    error_code: ClassVar[str] = "output"
+
 
 class KeyFileError(UserInputError):
     """A Crypt4GH key file is missing, malformed or does not fit its partner."""
+
+    error_code: ClassVar[str] = "key_file"
 
     default_hint = "Create a key pair with 'crypt4gh-keygen' or pass the right paths."
 
@@ -102,11 +128,15 @@ class KeyFileError(UserInputError):
 class PassphraseError(KeyFileError):
     """The passphrase of the private key is wrong or missing."""
 
+    error_code: ClassVar[str] = "passphrase"
+
     default_hint = "Enter the passphrase at the prompt or set C4GH_PASSPHRASE."
 
 
 class TokenError(UserInputError):
     """The work package access token (WPAT) is missing, malformed or not for this key."""
+
+    error_code: ClassVar[str] = "token"
 
     default_hint = (
         "Copy the access token again from the GHGA Data Portal and pass it with "
@@ -117,6 +147,8 @@ class TokenError(UserInputError):
 class AccessDeniedError(UserInputError):
     """The work package service refused the WPAT (HTTP 403: wrong, expired or revoked)."""
 
+    error_code: ClassVar[str] = "access_denied"
+
     default_hint = "Request a new access token from the GHGA Data Portal."
 
 
@@ -126,11 +158,15 @@ class AccessDeniedError(UserInputError):
 class ServiceUnreachableError(ConnectorError):
     """A GHGA service or the object storage could not be reached."""
 
+    error_code: ClassVar[str] = "unreachable"
+
     default_hint = "Check your network connection and the 'wkvs_api_url' setting, then retry."
 
 
 class BodyBrokenError(ServiceUnreachableError):
     """An object body broke off after its headers arrived (retried per range, with backoff)."""
+
+    error_code: ClassVar[str] = "body_broken"
 
 
 class PresignedUrlExpired(ConnectorError):
@@ -139,6 +175,8 @@ class PresignedUrlExpired(ConnectorError):
     The transfer engine catches it and asks the GHGA service for a new URL; it reaches
     the user only if that keeps failing.
     """
+
+    error_code: ClassVar[str] = "url_expired"
 
     default_hint = "Run the same command again; the connector asks for fresh URLs."
 
@@ -159,6 +197,8 @@ class ServerResponseError(ConnectorError):
     the GHGA error body ``{"data": ..., "description": ..., "exception_id": ...}`` if
     the service sent one.
     """
+
+    error_code: ClassVar[str] = "server_response"
 
     def __init__(
         self,
@@ -181,13 +221,19 @@ class ServerResponseError(ConnectorError):
 class UploadRejectedError(ServerResponseError):
     """The upload controller refused to create or complete an upload."""
 
+    error_code: ClassVar[str] = "upload_rejected"
+
 
 class FileNotDownloadableError(ServerResponseError):
     """The download controller does not know the file or refused access to it."""
 
+    error_code: ClassVar[str] = "not_downloadable"
+
 
 class StagingTimeoutError(ConnectorError):
     """A file did not become available for download within ``max_wait_time`` seconds."""
+
+    error_code: ClassVar[str] = "staging_timeout"
 
     default_hint = "Try again later; large files can take a while to be staged."
 
@@ -195,14 +241,20 @@ class StagingTimeoutError(ConnectorError):
 class IntegrityError(ConnectorError):
     """Data failed a check: a Crypt4GH MAC, a size or a SHA-256 checksum."""
 
+    error_code: ClassVar[str] = "integrity"
+
     default_hint = "The damaged output was removed. Run the command again."
 
 
 class TransferFailedError(ConnectorError):
     """One or more files of a batch failed; the others finished."""
 
+    error_code: ClassVar[str] = "transfer_failed"
+
 
 class Interrupted(ConnectorError):
     """The user pressed Ctrl-C."""
+
+    error_code: ClassVar[str] = "interrupted"
 
     exit_code = EXIT_INTERRUPTED

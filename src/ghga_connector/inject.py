@@ -6,15 +6,17 @@ Only this module names concrete adapters. Everything is opened in
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import os
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 import httpx
 
@@ -123,6 +125,27 @@ class Session:
     retry_stats: RetryStats
 
 
+T = TypeVar("T")
+
+#: Seconds without an answer from the well-known value service before the user is told
+#: where the connector is connecting to.
+CONNECT_NOTICE_SECONDS = 3.0
+
+
+async def _say_where_while_waiting(
+    work: Awaitable[T], reporter: ProgressReporter, url: str, *, after: float
+) -> T:
+    """Await ``work``; if it takes longer than ``after`` seconds, say that we connect to ``url``."""
+    task = asyncio.ensure_future(work)
+    done, _ = await asyncio.wait({task}, timeout=after)
+    if not done:
+        reporter.message(
+            f"Connecting to the GHGA services at {url} (no answer yet; retrying) …",
+            level="warning",
+        )
+    return await task
+
+
 @asynccontextmanager
 async def open_session(
     config: Config,
@@ -131,17 +154,21 @@ async def open_session(
     reporter: ProgressReporter,
     *,
     transport: httpx.AsyncBaseTransport | None = None,
+    connect_notice_after: float = CONNECT_NOTICE_SECONDS,
 ) -> AsyncIterator[Session]:
     """Open the HTTP client, read the well-known values, open the WPAT, wire the handler.
 
-    The WPAT is checked locally before any network call.
+    The WPAT is checked locally before any network call. If the well-known value
+    service has not answered after ``connect_notice_after`` seconds, the reporter is
+    told where the connector is connecting to (a wrong or unreachable URL otherwise
+    looks like a hang while the retries run).
 
     Raises:
         TokenError: malformed WPAT or sealed for another key.
         ServiceUnreachableError, ServerResponseError: the well-known value service failed.
     """
     work_package_id, token = open_wpat(wpat, keys)
-    stats = RetryStats()
+    stats = RetryStats(listener=reporter.request_retried)
     per_file = max(config.max_concurrent_uploads, config.max_concurrent_downloads)
     executor = ThreadPoolExecutor(
         max_workers=max(os.cpu_count() or 2, 2), thread_name_prefix="ghga-crypto"
@@ -154,7 +181,12 @@ async def open_session(
             transport=transport,
             pool_size=config.max_parallel_files * per_file + 8,
         ) as client:
-            values = await WkvsClient(client, str(config.wkvs_api_url)).get_values()
+            values = await _say_where_while_waiting(
+                WkvsClient(client, str(config.wkvs_api_url)).get_values(),
+                reporter,
+                str(config.wkvs_api_url),
+                after=connect_notice_after,
+            )
             wps = WpsClient(client, values.wps_api_url, work_package_id, token)
             ucs = UcsClient(client, values.ucs_api_url)
             dcs = DcsClient(client, values.dcs_api_url)

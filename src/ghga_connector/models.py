@@ -170,6 +170,9 @@ class FileOutcome:
     message: str = ""
     path: Path | None = None
     details: dict[str, str | int | float | None] = field(default_factory=dict)
+    #: The stable name of the error that failed the file (``ConnectorError.error_code``),
+    #: given in its ``--json`` record; empty for other outcomes.
+    error_code: str = ""
     #: Plaintext bytes moved over the network in this run (``None``: all of ``size``);
     #: less than ``size`` when a resumed transfer skipped what was already stored.
     transferred: int | None = None

@@ -29,6 +29,13 @@ __all__ = [
 
 WPAT_ENV = "GHGA_CONNECTOR_WPAT"
 PASSPHRASE_ENV = "C4GH_PASSPHRASE"
+#: Also accepted (the connector's own prefix); ``C4GH_PASSPHRASE`` wins if both are set.
+PASSPHRASE_ENV_ALIAS = "GHGA_C4GH_PASSPHRASE"
+
+
+def _env_passphrase() -> str | None:
+    """``C4GH_PASSPHRASE``, else ``GHGA_C4GH_PASSPHRASE``; ``None`` if neither is set."""
+    return os.environ.get(PASSPHRASE_ENV) or os.environ.get(PASSPHRASE_ENV_ALIAS) or None
 
 
 def _interactive() -> bool:
@@ -37,7 +44,7 @@ def _interactive() -> bool:
 
 def prompts_interactively() -> bool:
     """Whether a passphrase would be typed at a prompt (a terminal, no C4GH_PASSPHRASE)."""
-    return not os.environ.get(PASSPHRASE_ENV) and _interactive()
+    return not _env_passphrase() and _interactive()
 
 
 def token_file_is_exposed(path: Path) -> bool:
@@ -138,14 +145,15 @@ def passphrase_source(
     """
 
     def passphrase() -> str:
-        value = os.environ.get(PASSPHRASE_ENV)
+        value = _env_passphrase()
         if value:
             return value
         if _interactive():
             return prompt(f"Passphrase for {key_path} (input hidden): ")
         raise PassphraseError(
             f"The private key {str(key_path)!r} is protected by a passphrase.",
-            hint=f"Run in a terminal to be asked for it, or set {PASSPHRASE_ENV}.",
+            hint=f"Run in a terminal to be asked for it, or set {PASSPHRASE_ENV} "
+            f"(or {PASSPHRASE_ENV_ALIAS}).",
         )
 
     return passphrase

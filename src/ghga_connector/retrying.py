@@ -23,6 +23,7 @@ __all__ = [
     "BODY_ATTEMPTS",
     "STAGING_WAIT_DEFAULT",
     "STAGING_WAIT_RANGE",
+    "RetryNotice",
     "RetryPolicy",
     "RetryStats",
     "Sleep",
@@ -41,15 +42,44 @@ STAGING_WAIT_DEFAULT = 5.0
 Sleep = Callable[[float], Awaitable[Any]]
 
 
+@dataclass(frozen=True)
+class RetryNotice:
+    """A request is about to be sent again.
+
+    ``request``: method, host and path (never the query, which may hold a presigned
+    URL's signature); ``attempt`` of ``attempts`` is the attempt that comes next;
+    ``reason``: the status code or the network error's name; ``wait``: seconds until then.
+    """
+
+    request: str
+    attempt: int
+    attempts: int
+    reason: str
+    wait: float
+
+    def text(self) -> str:
+        """One line for the user: what is retried, why, and attempt k of n."""
+        return (
+            f"Retrying {self.request} ({self.reason}) in {self.wait:.0f} s: "
+            f"attempt {self.attempt} of {self.attempts}"
+        )
+
+
 @dataclass
 class RetryStats:
-    """Counts of retried requests in this run, by reason (status code or error name)."""
+    """Counts of retried requests in this run, by reason (status code or error name).
+
+    ``listener`` (if set) hears of every retry as it is scheduled (the CLI shows it).
+    """
 
     by_reason: dict[str, int] = field(default_factory=dict)
+    listener: Callable[[RetryNotice], None] | None = None
 
-    def add(self, reason: str) -> None:
-        """Count one retry."""
+    def add(self, reason: str, notice: RetryNotice | None = None) -> None:
+        """Count one retry; pass ``notice`` on to the listener."""
         self.by_reason[reason] = self.by_reason.get(reason, 0) + 1
+        if notice is not None and self.listener is not None:
+            self.listener(notice)
 
     @property
     def total(self) -> int:

@@ -11,7 +11,9 @@ import sys
 
 __all__ = ["INSTALL_HINT", "main"]
 
-INSTALL_HINT = "pip install 'ghga-connector[sandbox]'"
+#: ghga-connector 5 is not on PyPI yet (PyPI's 4.0.1 has no ``sandbox`` extra): the
+#: extra is installed from a clone of this repository.
+INSTALL_HINT = "pip install '.[sandbox]' in the folder of the ghga-connector repository"
 
 
 def _missing_extra(error: ModuleNotFoundError) -> str | None:

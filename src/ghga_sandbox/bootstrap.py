@@ -1,17 +1,17 @@
 """Files a new user needs, written into the state directory at every start.
 
-* ``.ghga_connector.yaml``: ``wkvs_api_url: http://127.0.0.1:<port>/.well-known`` and
-  the absolute paths of ``user.pub``/``user.sec`` as ``my_public_key_path`` /
-  ``my_private_key_path`` (so connector commands run there need no key options);
-* ``user.pub`` / ``user.sec``: a passphrase-less Crypt4GH key pair (demo only; kept if
-  present);
+* ``.ghga_connector.yaml``: ``wkvs_api_url: http://127.0.0.1:<port>/.well-known`` only,
+  the one setting ghga-connector 4.0.1 accepts there too (it refuses unknown keys);
+* ``key.pub`` / ``key.sec``: a passphrase-less Crypt4GH key pair (demo only; kept if
+  present), under the names both this client and 4.0.1 look for in the current folder,
+  so connector commands run there need no key options;
 * ``upload.wpat``: ``<wp_id>:<sealed WPAT>`` for a fresh upload work package over a
   fresh open file upload box;
 * ``admin.token``: the bearer token of this run's admin API (``/admin``);
 * ``sandbox.json``: ``{"url", "wkvs_api_url", "s3_url", "pid"}``, written last, so
   its presence means the other files are ready.
 
-Secrets (``user.sec``, ``upload.wpat``, ``download.wpat``, ``admin.token``) have mode 0600.
+Secrets (``key.sec``, ``upload.wpat``, ``download.wpat``, ``admin.token``) have mode 0600.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from ghga_sandbox.workpackages import WorkPackageService
 
 __all__ = [
     "ADMIN_TOKEN",
+    "CONNECTOR_YAML",
     "DOWNLOAD_WPAT",
     "SANDBOX_JSON",
     "UPLOAD_WPAT",
@@ -44,8 +45,8 @@ __all__ = [
 ]
 
 CONNECTOR_YAML = ".ghga_connector.yaml"
-USER_PUB = "user.pub"
-USER_SEC = "user.sec"
+USER_PUB = "key.pub"
+USER_SEC = "key.sec"
 UPLOAD_WPAT = "upload.wpat"
 DOWNLOAD_WPAT = "download.wpat"
 SANDBOX_JSON = "sandbox.json"
@@ -98,12 +99,7 @@ def write_client_files(runtime: Runtime, pid: int) -> ClientFiles:
     directory.mkdir(parents=True, exist_ok=True)
     user_pub, user_sec = directory / USER_PUB, directory / USER_SEC
     config = directory / CONNECTOR_YAML
-    config.write_text(
-        f"wkvs_api_url: {settings.wkvs_api_url}\n"
-        f"my_public_key_path: {json.dumps(str(user_pub.resolve()))}\n"
-        f"my_private_key_path: {json.dumps(str(user_sec.resolve()))}\n",
-        encoding="utf-8",
-    )
+    config.write_text(f"wkvs_api_url: {settings.wkvs_api_url}\n", encoding="utf-8")
 
     if not (user_pub.exists() and user_sec.exists()):
         user_pub.unlink(missing_ok=True)

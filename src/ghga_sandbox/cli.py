@@ -7,9 +7,11 @@ Known errors become one line on stderr and exit code 1, or 2 for a state folder 
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import shlex
 import signal
 import socket
 import sys
@@ -23,9 +25,12 @@ import typer
 
 from ghga_connector.cli_help import TidyHelpGroup
 from ghga_sandbox.bootstrap import (
+    CONNECTOR_YAML,
     DOWNLOAD_WPAT,
     SANDBOX_JSON,
+    UPLOAD_WPAT,
     USER_PUB,
+    USER_SEC,
     admin_headers,
     read_user_public_key,
     write_client_files,
@@ -44,6 +49,31 @@ app = typer.Typer(
     cls=TidyHelpGroup,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from ghga_connector import package_version
+
+        typer.echo(f"ghga-sandbox {package_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            "-V",
+            callback=_show_version,
+            is_eager=True,
+            help="Show the version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """A local GHGA (WKVS, WPS, UCS, DCS and S3) for the ghga-connector."""
+
 
 StateDir = Annotated[
     Path,
@@ -164,20 +194,39 @@ def _runtime_pieces(settings: SandboxSettings) -> Iterator[tuple[Any, Any, Any]]
         yield state, storage, faults
 
 
+def export_line(state_dir: Path) -> str:
+    """The shell line that points ``ghga-connector`` at this sandbox from any folder.
+
+    ``GHGA_CONNECTOR_CONFIG_YAML`` names the sandbox's ``.ghga_connector.yaml`` (its
+    WKVS URL) and the two key-path settings name its key pair, so the user stays in
+    their own folder. Paths are quoted for POSIX shells.
+    """
+    pairs = (
+        ("GHGA_CONNECTOR_CONFIG_YAML", state_dir / CONNECTOR_YAML),
+        ("GHGA_CONNECTOR_MY_PUBLIC_KEY_PATH", state_dir / USER_PUB),
+        ("GHGA_CONNECTOR_MY_PRIVATE_KEY_PATH", state_dir / USER_SEC),
+    )
+    return "export " + " ".join(f"{name}={shlex.quote(str(path))}" for name, path in pairs)
+
+
 def _how_to(settings: SandboxSettings, files: Any, s3_url: str) -> str:
     d = settings.state_dir
+    q = shlex.quote
     return (
         f"ghga-sandbox listening on {settings.public_url} (S3 at {s3_url})\n"
         f"  WKVS  {settings.wkvs_api_url}\n"
-        f"  files in {d}: .ghga_connector.yaml (names the service and the keys),\n"
-        "        user.pub, user.sec (no passphrase, demo only),\n"
+        f"  files in {d}: .ghga_connector.yaml (the sandbox's WKVS URL),\n"
+        "        key.pub, key.sec (no passphrase, demo only),\n"
         f"        upload.wpat (box {files.file_upload_box_id}), sandbox.json\n"
-        f"Upload (from {d}, so the connector finds .ghga_connector.yaml):\n"
-        f"  cd {d} && ghga-connector upload --wpat-file upload.wpat FILE...\n"
+        "Paste this line into your shell (a second terminal); ghga-connector then uses this\n"
+        "sandbox and its key pair from any folder:\n"
+        f"  {export_line(d)}\n"
+        "Upload:\n"
+        f"  ghga-connector upload --wpat-file {q(str(d / UPLOAD_WPAT))} FILE...\n"
         "Then play the Data Hub and archive (writes download.wpat):\n"
-        f"  ghga-sandbox archive --state-dir {d}\n"
+        f"  ghga-sandbox archive --state-dir {q(str(d))}\n"
         "Download:\n"
-        f"  cd {d} && ghga-connector download --wpat-file download.wpat --output-dir OUT\n"
+        f"  ghga-connector download --wpat-file {q(str(d / DOWNLOAD_WPAT))} --output-dir OUT\n"
     )
 
 
@@ -193,17 +242,56 @@ def listening_socket(host: str, port: int) -> socket.socket:
     Raises:
         SandboxCliError: the address cannot be bound.
     """
+    try:
+        return _bound_socket(host, port)
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            raise SandboxCliError(
+                f"cannot listen on {host}:{port}: the port is already in use (another "
+                "sandbox?); pass another --port, or --port 0 for a free one"
+            ) from error
+        raise SandboxCliError(f"cannot listen on {host}:{port}: {error}") from error
+
+
+def _bound_socket(host: str, port: int) -> socket.socket:
+    """The listening socket of :func:`listening_socket`; raises the ``OSError`` of bind."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((host, port))
-    except OSError as error:
+    except OSError:
         sock.close()
-        raise SandboxCliError(f"cannot listen on {host}:{port}: {error}") from error
+        raise
     sock.listen(512)
     return sock
+
+
+#: The port ``serve`` tries first when none is given.
+DEFAULT_PORT = 8080
+
+
+def default_port_socket(host: str) -> socket.socket:
+    """A socket on :data:`DEFAULT_PORT`, or on a free port (said on stdout) if it is taken.
+
+    Only for a port the user did not name: an explicit ``--port`` that is taken is an
+    error (:func:`listening_socket`), never silently another port.
+
+    Raises:
+        SandboxCliError: not even a free port can be bound.
+    """
+    try:
+        return _bound_socket(host, DEFAULT_PORT)
+    except OSError as error:
+        if error.errno != errno.EADDRINUSE:
+            raise SandboxCliError(f"cannot listen on {host}:{DEFAULT_PORT}: {error}") from error
+        sock = listening_socket(host, 0)
+        typer.echo(
+            f"note: port {DEFAULT_PORT} is taken (another sandbox?); using the free port "
+            f"{sock.getsockname()[1]} instead (pass --port to choose one)"
+        )
+        return sock
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
@@ -213,7 +301,14 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Loopback address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port; 0 picks a free one.")] = 8080,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            help=f"TCP port; 0 picks a free one. Default: {DEFAULT_PORT}, or a free port "
+            f"(printed) when {DEFAULT_PORT} is taken.",
+            show_default=False,
+        ),
+    ] = None,
     state_dir: StateDir = Path(".ghga-sandbox"),
     s3: Annotated[
         str,
@@ -278,7 +373,7 @@ def serve(
     state_dir.chmod(0o700)
     # held until serve returns (the process ends); a second serve here stops at once
     lock = _hold_state_dir(state_dir)
-    sock = listening_socket(host, port)
+    sock = default_port_socket(host) if port is None else listening_socket(host, port)
     bound_port = sock.getsockname()[1]
     (state_dir / SERVE_PID).write_text(
         json.dumps({"pid": os.getpid(), "port": bound_port}) + "\n", encoding="utf-8"
@@ -406,7 +501,7 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 def archive(state_dir: StateDir = Path(".ghga-sandbox")) -> None:
     """Run the Data Hub step and archive every box with uploaded files.
 
-    Writes download.wpat (a download work package for user.pub over all archived
+    Writes download.wpat (a download work package for key.pub over all archived
     files). Exit code 1 if any upload failed the Data Hub check.
     """
     user_pub = state_dir / USER_PUB

@@ -142,8 +142,8 @@ class SandboxProcess:
         self.url: str = info["url"]
         self.wkvs_api_url: str = info["wkvs_api_url"]
         self.s3_url: str = info["s3_url"]
-        self.user_pub = state_dir / "user.pub"
-        self.user_sec = state_dir / "user.sec"
+        self.user_pub = state_dir / "key.pub"
+        self.user_sec = state_dir / "key.sec"
         self.upload_wpat_file = state_dir / "upload.wpat"
         self.download_wpat_file = state_dir / "download.wpat"
         self.log_file = state_dir / "serve.log"
@@ -198,10 +198,13 @@ class SandboxProcess:
                 self.process.wait(timeout=5)
 
 
-def start_sandbox(state_dir: Path, *extra_args: str, s3: str | None = None) -> SandboxProcess:
+def start_sandbox(
+    state_dir: Path, *extra_args: str, s3: str | None = None, port: str | None = "0"
+) -> SandboxProcess:
     """Start ``python -m ghga_sandbox serve --port 0`` and wait until WKVS answers.
 
-    ``s3`` (default ``$GHGA_SANDBOX_S3`` or ``moto``) selects the back end.
+    ``s3`` (default ``$GHGA_SANDBOX_S3`` or ``moto``) selects the back end; ``port``
+    ``None`` gives no ``--port`` (the default port, or a free one if it is taken).
     """
     backend = s3 or S3_BACKEND
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -217,8 +220,7 @@ def start_sandbox(state_dir: Path, *extra_args: str, s3: str | None = None) -> S
             "-m",
             "ghga_sandbox",
             "serve",
-            "--port",
-            "0",
+            *(["--port", port] if port is not None else []),
             "--state-dir",
             str(state_dir),
             *extra_args,

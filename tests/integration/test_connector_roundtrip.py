@@ -272,12 +272,13 @@ def test_wrong_or_expired_token_is_refused_by_the_server(sandbox, tmp_path: Path
     assert "A" * 24 not in result.stderr
 
 
-def test_output_dir_missing(sandbox, tmp_path: Path) -> None:
+def test_output_dir_missing_is_created(sandbox, tmp_path: Path) -> None:
     result = run(
         "download", "--wpat-file", str(sandbox.upload_wpat_file), *keys(sandbox),
-        "--output-dir", str(tmp_path / "missing"), cwd=sandbox.state_dir,
+        "--output-dir", str(tmp_path / "missing" / "nested"), cwd=sandbox.state_dir,
     )  # fmt: skip
-    _assert_clean_error(result, 2, "does not exist")
+    assert (tmp_path / "missing" / "nested").is_dir()
+    _assert_clean_error(result, 2, "not for downloads")
 
 
 def test_server_unreachable(sandbox, tmp_path: Path) -> None:

@@ -13,7 +13,6 @@ import hashlib
 import os
 import re
 import select
-import shutil
 import subprocess
 import sys
 import time
@@ -158,14 +157,13 @@ def archived_by_alias(sandbox: Any) -> dict[str, str]:
 
 def test_released_401_round_trip(connector_401: Path, sandbox_module: Any, tmp_path: Path) -> None:
     sb = sandbox_module
-    # 4.0.1 refuses settings it does not know, such as the key paths in the sandbox's
-    # .ghga_connector.yaml: give it a folder with the keys and only wkvs_api_url.
-    cwd = tmp_path / "work401"
-    cwd.mkdir()
-    for name in ("user.pub", "user.sec"):
-        shutil.copy2(sb.state_dir / name, cwd / name)
-    (cwd / ".ghga_connector.yaml").write_text(f"wkvs_api_url: {sb.wkvs_api_url}\n")
-    keys = ["--my-public-key-path", "user.pub", "--my-private-key-path", "user.sec"]
+    # Unchanged, from the sandbox's folder: its .ghga_connector.yaml holds only what
+    # 4.0.1 accepts (wkvs_api_url), and its keys have 4.0.1's default names, so no
+    # key options are needed.
+    cwd = sb.state_dir
+    assert (cwd / ".ghga_connector.yaml").read_text() == f"wkvs_api_url: {sb.wkvs_api_url}\n"
+    assert (cwd / "key.pub").is_file() and (cwd / "key.sec").is_file()
+    keys: list[str] = []
     upload_token = sb.upload_wpat_file.read_text().strip()
 
     # batch-upload: the example files plus a scratch file removed again with ubox
@@ -231,7 +229,7 @@ def test_released_401_round_trip(connector_401: Path, sandbox_module: Any, tmp_p
     plain = tmp_path / "plain"
     dec = run_401(
         connector_401, "decrypt", "--input-dir", str(encrypted), "--output-dir", str(plain),
-        "--my-private-key-path", "user.sec", cwd=cwd,
+        cwd=cwd,
     )  # fmt: skip
     assert dec.returncode == 0, dec.stdout + dec.stderr
     assert "Successfully decrypted" in dec.stdout, dec.stdout + dec.stderr

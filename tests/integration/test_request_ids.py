@@ -72,7 +72,9 @@ def test_a_forced_500_prints_the_request_id_the_sandbox_sent(sandbox, tmp_path: 
         cwd=tmp_path, json_output=True,
     )  # fmt: skip
     assert as_json.returncode == 1, as_json.stderr
-    (record,) = [json.loads(line) for line in as_json.stdout.splitlines() if line.strip()]
+    records = [json.loads(line) for line in as_json.stdout.splitlines() if line.strip()]
+    assert [r["attempt"] for r in records if r.get("event") == "retry"] == [2, 3]
+    (record,) = [r for r in records if "file" in r]
     assert record["outcome"] == "failed"
     match = NOTE.search(record["message"])
     assert match is not None and record["message"].endswith(match.group(0))

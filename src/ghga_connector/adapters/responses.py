@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from ghga_connector.errors import (
+    ARCHIVED_BOX_HINT,
     AccessDeniedError,
     ServerResponseError,
     ServiceUnreachableError,
@@ -156,6 +157,15 @@ def error_body(response: httpx.Response) -> tuple[str | None, str | None, dict[s
     return None, None, {}
 
 
+#: (exception_id, box_state) -> hint, where the state changes what the user can do.
+#: An archived box is final (contract §5.2: archived has no way out; the UCS answers
+#: an unlock of an archived box with 500): only a new box helps. A locked box can be
+#: unlocked again by the Data Steward.
+HINTS_BY_BOX_STATE: dict[tuple[str, str], str] = {
+    ("boxStateError", "archived"): ARCHIVED_BOX_HINT,
+}
+
+
 def server_error(
     response: httpx.Response,
     what: str,
@@ -171,6 +181,7 @@ def server_error(
     status = response.status_code
     if exception_id and exception_id in ERROR_MESSAGES:
         template, hint = ERROR_MESSAGES[exception_id]
+        hint = HINTS_BY_BOX_STATE.get((exception_id, str(data.get("box_state"))), hint)
         try:
             message = template.format(**data)
         except (KeyError, IndexError, ValueError):

@@ -37,6 +37,7 @@ from ghga_connector.retrying import (
     BODY_ATTEMPTS,
     STAGING_WAIT_DEFAULT,
     STAGING_WAIT_RANGE,
+    RetryNotice,
     RetryPolicy,
     RetryStats,
     Sleep,
@@ -91,15 +92,28 @@ class RetryTransport(httpx.AsyncBaseTransport):
                     return after
         return self._policy.backoff(state.attempt_number)
 
-    async def _before_sleep(self, state: RetryCallState) -> None:
+    def _notice(self, state: RetryCallState, request: httpx.Request, reason: str) -> RetryNotice:
+        url = request.url
+        wait = state.next_action.sleep if state.next_action is not None else 0.0
+        return RetryNotice(
+            request=f"{request.method} {url.host}{url.path}",
+            attempt=state.attempt_number + 1,
+            attempts=self._policy.attempts,
+            reason=reason,
+            wait=wait,
+        )
+
+    async def _before_sleep(self, state: RetryCallState, request: httpx.Request) -> None:
         outcome = state.outcome
         if outcome is None:
             return
         if outcome.failed:
-            self.stats.add(type(outcome.exception()).__name__)
+            reason = type(outcome.exception()).__name__
+            self.stats.add(reason, self._notice(state, request, reason))
             return
         response = outcome.result()
-        self.stats.add(str(response.status_code))
+        reason = str(response.status_code)
+        self.stats.add(reason, self._notice(state, request, reason))
         await response.aclose()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -125,6 +139,9 @@ class RetryTransport(httpx.AsyncBaseTransport):
                     raise
             return response
 
+        async def before_sleep(state: RetryCallState) -> None:
+            await self._before_sleep(state, request)
+
         kwargs: dict[str, Any] = {}
         if self._sleep is not None:
             kwargs["sleep"] = self._sleep
@@ -135,7 +152,7 @@ class RetryTransport(httpx.AsyncBaseTransport):
                 retry_if_exception_type(httpx.TransportError)
                 | retry_if_result(lambda r: r.status_code in codes)
             ),
-            before_sleep=self._before_sleep,
+            before_sleep=before_sleep,
             retry_error_callback=lambda state: state.outcome.result(),  # type: ignore[union-attr]
             reraise=True,
             **kwargs,

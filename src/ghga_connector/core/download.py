@@ -502,6 +502,7 @@ class Downloader(DownloaderBase):
             message=error.message + (f" {error.hint}" if error.hint else ""),
             path=job.target,
             details={"accession": job.accession},
+            error_code=error.error_code,
         )
         self._reporter.file_finished(outcome)
         return outcome

@@ -42,6 +42,7 @@ from ghga_connector.core.ports import (
 from ghga_connector.core.scheduler import run_bounded
 from ghga_connector.core.stream import StreamDownloader
 from ghga_connector.errors import (
+    ARCHIVED_BOX_HINT,
     ConnectorError,
     InputFileError,
     OutputError,
@@ -217,7 +218,11 @@ def decrypt_batch(
             )
         except ConnectorError as error:
             outcome = FileOutcome(
-                name=source.name, outcome=Outcome.FAILED, path=target, message=error.message
+                name=source.name,
+                outcome=Outcome.FAILED,
+                path=target,
+                message=error.message,
+                error_code=error.error_code,
             )
         reporter.file_finished(outcome)
         outcomes.append(outcome)
@@ -394,7 +399,7 @@ class TransferHandler:
             # No client API shows the box state; archived uploads in it show it is archived.
             raise UploadRejectedError(
                 "The upload box is archived and does not accept changes.",
-                hint="Ask the GHGA Data Steward for a new upload box.",
+                hint=ARCHIVED_BOX_HINT,
             )
         planned: list[UploadJob] = []
         outcomes: dict[str, FileOutcome] = {}
@@ -824,6 +829,7 @@ class TransferHandler:
                 outcome=Outcome.FAILED,
                 message=error.message + (f" {error.hint}" if error.hint else ""),
                 details={"accession": accession},
+                error_code=error.error_code,
             )
             self._reporter.file_finished(outcome)
             return outcome
@@ -921,6 +927,7 @@ class TransferHandler:
                 path=job.target,
                 message=error.message + (f" {error.hint}" if error.hint else ""),
                 details={"accession": job.accession},
+                error_code=error.error_code,
             )
             self._reporter.file_finished(outcome)
             return outcome

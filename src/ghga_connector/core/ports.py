@@ -32,6 +32,7 @@ from ghga_connector.models import (
     UploadWorkType,
     WorkPackage,
 )
+from ghga_connector.retrying import RetryNotice
 
 __all__ = [
     "DcsPort",
@@ -290,6 +291,10 @@ class ProgressReporter(ABC):
     @abstractmethod
     def message(self, text: str, *, level: str = "info") -> None:
         """A line for the user (``info``, ``warning`` or ``error``)."""
+
+    def request_retried(self, notice: RetryNotice) -> None:
+        """A request is sent again: what, why, attempt k of n (a warning by default)."""
+        self.message(notice.text(), level="warning")
 
 
 class WorkPackageAccessorBase(ABC):

@@ -104,6 +104,7 @@ class StreamDownloader:
                 seconds=time.monotonic() - started,
                 message=error.message + (f" {error.hint}" if error.hint else ""),
                 details={"accession": accession},
+                error_code=error.error_code,
             )
             self._reporter.file_finished(outcome)
             return outcome

@@ -487,6 +487,7 @@ class Uploader(UploaderBase):
             seconds=time.monotonic() - started,
             message=error.message + (f" {error.hint}" if error.hint else ""),
             path=job.path,
+            error_code=error.error_code,
         )
         self._reporter.file_finished(outcome)
         return outcome

@@ -19,6 +19,7 @@ import re
 import sys
 import threading
 import time
+from dataclasses import asdict
 from typing import IO, TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -28,6 +29,7 @@ from rich.text import Text
 
 from ghga_connector.core.ports import ProgressReporter
 from ghga_connector.models import FileOutcome, Outcome
+from ghga_connector.retrying import RetryNotice
 
 if TYPE_CHECKING:
     from rich.progress import TaskID
@@ -67,9 +69,18 @@ def plain(text: str, style: str = "") -> Text:
     return Text(clean_text(text), style=style)
 
 
+#: ``error_code`` of a failed file whose failure came from no connector error (a file
+#: that changed, a lock that could not be taken, a different file under the alias).
+FAILED_CODE = "transfer_failed"
+
+
 def outcome_json(outcome: FileOutcome) -> dict[str, Any]:
-    """The ``--json`` record of a file outcome."""
-    return {
+    """The ``--json`` record of a file outcome.
+
+    A ``failed`` record has ``"error_code"``: a stable name (see
+    :mod:`ghga_connector.errors`); other records have none.
+    """
+    record: dict[str, Any] = {
         "file": outcome.name,
         "outcome": outcome.outcome.value,
         "bytes": outcome.size,
@@ -78,6 +89,9 @@ def outcome_json(outcome: FileOutcome) -> dict[str, Any]:
         "message": outcome.message or None,
         **outcome.details,
     }
+    if outcome.outcome is Outcome.FAILED:
+        record["error_code"] = outcome.error_code or FAILED_CODE
+    return record
 
 
 class QuietReporter(ProgressReporter):
@@ -189,9 +203,7 @@ class RichReporter(PlainReporter):
         """Add a bar (and grow the overall bar once there are several files)."""
         with self._lock:
             if self._total is None:  # first row, shown once a second file starts
-                self._total = self.progress.add_task(
-                    "[bold]all files", total=0, status="", visible=False
-                )
+                self._total = self.progress.add_task("all files", total=0, status="", visible=False)
             task = self._tasks.get(name)
             if task is None:
                 self._tasks[name] = self.progress.add_task(clean_text(name), total=total, status="")
@@ -259,6 +271,15 @@ class JsonReporter(QuietReporter):
         """Warnings and errors on standard error."""
         if level != "info":
             self.console.print(plain(text), highlight=False)
+
+    def request_retried(self, notice: RetryNotice) -> None:
+        """An event record ``{"event": "retry", …}`` on standard output.
+
+        Event records have ``"event"`` and no ``"file"``; file records the reverse.
+        """
+        record = {"event": "retry", **asdict(notice), "wait": round(notice.wait, 3)}
+        self._out.write(json.dumps(record) + "\n")
+        self._out.flush()
 
 
 #: Width used when the output is not a terminal: wide enough that no value is broken.

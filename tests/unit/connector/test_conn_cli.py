@@ -121,12 +121,52 @@ def test_upload_missing_key_file(runner: CliRunner, monkeypatch: pytest.MonkeyPa
     assert "key.pub" in result.stderr
 
 
-def test_download_missing_output_dir(runner: CliRunner) -> None:
-    result = runner.invoke(app, ["download", "--output-dir", "nope"])
+def test_download_creates_a_missing_output_dir(runner: CliRunner) -> None:
+    """Like aws s3 cp and rclone: a missing --output-dir is created (with its parents)."""
+    result = runner.invoke(app, ["download", "--output-dir", "new/nested"])
+    assert result.exit_code == 2  # no key pair here: the next problem
+    _no_traceback(result)
+    assert Path("new/nested").is_dir()
+    assert "key.pub" in result.stderr
+
+
+def test_download_dry_run_does_not_create_the_output_dir(runner: CliRunner) -> None:
+    runner.invoke(app, ["download", "--dry-run", "--output-dir", "new"])
+    assert not Path("new").exists()
+
+
+def test_download_output_dir_that_is_a_file(runner: CliRunner) -> None:
+    Path("afile").write_text("x")
+    result = runner.invoke(app, ["download", "--output-dir", "afile"])
     assert result.exit_code == 2
     _no_traceback(result)
-    assert "nope" in result.stderr
-    assert "mkdir" in result.stderr
+    assert "is not a folder" in result.stderr
+
+
+def test_short_version_option(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["-V"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"ghga-connector {__version__}"
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_help_shows_the_global_options(runner: CliRunner, command: str) -> None:
+    result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "--json" in result.output and "--quiet" in result.output
+
+
+@pytest.mark.parametrize(
+    ("command", "example"),
+    [
+        ("status", "ghga-connector status --json"),
+        ("config", "ghga-connector config --config"),
+        ("batch-upload", "ghga-connector batch-upload --tsv files.tsv"),
+    ],
+)
+def test_help_examples(runner: CliRunner, command: str, example: str) -> None:
+    result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert example in result.output
 
 
 def test_decrypt_without_c4gh_files(runner: CliRunner) -> None:
@@ -340,3 +380,48 @@ def test_config_command_dotenv_does_not_override_config_option(
     assert rows["max_wait_time"] == {"setting": "max_wait_time", "value": "99", "source": ".env"}
     (warning,) = result.stderr.strip().splitlines()
     assert "GHGA_CONNECTOR_PART_SIZ " in warning and "GHGA_CONNECTOR_PART_SIZE" in warning
+
+
+@pytest.mark.parametrize(
+    ("command", "setting"),
+    [("upload", "max_concurrent_uploads"), ("download", "max_concurrent_downloads")],
+)
+def test_concurrency_options_set_the_settings(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch, command: str, setting: str
+) -> None:
+    from ghga_connector import cli
+    from ghga_connector.cli_session import load_run_config
+    from ghga_connector.errors import UserInputError
+
+    seen = {}
+
+    def spy(options, overrides=None):  # type: ignore[no-untyped-def]
+        config = load_run_config(options, overrides)
+        seen.update(max_parallel_files=config.max_parallel_files, parts=getattr(config, setting))
+        raise UserInputError("stop here")
+
+    monkeypatch.setattr(cli, "load_run_config", spy)
+    Path("a.bam").write_bytes(b"x")
+    args = ["a.bam"] if command == "upload" else ["--output-dir", "out"]
+    result = runner.invoke(app, [command, "--parallel-files", "2", "--parts-in-flight", "9", *args])
+    assert "stop here" in result.stderr, result.output
+    assert seen == {"max_parallel_files": 2, "parts": 9}
+
+
+def test_concurrency_options_are_checked(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["upload", "--parallel-files", "6", "a.bam"])
+    assert result.exit_code == 2
+
+
+def test_services_other_than_production_are_named(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = "http://127.0.0.1:9/.well-known"
+    monkeypatch.setenv("GHGA_CONNECTOR_WKVS_API_URL", url)
+    note = f"Using the GHGA services at {url} (not GHGA production)."
+    result = runner.invoke(app, ["ls", "--wpat-file", "missing.wpat"])
+    assert note in result.stderr
+    assert note not in runner.invoke(app, ["--quiet", "ls", "--wpat-file", "x"]).stderr
+    assert note not in runner.invoke(app, ["status"]).stderr  # contacts no service
+    monkeypatch.delenv("GHGA_CONNECTOR_WKVS_API_URL")
+    assert "Using the GHGA services" not in runner.invoke(app, ["ls"]).stderr

@@ -53,8 +53,8 @@ def test_without_the_extra_names_it(tmp_path: Path, command: list[str]) -> None:
     assert done.returncode == 2, done.stdout + done.stderr
     assert "Traceback" not in done.stderr
     assert done.stderr.strip() == (
-        "ghga-sandbox: the sandbox needs: pip install 'ghga-connector[sandbox]' "
-        "(module 'jwcrypto' is missing)"
+        "ghga-sandbox: the sandbox needs: pip install '.[sandbox]' in the folder of the "
+        "ghga-connector repository (module 'jwcrypto' is missing)"
     )
     assert not (state / "upload.wpat").exists()
 
@@ -71,3 +71,36 @@ def test_the_blocker_really_blocks(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert "ModuleNotFoundError" in done.stderr
+
+
+@pytest.mark.parametrize("option", ["--version", "-V"])
+def test_version(option: str) -> None:
+    from typer.testing import CliRunner
+
+    from ghga_connector import __version__
+    from ghga_sandbox.cli import app
+
+    result = CliRunner().invoke(app, [option])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"ghga-sandbox {__version__}"
+
+
+def test_default_port_falls_back_to_a_free_one(capsys: pytest.CaptureFixture[str]) -> None:
+    """Port 8080 taken (held here, or by anything else): a free port, said on stdout."""
+    import socket
+
+    from ghga_sandbox.cli import DEFAULT_PORT, default_port_socket
+
+    holder = socket.socket()
+    try:
+        try:
+            holder.bind(("127.0.0.1", DEFAULT_PORT))
+            holder.listen(1)
+        except OSError:
+            pass  # taken already
+        with default_port_socket("127.0.0.1") as sock:
+            port = sock.getsockname()[1]
+    finally:
+        holder.close()
+    assert port != DEFAULT_PORT
+    assert f"using the free port {port} instead" in capsys.readouterr().out
