@@ -57,6 +57,8 @@ class ProcResult:
     """``time.perf_counter()`` when the command was started (to place concurrent runs)."""
     server: ServerUse | None = None
     """What the servers did while the command ran (set by the caller, if measured)."""
+    link_cpu_s: float | None = None
+    """CPU seconds of an emulated link's relays meanwhile (:mod:`benchmarks.wan`)."""
 
     @property
     def cpu_s(self) -> float:
