@@ -308,6 +308,9 @@ def combine(name_results: Sequence[tuple[str, ProcResult]]) -> ProcResult:
         timed_out=any(r.timed_out for _, r in name_results) or first.timed_out,
         started_at=first.started_at,
         server=_sum_servers([r.server for _, r in name_results]),
+        link_cpu_s=None
+        if all(r.link_cpu_s is None for _, r in name_results)
+        else sum(r.link_cpu_s or 0.0 for _, r in name_results),
         steps=[
             {
                 "step": name,

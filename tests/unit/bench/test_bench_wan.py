@@ -191,3 +191,13 @@ def test_wan_table_lists_share_of_link() -> None:
 
 def wan_table_lines(rows: list[Row]) -> list[str]:
     return wan.wan_table(summarize(rows))
+
+
+def test_two_step_commands_add_up_their_relay_cpu() -> None:
+    from benchmarks.measure import ProcResult, combine
+
+    fetch = ProcResult(["download"], 0, 2.0, 1.0, 0.0, 10, link_cpu_s=1.5)
+    decrypt = ProcResult(["decrypt"], 0, 1.0, 1.0, 0.0, 10, link_cpu_s=0.25)
+    assert combine([("download", fetch), ("decrypt", decrypt)]).link_cpu_s == 1.75
+    plain = ProcResult(["x"], 0, 1.0, 1.0, 0.0, 10)
+    assert combine([("download", plain), ("decrypt", plain)]).link_cpu_s is None
