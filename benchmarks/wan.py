@@ -69,6 +69,8 @@ __all__ = [
     "main",
     "plan_link",
     "preflight",
+    "remove_stale_links",
+    "stale_namespaces",
     "wan_cases",
     "wan_link",
     "wan_table",
@@ -340,7 +342,7 @@ class LinkPlan:
     @property
     def netns(self) -> str:
         """The namespace's name."""
-        return f"ghgabench-wan-{self.pid}"
+        return f"{NETNS_PREFIX}{self.pid}"
 
     @property
     def host_if(self) -> str:
@@ -450,6 +452,42 @@ def preflight() -> str | None:
     return None
 
 
+NETNS_PREFIX = "ghgabench-wan-"
+
+
+def stale_namespaces(listing: str, alive: Callable[[int], bool]) -> list[LinkPlan]:
+    """Links left by harness runs that are gone (``listing``: ``ip netns list`` output).
+
+    A run removes its link itself, also on errors; one that was killed (SIGKILL, power)
+    cannot, and its namespace and veth pair would stay until the next run removes them.
+    """
+    plans = []
+    for line in listing.splitlines():
+        name = line.split(" ", 1)[0]
+        pid_text = name.removeprefix(NETNS_PREFIX)
+        if name.startswith(NETNS_PREFIX) and pid_text.isdigit() and not alive(int(pid_text)):
+            plans.append(LinkPlan(WAN_LINKS[0], int(pid_text), ()))
+    return plans
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_links(log: Callable[[str], None]) -> None:
+    """Remove the namespaces and veth pairs of harness runs that no longer exist."""
+    for plan in stale_namespaces(_run(["ip", "netns", "list"]).stdout, _alive):
+        for cmd in plan.teardown_commands():
+            _run(cmd)
+        log(f"removed the link left by run {plan.pid} ({plan.netns})")
+
+
 def _start_relay(prefix: Sequence[str], args: Sequence[str]) -> subprocess.Popen[str]:
     cmd = [*prefix, sys.executable, "-m", "benchmarks.wan", "relay", *args]
     proc = subprocess.Popen(
@@ -492,6 +530,7 @@ def wan_link(
     happens. Raises :class:`WanUnavailableError` if any step fails.
     """
     plan = plan_link(link, urls)
+    remove_stale_links(log)
     relays: list[subprocess.Popen[str]] = []
     try:
         for cmd in plan.setup_commands():
@@ -570,7 +609,7 @@ def wan_table(summaries: Sequence[Summary]) -> list[str]:
             f"{s.ratio_vs_401:.2f}" if s.ratio_vs_401 else "–",
             f"{s.ratio_vs_boto3:.2f}" if s.ratio_vs_boto3 else "–",
             f"{v:.2f}" if (v := s.median("cpu_s_per_gib")) is not None else "–",
-            f"{v:.1f}" if (v := s.median("link_cpu_s")) is not None else "–",
+            f"{v:.1f}" if (v := s.median("link_cpu_s")) else "–",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines

@@ -201,3 +201,10 @@ def test_two_step_commands_add_up_their_relay_cpu() -> None:
     assert combine([("download", fetch), ("decrypt", decrypt)]).link_cpu_s == 1.75
     plain = ProcResult(["x"], 0, 1.0, 1.0, 0.0, 10)
     assert combine([("download", plain), ("decrypt", plain)]).link_cpu_s is None
+
+
+def test_stale_links_are_those_of_runs_that_are_gone() -> None:
+    listing = "ghgabench-wan-111 (id: 0)\nghgabench-wan-222\nother-ns (id: 3)\nghgabench-wan-x\n"
+    stale = wan.stale_namespaces(listing, alive=lambda pid: pid == 222)
+    assert [p.netns for p in stale] == ["ghgabench-wan-111"]
+    assert ["ip", "link", "del", stale[0].host_if] in stale[0].teardown_commands()
