@@ -72,11 +72,11 @@ __all__ = [
 TOOLS = (OURS, V401, BOTO3)
 CASE_KEYS = ["large", "xlarge", "xxlarge", "small", "small-latency", "multi"]
 QUICK_CASE_KEYS = ["xlarge", "small", "small-latency", "multi"]
-OPTIONAL_CASE_KEYS = ["wan"]
-"""Cases run only when named in ``--cases`` (``wan`` needs root for its network namespace)."""
 """``--quick`` leaves out the 16 GiB case and the BAM case (the client does not compress, so
 it measures what the 1 GiB random case does; ``--cases large`` runs it), to stay under
 4 minutes on 2 cores."""
+OPTIONAL_CASE_KEYS = ["wan"]
+"""Cases run only when named in ``--cases`` (``wan`` needs root for its network namespace)."""
 QUICK_SMALL_COUNT = 10
 """8 MiB files in ``--quick``'s small cases: each costs the quick run ~2.7 s (all tools,
 both passes); 20 made it about 30 s longer."""
