@@ -14,12 +14,14 @@ from benchmarks.model import BOTO3, MIB, OURS, V401
 from benchmarks.report import machine_info, write_json, write_markdown, write_png
 from benchmarks.runner import (
     CASE_KEYS,
+    OPTIONAL_CASE_KEYS,
     QUICK_CASE_KEYS,
     QUICK_SMALL_COUNT,
     TOOLS,
     make_cases,
     run_benchmark,
 )
+from benchmarks.wan import preflight
 
 BENCH_DIR = Path(__file__).resolve().parent
 
@@ -41,6 +43,10 @@ plaintext, boto3: plain download):
   multi          one client with one 1 GiB random file, then 4 client processes at once,
                  each with its own file and box/work package (--quick: 64 MiB files);
                  ours and boto3 only: aggregate MB/s and per-client fairness
+  wan            only when named: 1 GiB and 50 x 8 MiB with every client in a network
+                 namespace behind an emulated link (tbf bandwidth cap both ways, a relay
+                 adding the round trip): 1000 Mbit/s + 30 ms and 200 Mbit/s + 100 ms;
+                 needs root, ip and tc (benchmarks/wan.py); rows carry link_mbit_s, rtt_ms
 
 Every case runs --reps times (default 3, --quick 1), the tool order rotated by one per
 repetition. Measured per tool x case x direction x repetition: wall seconds, MB/s of
@@ -80,7 +86,7 @@ def _csv(choices: list[str]) -> Callable[[str], list[str]]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
-    case_keys = CASE_KEYS
+    case_keys = CASE_KEYS + OPTIONAL_CASE_KEYS
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
         description=DESCRIPTION,
@@ -97,8 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--cases",
         type=_csv(case_keys),
         metavar="LIST",
-        help=f"comma-separated cases to run (default: all: {','.join(case_keys)}; "
-        f"--quick: {','.join(QUICK_CASE_KEYS)})",
+        help=f"comma-separated cases to run (default: {','.join(CASE_KEYS)}; "
+        f"--quick: {','.join(QUICK_CASE_KEYS)}; only when named: {','.join(OPTIONAL_CASE_KEYS)})",
     )
     parser.add_argument(
         "--reps",
@@ -219,6 +225,10 @@ def main(argv: list[str] | None = None) -> int:
         keep_work=args.keep_work,
         warm=not args.no_warm,
     )
+    if any(case.link_mbit_s for case in opts.cases):
+        problem = preflight()
+        if problem:
+            parser.exit(2, f"python -m benchmarks: {problem}\n")
     results = run_benchmark(opts)
     machine = machine_info(
         {

@@ -144,6 +144,10 @@ class Env:
     part_size: int = 16 * MIB
     concurrency: int = 6
     weed: SeaweedFS | None = None
+    prefix: list[str] = field(default_factory=list)
+    """Put before every client command: ``ip netns exec NS`` inside an emulated link."""
+    link_pids: tuple[int, ...] = ()
+    """The emulated link's relay processes, whose CPU is measured with every command."""
 
     @property
     def pub(self) -> Path:
@@ -191,9 +195,16 @@ class Env:
         server figures would overlap); the caller measures the group instead.
         """
         before = self.meter.read() if servers else None
+        link_before = sum(tree_cpu_seconds(p) for p in self.link_pids)
         res = run_measured(
-            cmd, cwd=cwd, env=env, stdin_data=stdin_data, timeout=command_timeout(case)
+            [*self.prefix, *cmd],
+            cwd=cwd,
+            env=env,
+            stdin_data=stdin_data,
+            timeout=command_timeout(case),
         )
+        if self.link_pids:
+            res.link_cpu_s = sum(tree_cpu_seconds(p) for p in self.link_pids) - link_before
         if before is not None:
             time.sleep(0.05)  # the access-log line of the last request may trail the reply
             res.server = ServerMeter.between(before, self.meter.read())

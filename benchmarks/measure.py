@@ -57,6 +57,8 @@ class ProcResult:
     """``time.perf_counter()`` when the command was started (to place concurrent runs)."""
     server: ServerUse | None = None
     """What the servers did while the command ran (set by the caller, if measured)."""
+    link_cpu_s: float | None = None
+    """CPU seconds of an emulated link's relays meanwhile (:mod:`benchmarks.wan`)."""
 
     @property
     def cpu_s(self) -> float:
@@ -306,6 +308,9 @@ def combine(name_results: Sequence[tuple[str, ProcResult]]) -> ProcResult:
         timed_out=any(r.timed_out for _, r in name_results) or first.timed_out,
         started_at=first.started_at,
         server=_sum_servers([r.server for _, r in name_results]),
+        link_cpu_s=None
+        if all(r.link_cpu_s is None for _, r in name_results)
+        else sum(r.link_cpu_s or 0.0 for _, r in name_results),
         steps=[
             {
                 "step": name,

@@ -76,6 +76,10 @@ class Case:
     multi: bool = False
     pool: int = 0
     tools: tuple[str, ...] = ()
+    link_mbit_s: int = 0
+    """With ``rtt_ms``: the clients reach the servers over an emulated link
+    (:mod:`benchmarks.wan`) of this many Mbit/s each way; 0: loopback."""
+    rtt_ms: int = 0
 
     @property
     def data_name(self) -> str:
@@ -88,6 +92,7 @@ class Case:
         """The case label in results, e.g. ``1x1GiB-bam``, ``200x8MiB+50ms``, ``4x1GiB/4clients``."""
         name = f"{self.count}x{human_size(self.size)}" + ("-bam" if self.source == "bam" else "")
         name += f"+{self.latency_ms}ms" if self.latency_ms else ""
+        name += f"@{self.link_mbit_s}Mbit+{self.rtt_ms}ms" if self.link_mbit_s else ""
         if self.multi:
             name += "/1client" if self.clients == 1 else f"/{self.clients}clients"
         return name
@@ -152,6 +157,12 @@ class Row:
     api_calls: int | None = None
     steps: list[dict[str, object]] = field(default_factory=list)
     clients: list[ClientRun] = field(default_factory=list)
+    link_mbit_s: int | None = None
+    """The emulated link's capacity each way (``None``: loopback, no link)."""
+    rtt_ms: int | None = None
+    """The emulated link's round trip in milliseconds (``None``: loopback)."""
+    link_cpu_s: float | None = None
+    """CPU seconds of the link's relays while the command ran (``None``: no link)."""
 
     @property
     def mb_per_s(self) -> float | None:
@@ -197,6 +208,10 @@ class Row:
             "api_calls": self.api_calls,
             "reused_from": self.reused_from,
         }
+        if self.link_mbit_s:
+            data["link_mbit_s"] = self.link_mbit_s
+            data["rtt_ms"] = self.rtt_ms
+            data["link_cpu_s"] = _round(self.link_cpu_s, 3)
         if self.steps:
             data["steps"] = self.steps
         if self.clients:
@@ -383,7 +398,24 @@ class Summary:
             "cpu_vs_floor": _round(self.cpu_vs_floor, 2),
             "transport_cpu_s_per_gib": _round(self.transport_cpu_s_per_gib, 3),
             "vs_one_client": _round(self.vs_one_client, 3),
+            **self._link_json(),
             "reps": [r.to_json() for r in self.reps],
+        }
+
+    def _link_json(self) -> dict[str, Any]:
+        """``link_mbit_s``, ``rtt_ms`` and ``link_share`` (MB/s over the link's MB/s) if any."""
+        link = next((r for r in self.reps if r.link_mbit_s), None)
+        if link is None or link.link_mbit_s is None:
+            return {}
+        speed = self.median("mb_per_s")
+        share = speed / (link.link_mbit_s / 8) if speed else None
+        return {
+            "link_mbit_s": link.link_mbit_s,
+            "rtt_ms": link.rtt_ms,
+            "link_share": _round(share, 3),
+            "link_cpu_s": self.spread("link_cpu_s").to_json()
+            if self.spread("link_cpu_s")
+            else None,
         }
 
 

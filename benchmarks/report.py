@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.model import MIB, FloorRow, Row, Spread, Summary, summarize
+from benchmarks.wan import wan_table
 
 __all__ = [
     "TOOL_ORDER",
@@ -185,6 +186,7 @@ def markdown(
         )
     lines += _per_file_table(summaries)
     lines += _multi_client_table(summaries)
+    lines += wan_table(summaries)
     failures = [(s, r) for s in summaries for r in s.reps if not r.ok]
     if failures:
         lines += ["", "## Failures", ""]

@@ -53,9 +53,11 @@ from benchmarks.model import (
 )
 from benchmarks.servers import S3_ACCESS_KEY, S3_SECRET_KEY
 from benchmarks.tools import BOTO3_BUCKET, Tool, UploadCheck, Uploaded, make_tools
+from benchmarks.wan import case_link, wan_cases
 
 __all__ = [
     "CASE_KEYS",
+    "OPTIONAL_CASE_KEYS",
     "QUICK_CASE_KEYS",
     "QUICK_SMALL_COUNT",
     "TOOLS",
@@ -73,6 +75,8 @@ QUICK_CASE_KEYS = ["xlarge", "small", "small-latency", "multi"]
 """``--quick`` leaves out the 16 GiB case and the BAM case (the client does not compress, so
 it measures what the 1 GiB random case does; ``--cases large`` runs it), to stay under
 4 minutes on 2 cores."""
+OPTIONAL_CASE_KEYS = ["wan"]
+"""Cases run only when named in ``--cases`` (``wan`` needs root for its network namespace)."""
 QUICK_SMALL_COUNT = 10
 """8 MiB files in ``--quick``'s small cases: each costs the quick run ~2.7 s (all tools,
 both passes); 20 made it about 30 s longer."""
@@ -122,6 +126,7 @@ def make_cases(
                 tools=big_tools,
             ),
         ],
+        "wan": wan_cases(),
     }
 
 
@@ -238,6 +243,8 @@ def row_from(
         rep=rep,
         api_latency_ms=case.latency_ms,
         s3=env.s3_label if env else None,
+        link_mbit_s=case.link_mbit_s or None,
+        rtt_ms=case.rtt_ms if case.link_mbit_s else None,
     )
     if not results:
         return row
@@ -249,6 +256,8 @@ def row_from(
     row.user_s = sum(r.user_s for r in results)
     row.sys_s = sum(r.sys_s for r in results)
     row.peak_rss_bytes = max(r.peak_rss_bytes for r in results)
+    if case.link_mbit_s:
+        row.link_cpu_s = sum(r.link_cpu_s or 0.0 for r in results)
     use = server if server is not None else results[0].server if len(results) == 1 else None
     if use is not None:
         row.sandbox_cpu_s, row.s3_cpu_s, row.api_calls = (
@@ -598,7 +607,8 @@ def _run_cases(env: Env, cases: Sequence[Case], tools: Sequence[Tool], rows: lis
                     measured.append(t)
             try:
                 env.set_latency(case.latency_ms)
-                case_rows = run_rep(env, case, case_inputs, measured, rep)
+                with case_link(env, case):
+                    case_rows = run_rep(env, case, case_inputs, measured, rep)
             finally:
                 if case.latency_ms:
                     env.set_latency(0)

@@ -11,6 +11,7 @@ of received data). :func:`pooled_transport` builds httpx's standard transport ov
 # ruff: noqa: ASYNC109  (the ``timeout`` parameters are httpcore's interface)
 from __future__ import annotations
 
+import select
 import ssl
 from collections.abc import Iterable
 from typing import Any
@@ -36,6 +37,9 @@ class LargeReadStream(httpcore.AsyncNetworkStream):
     def __init__(self, inner: httpcore.AsyncNetworkStream, read_size: int = READ_SIZE) -> None:
         self._inner = inner
         self._read_size = read_size
+        self._socket: Any = None
+        """The raw socket (asyncio hands out a ``TransportSocket``), once asked for."""
+        self._poll: Any = None
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         """Up to ``max(max_bytes, read_size)`` bytes; ``b""`` at the end of the stream."""
@@ -60,8 +64,37 @@ class LargeReadStream(httpcore.AsyncNetworkStream):
         return LargeReadStream(tls, self._read_size)
 
     def get_extra_info(self, info: str) -> Any:
-        """Socket details (``ssl_object``, ``server_addr``, ...) of the wrapped stream."""
+        """Socket details (``ssl_object``, ``server_addr``, ...) of the wrapped stream.
+
+        ``is_readable`` (httpcore asks it of every idle connection in the pool whenever a
+        request starts or a response ends, to find connections the server closed) is
+        answered by :meth:`is_readable` with one poll object per connection.
+        """
+        if info == "is_readable":
+            return self.is_readable()
         return self._inner.get_extra_info(info)
+
+    def is_readable(self) -> bool:
+        """Whether the socket has data or its end waiting (``True`` once it is closed).
+
+        The same answer as httpcore's own check, without its per-call cost: httpcore asks
+        anyio for the raw socket (anyio builds a dictionary of every socket attribute per
+        call) and creates and registers a new ``select.poll`` object each time. Here the
+        socket and a poll object registered for it are kept for the connection's life.
+        """
+        if self._poll is None:
+            sock = self._inner.get_extra_info("socket")
+            if sock is None or not hasattr(select, "poll"):
+                return bool(self._inner.get_extra_info("is_readable"))
+            if sock.fileno() == -1:
+                return True
+            poll = select.poll()
+            poll.register(sock.fileno(), select.POLLIN)
+            self._socket, self._poll = sock, poll
+        assert self._socket is not None
+        if self._socket.fileno() == -1:
+            return True
+        return bool(self._poll.poll(0))
 
 
 class LargeReadBackend(httpcore.AsyncNetworkBackend):

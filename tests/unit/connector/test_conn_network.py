@@ -101,3 +101,61 @@ def test_proxied_transport_keeps_large_reads_and_proxy_credentials() -> None:
     assert pool._max_connections == 5
     assert pool._proxy_url.host == b"proxy.example.org" and pool._proxy_url.port == 3128
     assert any(name.lower() == b"proxy-authorization" for name, _ in pool._proxy_headers)
+
+
+class SocketStream(RecordingStream):
+    """A stream over a real socket that counts what it is asked for."""
+
+    def __init__(self, sock: Any) -> None:
+        super().__init__()
+        self.sock = sock
+        self.extra: list[str] = []
+
+    def get_extra_info(self, info: str) -> Any:
+        self.extra.append(info)
+        if info == "socket":
+            return self.sock
+        if info == "is_readable":
+            return httpcore._utils.is_socket_readable(self.sock)
+        return None
+
+
+def test_is_readable_polls_the_socket_it_asked_for_once() -> None:
+    import socket
+
+    left, right = socket.socketpair()
+    try:
+        inner = SocketStream(left)
+        stream = LargeReadStream(inner)
+        assert stream.get_extra_info("is_readable") is False  # idle, nothing waiting
+        assert stream.get_extra_info("is_readable") is False
+        right.sendall(b"x")
+        assert stream.get_extra_info("is_readable") is True  # data waiting
+        left.recv(1)
+        assert stream.get_extra_info("is_readable") is False
+        right.close()
+        assert stream.get_extra_info("is_readable") is True  # the server closed it
+        # the raw socket was asked for once; httpcore's per-call check was never used
+        assert inner.extra == ["socket"]
+        fd = left.fileno()
+        left.close()
+        again, peer = socket.socketpair()  # the kernel hands out the lowest free number
+        try:
+            assert fd in (again.fileno(), peer.fileno())
+            # closed here: readable (httpcore drops it), never a poll of the reused number
+            assert stream.get_extra_info("is_readable") is True
+        finally:
+            again.close()
+            peer.close()
+    finally:
+        left.close()
+        right.close()
+
+
+def test_is_readable_falls_back_without_a_raw_socket() -> None:
+    inner = RecordingStream()  # answers "info:<name>" for every key
+    stream = LargeReadStream(inner)
+    stream._inner = type(  # a stream without a raw socket
+        "NoSocket", (RecordingStream,), {"get_extra_info": lambda self, info: None}
+    )()
+    assert stream.get_extra_info("is_readable") is False
