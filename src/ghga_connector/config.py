@@ -139,6 +139,20 @@ class Config(BaseSettings):
     connect_timeout: float = Field(
         default=10.0, gt=0, description="Seconds allowed to open a connection."
     )
+    min_download_rate: int = Field(
+        default=64 * 1024,
+        ge=1,
+        description="Bytes per second a download range must at least deliver, measured "
+        "over min_download_rate_window; a slower range (a trickling server, endless "
+        "interim answers) is abandoned and fetched again like a timed-out one.",
+    )
+    min_download_rate_window: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds over which min_download_rate is measured: each such window "
+        "must bring min_download_rate x min_download_rate_window bytes of the range (or "
+        "its end).",
+    )
     state_dir: Path = Field(
         default_factory=lambda: Path.home() / ".ghga_connector",
         description="Folder for the journals of unfinished uploads and their locks "
