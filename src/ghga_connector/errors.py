@@ -6,7 +6,8 @@ carries a one-line ``message`` (what is wrong), a ``hint`` (what to do) and the 
 
 * ``2``: usage, configuration or credential problem that the user must fix;
 * ``1``: a transfer or a server failed (a later run may succeed);
-* ``130``: interrupted by the user.
+* ``130``: interrupted by the user (Ctrl-C, ``SIGINT``);
+* ``143``: stopped by ``SIGTERM`` (a batch scheduler, ``kill``), handled like Ctrl-C.
 
 The messages never contain secrets (tokens, passphrases, keys, presigned URLs).
 """
@@ -20,6 +21,17 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+
+class Terminated(KeyboardInterrupt):
+    """The process received ``SIGTERM`` and stopped like after Ctrl-C (exit 143).
+
+    A :class:`KeyboardInterrupt`, so that every path that keeps a journal or a ``.part``
+    file for Ctrl-C does the same here.
+    """
+
+    exit_code = EXIT_TERMINATED
 
 
 #: What a request id may look like to be shown (server-provided text is hostile input).
