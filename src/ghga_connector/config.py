@@ -190,6 +190,12 @@ class Config(BaseSettings):
         parts = urlsplit(value)
         if parts.scheme not in {"http", "https"} or not parts.hostname:
             raise ValueError("must be an http:// or https:// URL with a host name")
+        try:
+            port = parts.port  # raises for a port that is not 0-65535
+        except ValueError:
+            port = 0
+        if port == 0:
+            raise ValueError("has a port that is not a number from 1 to 65535")
         return value
 
     @field_validator("client_retry_status_codes")

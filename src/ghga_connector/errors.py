@@ -140,6 +140,12 @@ class ServiceUnreachableError(ConnectorError):
 class BodyBrokenError(ServiceUnreachableError):
     """An object body broke off after its headers arrived (retried per range, with backoff)."""
 
+    # The object storage answered, so the service URLs are right: no 'wkvs_api_url' here.
+    default_hint = (
+        "Run the same command again; it continues where it stopped. If it keeps happening, "
+        "check your network connection or proxy."
+    )
+
 
 class PresignedUrlExpired(ConnectorError):
     """The object storage answered 403 to a presigned URL: it expired; get a new one.

@@ -344,10 +344,13 @@ async def test_get_range_reports_a_broken_in_place_body(serve: Serve) -> None:
     head = b"HTTP/1.1 206 Partial Content\r\nContent-Length: 100\r\nContent-Range: bytes 0-99/500\r\n\r\n"
     server = await serve([(head + BODY[:60], "close")])
     async with client_over(transport()) as client:
-        with pytest.raises(BodyBrokenError, match="after 60 of 100 bytes"):
+        with pytest.raises(BodyBrokenError, match="after 60 of 100 bytes") as caught:
             await ObjectStorageClient(client).get_range(
                 server.url, 0, 100, memoryview(bytearray(100))
             )
+    # the object storage answered: the service URL setting is not the thing to check
+    assert "wkvs_api_url" not in caught.value.hint
+    assert "continues where it stopped" in caught.value.hint
 
 
 async def test_get_range_refuses_a_206_with_more_bytes(serve: Serve) -> None:
@@ -437,6 +440,30 @@ async def test_https_ranges_are_received_in_place_and_verified(tmp_path: Path) -
     )
     with pytest.raises(httpx.ConnectError):
         await get(strict, url, memoryview(buffer))
+    server.close()
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["in-place", "httpx"])
+async def test_an_untrusted_certificate_is_named_as_such(tmp_path: Path, direct: bool) -> None:
+    """Not "Could not reach ... (ConnectError)": the certificate, and what to do."""
+    cert, key = _self_signed(tmp_path)
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert, key)
+    scripted = ScriptedServer([(ok(BODY), "keep")])
+    server = await asyncio.start_server(scripted.serve, "127.0.0.1", 0, ssl=server_tls)
+    port = server.sockets[0].getsockname()[1]
+    url = f"https://127.0.0.1:{port}/bucket/object"
+    strict = ssl.create_default_context()
+    standard = httpx.AsyncHTTPTransport(verify=strict)
+    chosen: httpx.AsyncBaseTransport = (
+        DirectRangeTransport(standard, ssl_context=strict, limits=httpx.Limits())
+        if direct
+        else standard
+    )
+    async with httpx.AsyncClient(transport=chosen, timeout=5.0) as client:
+        with pytest.raises(ServiceUnreachableError, match="TLS certificate of") as caught:
+            await ObjectStorageClient(client).get_range(url, 0, 10, memoryview(bytearray(10)))
+    assert "ca_bundle" in caught.value.hint
     server.close()
 
 
