@@ -186,12 +186,18 @@ class JournalStore:
     def add_part(self, journal: UploadJournal, record: PartRecord) -> None:
         """Record a part S3 accepted (one appended line, flushed to disk).
 
+        The journal must exist (:meth:`create`); it is opened without following a link.
+
         Raises:
-            OSError: the journal cannot be written.
+            OSError: the journal cannot be written, is missing, or is a symbolic link
+                (``ELOOP``).
         """
         journal.parts[record.part_no] = record
         path = self._path(journal.box_id, journal.alias)
-        with path.open("a", encoding="utf-8") as handle:
+        # Never through a link planted at the journal's name (O_NOFOLLOW: ELOOP instead).
+        flags = os.O_WRONLY | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
+        fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(
                 json.dumps(
                     {
