@@ -612,3 +612,25 @@ def test_a_link_planted_at_a_resumed_part_file_is_not_written_through(
     assert outcome is Outcome.FAILED
     assert "symbolic link" in message
     assert victim.read_bytes() == before
+
+
+def test_a_resumed_encrypted_download_authenticates_the_present_ranges_again(
+    tmp_path: Path, user_keys: KeyPair
+) -> None:
+    """A byte of a range already in the ``.part`` file changed meanwhile: fetched again."""
+    archive = Archive(user_keys)
+    part = _interrupted_download(tmp_path, user_keys, archive)
+    journal = (tmp_path / "GHGAF001.bam.c4gh.part.json").read_text().splitlines()
+    assert "1" in journal[1:], "the first range must be present for the test to mean anything"
+    with part.open("r+b") as handle:  # flip one ciphertext byte of the present first range
+        handle.seek(124 + 10)
+        byte = handle.read(1)
+        handle.seek(124 + 10)
+        handle.write(bytes([byte[0] ^ 0x01]))
+    before = archive.range_requests
+    outcome, _, message, _ = run_download(archive, user_keys, tmp_path / "GHGAF001.bam.c4gh")
+    assert outcome is Outcome.DONE, message
+    encrypted = (tmp_path / "GHGAF001.bam.c4gh").read_bytes()
+    assert encrypted[124:] == archive.body  # the tampered range was replaced
+    ranges = -(-len(archive.body) // (2 * CSEG))
+    assert archive.range_requests - before == ranges  # the present one again, plus the rest
