@@ -22,12 +22,16 @@ import json
 import os
 import re
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from nacl.public import PrivateKey
+from tests.unit.connector.test_conn_download import Archive, FakeDcs, FakeStorage
+from tests.unit.connector.test_conn_handler import DOWNLOAD_PACKAGE, FakeAccessor, FakeReporter
 
 from ghga_connector.adapters.services import (
     DcsClient,
@@ -37,8 +41,11 @@ from ghga_connector.adapters.services import (
     WkvsClient,
     WpsClient,
 )
-from ghga_connector.errors import ConnectorError
-from ghga_connector.models import DrsObject, UploadChecksums
+from ghga_connector.c4gh.keys import KeyPair
+from ghga_connector.core.download import Downloader
+from ghga_connector.core.ports import DownloadJob, FileStagerBase
+from ghga_connector.errors import BodyBrokenError, ConnectorError
+from ghga_connector.models import DrsObject, Outcome, UploadChecksums
 
 ACCESSION = "GHGAF12345678901234"
 ALIAS = "tumor.bam"
@@ -352,3 +359,76 @@ def test_every_answer_kind_is_covered_per_call(data: st.DataObject) -> None:
         drawn = _draw(answer, data)
         drawn.status = answer.ok
         _check(answer, drawn)
+
+
+# --- through the download engine: a hostile DRS object is never "done" ---------------
+
+
+@settings(max_examples=40, derandomize=True, deadline=None, phases=HOSTILE.phases)
+@given(data=st.data())
+def test_a_hostile_drs_object_never_ends_done_unless_it_is_true(
+    data: st.DataObject, tmp_path_factory: Any
+) -> None:
+    """A DRS object with a field replaced: parsed, then downloaded against the real body.
+
+    The download may only end ``done`` if the object's size and checksum are the
+    archived file's, and ``unverified`` only without a checksum; otherwise ``failed``.
+    """
+    secret = PrivateKey.generate()
+    keys = KeyPair(public=bytes(secret.public_key), secret=bytes(secret))
+    archive = Archive(keys)
+    true_body = {
+        **_drs_body(),
+        "size": len(archive.body),
+        "checksums": [{"type": "sha-256", "checksum": archive.sha256}],
+    }
+    body = _replace_one_field(true_body, data)
+    drawn = Drawn(200, json.dumps(body).encode(), {}, False)
+    answer = ANSWERS[[a.name for a in ANSWERS].index("dcs drs object")]
+    drs, error = _exchange(answer, drawn)
+    if error is not None:
+        assert isinstance(error, ConnectorError)
+        return
+    assert isinstance(drs, DrsObject)
+
+    class Stager(FileStagerBase):
+        async def staged_object(self, accession: str, *, force_new: bool = False) -> DrsObject:
+            return drs
+
+        async def probe(self, accession: str) -> DrsObject | None:
+            return drs
+
+    class BoundedStorage(FakeStorage):
+        async def get_range(self, url: str, start: int, stop: int, into: memoryview) -> None:
+            chunk = self.archive.body[start:stop]
+            into[: len(chunk)] = chunk
+            if len(chunk) != stop - start:
+                raise BodyBrokenError(f"short range: {len(chunk)} of {stop - start} bytes")
+
+    target = tmp_path_factory.mktemp("out") / "GHGAF001.bam.c4gh"
+
+    async def go() -> Any:
+        with ThreadPoolExecutor(max_workers=2) as executor:
+            downloader = Downloader(
+                accessor=FakeAccessor(DOWNLOAD_PACKAGE),
+                dcs=FakeDcs(archive),
+                storage=BoundedStorage(archive),
+                stager=Stager(),
+                keys=keys,
+                reporter=FakeReporter(),
+                executor=executor,
+                part_size=2 * 65564,
+                concurrency=2,
+            )
+            return await downloader.download(DownloadJob(ACCESSION, ".bam", target, False), drs)
+
+    outcome = asyncio.run(go())
+    true_size = drs.size == len(archive.body)
+    if outcome.outcome is Outcome.DONE:
+        assert true_size and drs.sha256 == archive.sha256
+        assert target.read_bytes()[124:] == archive.body
+    elif outcome.outcome is Outcome.UNVERIFIED:
+        assert true_size and drs.sha256 is None
+    else:
+        assert outcome.outcome is Outcome.FAILED, outcome
+        assert not target.exists()
