@@ -28,10 +28,20 @@ lint: install  ## ruff, formatting, mypy and the layer contracts (import-linter)
 	$(BIN)/mypy src/ghga_connector
 	$(BIN)/lint-imports
 
-mutation: install  ## mutation testing of core/, c4gh/ and adapters/ against the unit tests (mutmut; long)
+# MODULES="core/decrypt.py c4gh/": only the mutants of those modules (paths under
+# src/ghga_connector/) are run and reported; the unit tests still run once unmutated.
+MODULES ?=
+MUTANTS = $(foreach m,$(MODULES),ghga_connector.$(subst /,.,$(patsubst %.py,%,$(patsubst %/,%,$(patsubst src/ghga_connector/%,%,$(m))))).*)
+
+mutation: install  ## mutation testing of core/, c4gh/ and adapters/ against the unit tests (mutmut; long); MODULES="core/decrypt.py c4gh/" for some modules only
+ifeq ($(strip $(MODULES)),)
 	rm -rf mutants
 	$(BIN)/mutmut run
 	$(BIN)/mutmut results
+else
+	$(BIN)/mutmut run $(foreach p,$(MUTANTS),'$(p)')
+	$(BIN)/mutmut results | grep -F $(foreach p,$(MUTANTS),-e '$(patsubst %.*,%.,$(p))') || echo "No surviving mutants in $(MODULES)."
+endif
 
 docs: install  ## regenerate docs/configuration.md from the settings model
 	$(BIN)/python -m ghga_connector.docs_gen > docs/configuration.md

@@ -12,6 +12,7 @@ Exit codes: 0 all done (or skipped), 1 at least one file failed or a server fail
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from dataclasses import asdict, replace
 
@@ -40,7 +41,7 @@ from ghga_connector.cli_session import (
 )
 from ghga_connector.config import describe_sources
 from ghga_connector.core.handler import decrypt_batch, decrypt_sources, unfinished_uploads
-from ghga_connector.errors import EXIT_INTERRUPTED, EXIT_OK, UserInputError
+from ghga_connector.errors import EXIT_INTERRUPTED, EXIT_OK, Terminated, UserInputError
 from ghga_connector.inject import Session
 from ghga_connector.manifest import plan_uploads
 from ghga_connector.models import FileOutcome
@@ -355,11 +356,22 @@ def show_config(ctx: typer.Context) -> None:
 _config_origin, _fail, _summary = config_origin, fail, summary
 
 
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def run() -> None:
-    """Console-script entry point."""
+    """Console-script entry point.
+
+    ``SIGTERM`` raises :class:`~ghga_connector.errors.Terminated` (handled like Ctrl-C,
+    exit 143); while a transfer runs it cancels the event loop's task instead
+    (``cli_session``). A ``SIGTERM`` ignored at start stays ignored.
+    """
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN and hasattr(signal, "SIGTERM"):
+        signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         app()
-    except KeyboardInterrupt:  # pragma: no cover - Ctrl-C during argument parsing
-        sys.exit(EXIT_INTERRUPTED)
+    except KeyboardInterrupt as interrupt:  # pragma: no cover - during argument parsing
+        sys.exit(getattr(interrupt, "exit_code", EXIT_INTERRUPTED))
     except BrokenPipeError:  # help or --version into a closed pipe
         sys.exit(closed_stdout().exit_code)

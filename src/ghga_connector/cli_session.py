@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import sys
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -39,6 +41,7 @@ from ghga_connector.errors import (
     EXIT_OK,
     ConnectorError,
     PassphraseError,
+    Terminated,
     UserInputError,
 )
 from ghga_connector.inject import Session, open_session
@@ -148,9 +151,9 @@ def execute(options: GlobalOptions, work: Callable[[], T]) -> T:
         raise
     except BrokenPipeError:
         raise closed_stdout() from None
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM (Terminated)
         print_interrupted()
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        raise typer.Exit(getattr(interrupt, "exit_code", EXIT_INTERRUPTED)) from None
     except ConnectorError as error:
         raise fail(options, error, error.exit_code) from None
     except Exception as error:
@@ -426,15 +429,61 @@ class CommandRun:
 
         Progress bars (a :class:`RichReporter`) are shown while it runs.
 
+        ``SIGTERM`` cancels the run like Ctrl-C does.
+
         Raises:
+            Terminated: ``SIGTERM`` arrived (exit 143).
             whatever :func:`~ghga_connector.inject.open_session` or ``work`` raise.
         """
+        terminated: list[bool] = []
 
         async def go() -> tuple[T, Session]:
-            async with open_session(self.config, self.keys, self.token, self.reporter) as session:
-                return await work(session), session
+            with _sigterm_cancels(terminated):
+                async with open_session(
+                    self.config, self.keys, self.token, self.reporter
+                ) as session:
+                    return await work(session), session
+
+        def run() -> tuple[T, Session]:
+            try:
+                return asyncio.run(go())
+            except asyncio.CancelledError:
+                if terminated:
+                    raise Terminated from None
+                raise
 
         if isinstance(self.reporter, RichReporter):
             with self.reporter:
-                return asyncio.run(go())
-        return asyncio.run(go())
+                return run()
+        return run()
+
+
+@contextmanager
+def _sigterm_cancels(terminated: list[bool]) -> Iterator[None]:
+    """While the block runs, ``SIGTERM`` cancels the current task (as Ctrl-C does).
+
+    Appends to ``terminated`` when it fires, so that the caller raises
+    :class:`~ghga_connector.errors.Terminated` (exit 143) instead of a plain
+    cancellation. A ``SIGTERM`` that is ignored when the run starts stays ignored.
+    """
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    previous = signal.getsignal(signal.SIGTERM)
+    if task is None or previous is signal.SIG_IGN:
+        yield
+        return
+
+    def cancel() -> None:
+        terminated.append(True)
+        task.cancel()
+
+    try:
+        loop.add_signal_handler(signal.SIGTERM, cancel)
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread; Windows
+        yield
+        return
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, previous)

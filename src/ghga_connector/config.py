@@ -160,6 +160,20 @@ class Config(BaseSettings):
     connect_timeout: float = Field(
         default=10.0, gt=0, description="Seconds allowed to open a connection."
     )
+    min_download_rate: int = Field(
+        default=64 * 1024,
+        ge=1,
+        description="Bytes per second a download range must at least deliver, measured "
+        "over min_download_rate_window; a slower range (a trickling server, endless "
+        "interim answers) is abandoned and fetched again like a timed-out one.",
+    )
+    min_download_rate_window: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds over which min_download_rate is measured: each such window "
+        "must bring min_download_rate x min_download_rate_window bytes of the range (or "
+        "its end).",
+    )
     state_dir: Path = Field(
         default_factory=lambda: Path.home() / ".ghga_connector",
         description="Folder for the journals of unfinished uploads and their locks. "
@@ -199,6 +213,12 @@ class Config(BaseSettings):
         parts = urlsplit(value)
         if parts.scheme not in {"http", "https"} or not parts.hostname:
             raise ValueError("must be an http:// or https:// URL with a host name")
+        try:
+            port = parts.port  # raises for a port that is not 0-65535
+        except ValueError:
+            port = 0
+        if port == 0:
+            raise ValueError("has a port that is not a number from 1 to 65535")
         return value
 
     @field_validator("client_retry_status_codes")

@@ -8,7 +8,8 @@ carries a one-line ``message`` (what is wrong), a ``hint`` (what to do) and the 
 * ``1``: a transfer or a server failed (a later run may succeed);
 * ``75``: a file is busy in another process (``EX_TEMPFAIL``; set by the summary, not by
   an error);
-* ``130``: interrupted by the user.
+* ``130``: interrupted by the user (Ctrl-C, ``SIGINT``);
+* ``143``: stopped by ``SIGTERM`` (a batch scheduler, ``kill``), handled like Ctrl-C.
 
 Each class also has a stable ``error_code`` (``token``, ``unreachable``, ``integrity`` …),
 given as ``"error_code"`` in the ``--json`` record of a failed file; docs/user-guide.md
@@ -31,6 +32,17 @@ EXIT_INTERRUPTED = 130
 #: Standard output was closed by its reader (``… | head -1``): 128 + SIGPIPE, the status
 #: a shell reports for coreutils killed by SIGPIPE.
 EXIT_BROKEN_PIPE = 141
+EXIT_TERMINATED = 143
+
+
+class Terminated(KeyboardInterrupt):
+    """The process received ``SIGTERM`` and stopped like after Ctrl-C (exit 143).
+
+    A :class:`KeyboardInterrupt`, so that every path that keeps a journal or a ``.part``
+    file for Ctrl-C does the same here.
+    """
+
+    exit_code = EXIT_TERMINATED
 
 
 #: What to do about an archived upload box (the upload and its dry run say the same).
@@ -167,6 +179,11 @@ class BodyBrokenError(ServiceUnreachableError):
     """An object body broke off after its headers arrived (retried per range, with backoff)."""
 
     error_code: ClassVar[str] = "body_broken"
+    # The object storage answered, so the service URLs are right: no 'wkvs_api_url' here.
+    default_hint = (
+        "Run the same command again; it continues where it stopped. If it keeps happening, "
+        "check your network connection or proxy."
+    )
 
 
 class PresignedUrlExpired(ConnectorError):

@@ -25,6 +25,7 @@ from ghga_connector.adapters.http import RetryStats, make_http_client, retry_pol
 from ghga_connector.adapters.services import (
     DcsClient,
     ObjectStorageClient,
+    RateFloor,
     UcsClient,
     WkvsClient,
     WpsClient,
@@ -190,7 +191,9 @@ async def open_session(
             wps = WpsClient(client, values.wps_api_url, work_package_id, token)
             ucs = UcsClient(client, values.ucs_api_url)
             dcs = DcsClient(client, values.dcs_api_url)
-            storage = ObjectStorageClient(client)
+            storage = ObjectStorageClient(
+                client, RateFloor(config.min_download_rate, config.min_download_rate_window)
+            )
             accessor = WorkPackageAccessor(wps, ucs, keys)
             stager = FileStager(
                 accessor=accessor, dcs=dcs, reporter=reporter, max_wait_time=config.max_wait_time

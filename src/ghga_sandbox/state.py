@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import secrets
 import sqlite3
 import threading
@@ -196,6 +197,13 @@ class SandboxState:
     def open(cls, path: Path) -> SandboxState:
         """Open (creating if needed) the state database at ``path``."""
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Created 0600 before SQLite opens it: SQLite gives the -wal and -shm files (which
+        # hold keys and file secrets too) the mode of the database file.
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600))
+        path.chmod(0o600)
+        for sidecar in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            if sidecar.exists() and not sidecar.is_symlink():
+                sidecar.chmod(0o600)  # left by an earlier version with the default mode
         connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         connection.row_factory = sqlite3.Row
         connection.execute("PRAGMA journal_mode=WAL")
@@ -203,7 +211,6 @@ class SandboxState:
         # loss may drop the last writes, which a local sandbox can afford).
         connection.execute("PRAGMA synchronous=NORMAL")
         connection.executescript(_SCHEMA)
-        path.chmod(0o600)
         return cls(connection)
 
     def close(self) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -35,6 +36,23 @@ REPO = Path(__file__).resolve().parents[2]
 SEAWEED_VENV = REPO / ".cache" / "venv-seaweedfs"
 S3_BACKEND = os.environ.get("GHGA_SANDBOX_S3", "moto")
 _weed_cache: dict[str, Path | str] = {}
+
+
+def popen_interruptible(command: list[str], **kwargs: Any) -> subprocess.Popen[str]:
+    """``subprocess.Popen(command, **kwargs)`` with ``SIGINT`` at its default in the child.
+
+    A test suite run as a background job of a non-interactive shell (``make test &``,
+    many CI runners) inherits ``SIGINT`` *ignored*, and so would the connector it
+    starts: a Ctrl-C test would then send a signal the child ignores. An ignored
+    disposition survives ``exec``, a handler does not, so a handler is installed here
+    while the child is started and the previous disposition restored afterwards.
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen(command, **kwargs)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def venv_bin(venv: Path, name: str) -> Path:

@@ -22,6 +22,8 @@ from typing import Any
 
 import pytest
 
+from conftest import popen_interruptible
+
 pytestmark = pytest.mark.integration
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -294,7 +296,8 @@ def test_ctrl_c_says_how_to_continue_the_download(sandbox_module: Any, archived:
         "--output-dir", str(out), "--file", accession, "--decrypt",
     ]  # fmt: skip
     env = _env(tmp_path, sandbox_module)
-    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    # SIGINT at its default in the child even if this suite runs with it ignored.
+    process = popen_interruptible(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
         deadline = time.monotonic() + 60
         while fired(sandbox_module).get("status:s3:503", 0) <= before:

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import popen_interruptible
+
 pytestmark = [pytest.mark.integration, pytest.mark.posix_only]
 
 SIZE = 128 * 1024 * 1024 + 12345
@@ -213,7 +215,8 @@ def test_ctrl_c_pauses_an_upload_and_exits_130(sandbox, tmp_path: Path) -> None:
     env = _env(sandbox, state)
     env["GHGA_CONNECTOR_MAX_CONCURRENT_UPLOADS"] = "1"
     command = _command(sandbox, "upload", "--wpat-file", str(sandbox.upload_wpat_file), str(source))
-    process = subprocess.Popen(
+    # SIGINT at its default in the child even if this suite runs with it ignored.
+    process = popen_interruptible(
         command,
         env=env,
         cwd=sandbox.state_dir,
@@ -226,6 +229,7 @@ def test_ctrl_c_pauses_an_upload_and_exits_130(sandbox, tmp_path: Path) -> None:
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
+    assert "upload paused; run the same command again" in stderr
     assert "Traceback" not in stderr
     journals = list((state / "uploads").glob("*.jsonl"))
     assert journals, "the journal must survive Ctrl-C"
@@ -237,6 +241,39 @@ def test_ctrl_c_pauses_an_upload_and_exits_130(sandbox, tmp_path: Path) -> None:
     record = json.loads(resumed.stdout.splitlines()[-1])
     assert record["outcome"] == "done"
     assert record["file_id"] == paused_file_id, "the paused upload must be continued, not replaced"
+
+
+def test_sigterm_pauses_an_upload_like_ctrl_c_and_exits_143(sandbox, tmp_path: Path) -> None:
+    """A batch scheduler's SIGTERM: the same pause as Ctrl-C, exit 143, resumable."""
+    source = tmp_path / "term.bin"
+    source.write_bytes(random.Random(8).randbytes(SIZE))
+    state = tmp_path / "state"
+    env = _env(sandbox, state)
+    command = _command(sandbox, "upload", "--wpat-file", str(sandbox.upload_wpat_file), str(source))
+    process = subprocess.Popen(
+        command,
+        env=env,
+        cwd=sandbox.state_dir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert _wait_for_progress(process, "*.jsonl", state / "uploads", lines=2)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143, stderr
+    assert "upload paused; run the same command again" in stderr
+    assert "Traceback" not in stderr
+    paused_file_id = json.loads(
+        next((state / "uploads").glob("*.jsonl")).read_text().splitlines()[0]
+    )["file_id"]
+    resumed = subprocess.run(
+        command, env=env, cwd=sandbox.state_dir, capture_output=True, text=True, timeout=300
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    record = json.loads(resumed.stdout.splitlines()[-1])
+    assert record["outcome"] == "done"
+    assert record["file_id"] == paused_file_id
 
 
 def test_changed_file_is_not_resumed_without_restart(sandbox, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import httpx
 from pydantic import ValidationError
 
 from ghga_connector.adapters.request import JSON_HEADERS, max_age, send
-from ghga_connector.adapters.responses import url_host
+from ghga_connector.adapters.responses import request_id_of, url_host
 from ghga_connector.adapters.retry import staging_wait
 from ghga_connector.errors import FileNotDownloadableError, ServerResponseError
 from ghga_connector.models import DrsObject, Staging, TokenSource
@@ -87,7 +87,10 @@ class DcsClient:
         try:
             return base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError):
-            raise ServerResponseError(f"The envelope of {accession} is not valid base64.") from None
+            raise ServerResponseError(
+                f"The envelope of {accession} is not valid base64.",
+                request_id=request_id_of(response),
+            ) from None
 
 
 _SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
@@ -108,6 +111,7 @@ def _drs_object(accession: str, response: httpx.Response) -> DrsObject:
             f"The download service sent an unusable description of {accession} "
             f"(field {field!r}); this file is skipped.",
             hint="Try again later; if it keeps happening, contact the GHGA helpdesk.",
+            request_id=request_id_of(response),
         )
 
     try:
@@ -121,7 +125,10 @@ def _drs_object(accession: str, response: httpx.Response) -> DrsObject:
         raise malformed("access_methods")
     s3 = [m for m in methods if isinstance(m, dict) and m.get("type") == "s3"]
     if not s3:
-        raise ServerResponseError(f"The download service offers no S3 access to {accession}.")
+        raise ServerResponseError(
+            f"The download service offers no S3 access to {accession}.",
+            request_id=request_id_of(response),
+        )
     access_url = s3[0].get("access_url")
     url = access_url.get("url") if isinstance(access_url, dict) else None
     if not isinstance(url, str) or not url.startswith(("https://", "http://")):

@@ -21,7 +21,7 @@ import ssl
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from time import time
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 from urllib.request import getproxies_environment
 
 import httpx
@@ -170,8 +170,18 @@ def safe_proxy_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.password is None:
         return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    # The host and port as written (parts.port raises for a port out of range).
+    netloc = f"{parts.username}:***@{parts.netloc.rpartition('@')[2]}"
     return parts._replace(netloc=netloc).geturl()
+
+
+def _valid_port(parts: SplitResult) -> bool:
+    """Whether the URL's port, if any, is a number from 1 to 65535."""
+    try:
+        port = parts.port
+    except ValueError:
+        return False
+    return port is None or port > 0
 
 
 @dataclass(frozen=True)
@@ -249,10 +259,10 @@ def proxy_routes(setting: str | None) -> ProxyRoutes:
             by_scheme[scheme] = chosen
     for proxy in set(by_scheme.values()):
         parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
-        if parts.scheme not in {"http", "https"} or not parts.hostname:
+        if parts.scheme not in {"http", "https"} or not parts.hostname or not _valid_port(parts):
             raise ConfigurationError(
                 f"The proxy {safe_proxy_url(proxy)!r} is not supported: use an http:// or "
-                "https:// proxy URL with a host name.",
+                "https:// proxy URL with a host name and, if any, a port from 1 to 65535.",
                 hint="Fix the 'proxy' setting or the HTTPS_PROXY/HTTP_PROXY/ALL_PROXY variable.",
             )
     by_scheme = {

@@ -25,7 +25,12 @@ stream; its extensions say how the body went:
     filled, the rest is not read and the connection is closed).
 ``ghga_body_error``
     the name of the failure (``ReadError``, ``ReadTimeout``) if the body broke off
-    after the head arrived; the caller retries the range. A failure before the head is
+    after the head arrived; the caller retries the range.
+
+A request may carry ``extensions={"ghga_progress": callable}``: it is called with the
+number of body bytes each time some arrive (the S3 adapter's progress deadline,
+``adapters/storage.py``). More than :data:`MAX_INTERIM_HEADS` interim ``1xx`` heads before
+the answer are a :class:`httpx.RemoteProtocolError`. A failure before the head is
     raised as the usual :class:`httpx.TransportError`, so the retry layer of
     ``adapters/retry.py`` retries it like any other request.
 
@@ -45,10 +50,18 @@ from dataclasses import dataclass, field
 import h11
 import httpx
 
-__all__ = ["HEAD_LIMIT", "DirectRangeTransport"]
+__all__ = ["HEAD_LIMIT", "MAX_INTERIM_HEADS", "DirectRangeTransport"]
 
 #: Longest response head accepted, in bytes (status line and headers).
 HEAD_LIMIT = 64 * 1024
+
+#: Interim (``1xx``) heads accepted before the answer; more is a protocol error, which
+#: the retry layer treats like any failed attempt.
+MAX_INTERIM_HEADS = 8
+
+
+def _no_progress(nbytes: int) -> None:
+    """The default progress callback: nobody counts."""
 
 
 class _Connection(asyncio.BufferedProtocol):
@@ -70,6 +83,7 @@ class _Connection(asyncio.BufferedProtocol):
         self._target = memoryview(b"")
         self._filled = 0
         self._waiter: asyncio.Future[None] | None = None
+        self.progress: Callable[[int], None] = _no_progress
 
     # asyncio.BufferedProtocol -------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -84,6 +98,7 @@ class _Connection(asyncio.BufferedProtocol):
         self.received += nbytes
         if self._mode == "body":
             self._filled += nbytes
+            self.progress(nbytes)
             if self._filled == len(self._target):
                 self._mode = "idle"
                 self._wake()
@@ -176,6 +191,7 @@ class _Connection(asyncio.BufferedProtocol):
         first = min(len(self.pending), len(into))
         into[:first] = self.pending[:first]
         del self.pending[:first]
+        self.progress(first)
         self._target, self._filled = into, first
         if first < len(into):
             self._mode = "body"
@@ -212,6 +228,7 @@ class _Pool:
         return None
 
     def give(self, origin: tuple[str, str, int], connection: _Connection) -> None:
+        connection.progress = _no_progress
         connections = self.idle.setdefault(origin, [])
         if connection.closed or sum(map(len, self.idle.values())) >= self.max_idle:
             connection.close()
@@ -274,6 +291,8 @@ class DirectRangeTransport(httpx.AsyncBaseTransport):
                 continue
             if connection is None:
                 connection = await self._connect(origin, timeouts.get("connect"))
+            progress = request.extensions.get("ghga_progress")
+            connection.progress = progress if callable(progress) else _no_progress
             try:
                 response = await self._exchange(connection, request, into, timeouts.get("read"))
             except httpx.ReadError as error:
@@ -324,6 +343,7 @@ class DirectRangeTransport(httpx.AsyncBaseTransport):
             connection.transport.write(head)
         except (OSError, RuntimeError) as error:
             raise httpx.WriteError(str(error)) from None
+        interim = 0
         while True:
             raw_head = await connection.read_head(read_timeout)
             try:
@@ -332,6 +352,11 @@ class DirectRangeTransport(httpx.AsyncBaseTransport):
             except h11.RemoteProtocolError as error:
                 raise httpx.RemoteProtocolError(str(error)) from None
             if isinstance(event, h11.InformationalResponse):
+                interim += 1
+                if interim > MAX_INTERIM_HEADS:
+                    raise httpx.RemoteProtocolError(
+                        f"The server sent more than {MAX_INTERIM_HEADS} interim (1xx) heads."
+                    )
                 continue  # 1xx: the real answer follows
             if not isinstance(event, h11.Response):
                 raise httpx.RemoteProtocolError("The server sent no valid response head.")

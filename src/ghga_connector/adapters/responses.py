@@ -8,6 +8,7 @@ str}``; the work package service and authentication failures use ``{"detail": st
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -263,6 +264,29 @@ def network_errors(target: str) -> Iterator[None]:
             f"{target} did not answer in time ({type(error).__name__})."
         ) from None
     except httpx.TransportError as error:
+        if _certificate_refused(error):
+            raise ServiceUnreachableError(
+                f"The TLS certificate of {target} could not be verified; the connection "
+                "was refused.",
+                hint="If your site inspects TLS traffic, point the 'ca_bundle' setting (or "
+                "SSL_CERT_FILE) at its certificate authority; otherwise report this to the "
+                "GHGA helpdesk.",
+            ) from None
         raise ServiceUnreachableError(
             f"Could not reach {target} ({type(error).__name__})."
         ) from None
+
+
+def _certificate_refused(error: BaseException) -> bool:
+    """Whether ``error`` (or what it wraps) is a failed TLS certificate verification."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return True
+        text = str(current)
+        if "CERTIFICATE_VERIFY_FAILED" in text or "SSLCertVerificationError" in text:
+            return True
+        current = current.__cause__ or current.__context__
+    return False

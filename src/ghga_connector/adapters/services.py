@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from ghga_connector.adapters.dcs import DcsClient
 from ghga_connector.adapters.request import WorkOrderTokenAuth
-from ghga_connector.adapters.storage import ObjectStorageClient
+from ghga_connector.adapters.storage import ObjectStorageClient, RateFloor
 from ghga_connector.adapters.ucs import UcsClient
 from ghga_connector.adapters.wkvs import WkvsClient
 from ghga_connector.adapters.wps import WpsClient
@@ -28,6 +28,7 @@ __all__ = [
     "DcsClient",
     "ObjectStorageClient",
     "PresignedUrlExpired",
+    "RateFloor",
     "Staging",
     "TokenSource",
     "UcsClient",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 import httpx
@@ -11,7 +13,49 @@ import httpx
 from ghga_connector.adapters.responses import network_errors, url_host
 from ghga_connector.errors import BodyBrokenError, PresignedUrlExpired, ServerResponseError
 
-__all__ = ["ObjectStorageClient"]
+__all__ = ["ObjectStorageClient", "RateFloor"]
+
+
+@dataclass(frozen=True)
+class RateFloor:
+    """The least progress a download range must make.
+
+    Set by ``min_download_rate`` (``rate``, bytes/s) and ``min_download_rate_window``
+    (``window``, seconds).
+    Every ``window`` seconds of a range must bring ``rate * window`` bytes of its body
+    (or its end). Time spent before the body (connecting, waiting for the head, interim
+    ``1xx`` heads) counts against the first window. A range that falls short is
+    abandoned and raised as :class:`BodyBrokenError`, which the range loop retries like
+    a broken body; the read timeout alone never fires on a server that trickles a byte
+    now and then.
+    """
+
+    rate: int = 64 * 1024
+    window: float = 60.0
+
+    @property
+    def quota(self) -> int:
+        """Bytes each window must bring."""
+        return max(1, int(self.rate * self.window))
+
+
+class _ProgressDeadline:
+    """Moves an :func:`asyncio.timeout` scope a window further each time a quota arrived."""
+
+    def __init__(self, floor: RateFloor) -> None:
+        self._floor = floor
+        self._scope: asyncio.Timeout | None = None
+        self._since = 0
+
+    def arm(self, scope: asyncio.Timeout) -> None:
+        self._scope = scope
+
+    def advance(self, nbytes: int) -> None:
+        """Count ``nbytes`` of body; a full quota starts a new window."""
+        self._since += nbytes
+        if self._since >= self._floor.quota and self._scope is not None:
+            self._since = 0
+            self._scope.reschedule(asyncio.get_running_loop().time() + self._floor.window)
 
 
 class PartBody(Protocol):
@@ -87,8 +131,9 @@ class ObjectStorageClient:
     Implements :class:`ghga_connector.core.ports.ObjectStoragePort`.
     """
 
-    def __init__(self, client: httpx.AsyncClient) -> None:
+    def __init__(self, client: httpx.AsyncClient, floor: RateFloor | None = None) -> None:
         self._client = client
+        self._floor = floor or RateFloor()
 
     async def put_part(self, url: str, data: memoryview | bytes | PartBody) -> str | None:
         """``PUT`` one part; returns the ETag S3 reports (without quotes), if any.
@@ -125,9 +170,29 @@ class ObjectStorageClient:
         Raises:
             PresignedUrlExpired: 403.
             ServiceUnreachableError: no answer after the transport's retries.
-            BodyBrokenError: the body broke off or was short (retry the range).
+            BodyBrokenError: the body broke off or was short, or the range made less
+                progress than the :class:`RateFloor` (retry the range).
             ServerResponseError: another status, or too many bytes.
         """
+        expected = stop - start
+        deadline = _ProgressDeadline(self._floor)
+        try:
+            async with asyncio.timeout(self._floor.window) as scope:
+                deadline.arm(scope)
+                received = await self._get_range(url, start, stop, into, deadline)
+        except TimeoutError:
+            raise BodyBrokenError(
+                f"The download from {url_host(url)} made less progress than "
+                f"{self._floor.rate} bytes/s over {self._floor.window:g} s; trying the range again."
+            ) from None
+        if received != expected:
+            raise BodyBrokenError(
+                f"The download from {url_host(url)} broke off after {received} of {expected} bytes."
+            )
+
+    async def _get_range(
+        self, url: str, start: int, stop: int, into: memoryview, deadline: _ProgressDeadline
+    ) -> int:
         expected = stop - start
         target = f"the object storage at {url_host(url)}"
         with network_errors(target):
@@ -135,7 +200,11 @@ class ObjectStorageClient:
                 "GET",
                 url,
                 headers={"Range": f"bytes={start}-{stop - 1}", "Cache-Control": "no-store"},
-                extensions={"ghga_stream": True, "ghga_into": into[:expected]},
+                extensions={
+                    "ghga_stream": True,
+                    "ghga_into": into[:expected],
+                    "ghga_progress": deadline.advance,
+                },
             ) as response:
                 if response.status_code == 403:
                     raise PresignedUrlExpired
@@ -159,15 +228,17 @@ class ObjectStorageClient:
                             f"The download from {url_host(url)} broke off after {received} of "
                             f"{expected} bytes ({failure})."
                         )
-                else:
-                    received = await _receive(response, into, expected, url)
-        if received != expected:
-            raise BodyBrokenError(
-                f"The download from {url_host(url)} broke off after {received} of {expected} bytes."
-            )
+                    return received
+                return await _receive(response, into, expected, url, deadline.advance)
 
 
-async def _receive(response: httpx.Response, into: memoryview, expected: int, url: str) -> int:
+async def _receive(
+    response: httpx.Response,
+    into: memoryview,
+    expected: int,
+    url: str,
+    progress: Callable[[int], None],
+) -> int:
     """Copy a streamed body into ``into``; the bytes received (at most ``expected``).
 
     Raises:
@@ -185,6 +256,7 @@ async def _receive(response: httpx.Response, into: memoryview, expected: int, ur
                 else:
                     raise ServerResponseError("The object storage sent too many bytes.")
             into[received:end] = chunk
+            progress(end - received)
             received = end
             if received == expected and response.status_code == 200:
                 break

@@ -8,7 +8,7 @@ import httpx
 from pydantic import ValidationError
 
 from ghga_connector.adapters.request import JSON_HEADERS, send
-from ghga_connector.adapters.responses import json_string, url_host
+from ghga_connector.adapters.responses import json_string, request_id_of, url_host
 from ghga_connector.errors import ServerResponseError, UploadRejectedError
 from ghga_connector.models import TokenSource, UploadChecksums, UploadListItem
 
@@ -55,7 +55,8 @@ class UcsClient:
                     raise TypeError
             except (ValueError, TypeError, AttributeError):
                 raise ServerResponseError(
-                    "The upload service sent an unexpected listing."
+                    "The upload service sent an unexpected listing.",
+                    request_id=request_id_of(response),
                 ) from None
             seen += len(raw)
             for item in raw:
@@ -107,14 +108,18 @@ class UcsClient:
         )
         try:
             body = response.json()
-            file_id, storage_alias = str(body["file_id"]), str(body["storage_alias"])
+            file_id, storage_alias = body["file_id"], body["storage_alias"]
+            if not (isinstance(file_id, str) and file_id and isinstance(storage_alias, str)):
+                raise TypeError
         except (ValueError, KeyError, TypeError):
             raise ServerResponseError(
-                f"The upload service sent an unexpected answer when starting {alias!r}."
+                f"The upload service sent an unexpected answer when starting {alias!r}.",
+                request_id=request_id_of(response),
             ) from None
         if body.get("alias") != alias:
             raise ServerResponseError(
-                f"The server created the upload under another alias than {alias!r}."
+                f"The server created the upload under another alias than {alias!r}.",
+                request_id=request_id_of(response),
             )
         return file_id, storage_alias
 

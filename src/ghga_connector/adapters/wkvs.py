@@ -6,7 +6,7 @@ import httpx
 from pydantic import ValidationError
 
 from ghga_connector.adapters.request import send
-from ghga_connector.adapters.responses import url_host
+from ghga_connector.adapters.responses import request_id_of, url_host
 from ghga_connector.errors import ServerResponseError
 from ghga_connector.models import WellKnownValues
 
@@ -38,12 +38,14 @@ class WkvsClient:
         try:
             return WellKnownValues.model_validate(response.json())
         except (ValidationError, ValueError) as error:
+            # A body that is no JSON object has errors without a field name: "body".
             missing = (
-                ", ".join(str(e["loc"][0]) for e in error.errors())
+                ", ".join(str(e["loc"][0]) if e["loc"] else "body" for e in error.errors())
                 if isinstance(error, ValidationError)
                 else "body"
             )
             raise ServerResponseError(
                 f"The well-known value service lacks required values ({missing}).",
                 hint="Check 'wkvs_api_url' in your configuration.",
+                request_id=request_id_of(response),
             ) from None

@@ -8,7 +8,12 @@ import httpx
 from pydantic import ValidationError
 
 from ghga_connector.adapters.request import max_age, send
-from ghga_connector.adapters.responses import access_denied, json_string, url_host
+from ghga_connector.adapters.responses import (
+    access_denied,
+    json_string,
+    request_id_of,
+    url_host,
+)
 from ghga_connector.errors import ServerResponseError
 from ghga_connector.models import UploadWorkType, WorkPackage
 
@@ -70,7 +75,10 @@ class WpsClient:
         try:
             return WorkPackage.model_validate(response.json())
         except (ValidationError, ValueError):
-            raise ServerResponseError("The work package service sent an unexpected body.") from None
+            raise ServerResponseError(
+                "The work package service sent an unexpected body.",
+                request_id=request_id_of(response),
+            ) from None
 
     async def create_download_wot(self, accession: str) -> tuple[str, float | None]:
         """``POST .../files/{accession}/work-order-tokens``: the sealed WOT and its max-age.
@@ -86,7 +94,7 @@ class WpsClient:
             action=f"Requesting access to {accession}",
             ok=201,
         )
-        return json_string(response, "Work order token"), max_age(response)
+        return json_string(response, f"The work order token for {accession}"), max_age(response)
 
     async def create_upload_wot(
         self,

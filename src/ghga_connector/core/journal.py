@@ -276,8 +276,11 @@ class JournalStore:
     def add_part(self, journal: UploadJournal, record: PartRecord) -> None:
         """Record a part S3 accepted (one appended line, flushed to disk).
 
+        The journal must exist (:meth:`create`); it is opened without following a link.
+
         Raises:
-            OSError: the journal cannot be written.
+            OSError: the journal cannot be written, is missing, or is a symbolic link
+                (``ELOOP``).
         """
         journal.parts[record.part_no] = record
         line = {

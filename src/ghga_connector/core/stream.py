@@ -43,6 +43,13 @@ def _plain_length(part: ByteRange) -> int:
     return part.length - segments * (CIPHER_SEGMENT_SIZE - SEGMENT_SIZE)
 
 
+#: What to do after a stream failed a check (nothing was written to disk).
+_STREAM_INTEGRITY_HINT = (
+    "Nothing was written to disk; discard what the reading program received and run the "
+    "command again."
+)
+
+
 class StreamDownloader:
     """Writes the decrypted bytes of one staged file, in order, to a binary sink.
 
@@ -97,12 +104,16 @@ class StreamDownloader:
                     "the streamed data is invalid; discard what the reading program produced."
                 )
         except ConnectorError as error:
+            hint = error.hint
+            if isinstance(error, IntegrityError):
+                # Not a file that could be removed: the bytes went to the pipe.
+                hint = _STREAM_INTEGRITY_HINT
             outcome = FileOutcome(
                 name=accession,
                 outcome=Outcome.FAILED,
                 size=plain,
                 seconds=time.monotonic() - started,
-                message=error.message + (f" {error.hint}" if error.hint else ""),
+                message=error.message + (f" {hint}" if hint else ""),
                 details={"accession": accession},
                 error_code=error.error_code,
             )

@@ -239,7 +239,8 @@ class Uploader(UploaderBase):
         """PUT a part (to ``url`` if given, else a fresh one); a new URL per retry.
 
         ``md5()`` is the MD5 (hex) of the bytes just sent (``None``: not all were sent);
-        S3's ETag must equal it. Returns it.
+        S3's ETag must equal it; an answer without an ETag counts as a mismatch (the part
+        is sent again with a fresh URL). Returns it.
 
         Raises:
             IntegrityError: no attempt was stored intact.
@@ -253,7 +254,8 @@ class Uploader(UploaderBase):
                 url = None
                 continue
             sent = md5()
-            if sent is not None and (etag is None or etag == sent):
+            # An answer without an ETag proves nothing about what S3 stored: sent again.
+            if sent is not None and etag == sent:
                 return sent
             url = None
         raise IntegrityError(

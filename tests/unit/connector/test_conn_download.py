@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -569,3 +570,139 @@ def test_resume_refuses_a_part_file_someone_else_placed(
     assert part.read_bytes() == bytes(len(PLAIN))  # nothing written into it
     assert archive.range_requests == 0
     assert not target.exists()
+
+
+# --- a link planted after the upfront check (O_NOFOLLOW, O_EXCL) --------------------------
+
+
+def _plant_after_check(monkeypatch: pytest.MonkeyPatch, plant: Callable[[], None]) -> None:
+    """Run ``plant`` right after the downloader's upfront link check (a race, made certain)."""
+    real = download_module.refuse_links
+    planted: list[bool] = []
+
+    def check_then_plant(*paths: Path) -> None:
+        real(*paths)
+        if not planted:
+            planted.append(True)
+            plant()
+
+    monkeypatch.setattr(download_module, "refuse_links", check_then_plant)
+
+
+@pytest.mark.posix_only  # symbolic links
+def test_a_link_planted_at_the_part_file_after_the_check_is_not_written_through(
+    tmp_path: Path, user_keys: KeyPair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fails if the ``.part`` file is created following links (O_EXCL and O_NOFOLLOW)."""
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    out = tmp_path / "out"
+    out.mkdir()
+    _plant_after_check(monkeypatch, lambda: (out / "GHGAF001.bam.part").symlink_to(victim))
+    outcome, _, message, _ = run_download(
+        Archive(user_keys), user_keys, out / "GHGAF001.bam", decrypt=True
+    )
+    assert outcome is Outcome.FAILED
+    assert "symbolic link" in message
+    assert victim.read_bytes() == b"precious"
+
+
+def test_a_hard_link_planted_at_the_part_file_after_the_check_is_not_written_through(
+    tmp_path: Path, user_keys: KeyPair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fails without O_EXCL: the planted name is replaced, never opened and written."""
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    out = tmp_path / "out"
+    out.mkdir()
+    _plant_after_check(monkeypatch, lambda: os.link(victim, out / "GHGAF001.bam.part"))
+    outcome, _, _, _ = run_download(
+        Archive(user_keys), user_keys, out / "GHGAF001.bam", decrypt=True
+    )
+    assert outcome is Outcome.DONE
+    assert (out / "GHGAF001.bam").read_bytes() == PLAIN
+    assert victim.read_bytes() == b"precious"
+
+
+def _interrupted_download(tmp_path: Path, user_keys: KeyPair, archive: Archive) -> Path:
+    """Leave ``GHGAF001.bam.c4gh.part`` and its journal with the first range written."""
+    blocked = asyncio.Event()
+
+    class StoppingStorage(FakeStorage):
+        async def get_range(self, url: str, start: int, stop: int, into: memoryview) -> None:
+            if start > 0:
+                blocked.set()
+                await asyncio.Event().wait()
+            await super().get_range(url, start, stop, into)
+
+    async def go() -> None:
+        stager = ArchiveStager(archive)
+        with ThreadPoolExecutor(max_workers=1) as executor:
+            downloader = Downloader(
+                accessor=FakeAccessor(DOWNLOAD_PACKAGE),
+                dcs=FakeDcs(archive),
+                storage=StoppingStorage(archive),
+                stager=stager,
+                keys=user_keys,
+                reporter=FakeReporter(),
+                executor=executor,
+                part_size=2 * CSEG,
+                concurrency=1,
+            )
+            job = DownloadJob("GHGAF001", ".bam", tmp_path / "GHGAF001.bam.c4gh", False)
+            task = asyncio.create_task(
+                downloader.download(job, await stager.staged_object("GHGAF001"))
+            )
+            await blocked.wait()  # the first range is written, the second in flight
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    asyncio.run(go())
+    part = tmp_path / "GHGAF001.bam.c4gh.part"
+    assert part.exists() and (tmp_path / "GHGAF001.bam.c4gh.part.json").exists()
+    return part
+
+
+@pytest.mark.posix_only  # symbolic links
+def test_a_link_planted_at_a_resumed_part_file_is_not_written_through(
+    tmp_path: Path, user_keys: KeyPair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fails without O_NOFOLLOW on the re-opened ``.part`` file of a resumed download."""
+    archive = Archive(user_keys)
+    part = _interrupted_download(tmp_path, user_keys, archive)
+    victim = tmp_path / "victim"
+    victim.write_bytes(part.read_bytes())  # as large as the .part file
+
+    def plant() -> None:
+        part.unlink()
+        part.symlink_to(victim)
+
+    before = victim.read_bytes()
+    _plant_after_check(monkeypatch, plant)
+    outcome, _, message, _ = run_download(archive, user_keys, tmp_path / "GHGAF001.bam.c4gh")
+    assert outcome is Outcome.FAILED
+    assert "symbolic link" in message
+    assert victim.read_bytes() == before
+
+
+def test_a_resumed_encrypted_download_authenticates_the_present_ranges_again(
+    tmp_path: Path, user_keys: KeyPair
+) -> None:
+    """A byte of a range already in the ``.part`` file changed meanwhile: fetched again."""
+    archive = Archive(user_keys)
+    part = _interrupted_download(tmp_path, user_keys, archive)
+    journal = (tmp_path / "GHGAF001.bam.c4gh.part.json").read_text().splitlines()
+    assert "1" in journal[1:], "the first range must be present for the test to mean anything"
+    with part.open("r+b") as handle:  # flip one ciphertext byte of the present first range
+        handle.seek(124 + 10)
+        byte = handle.read(1)
+        handle.seek(124 + 10)
+        handle.write(bytes([byte[0] ^ 0x01]))
+    before = archive.range_requests
+    outcome, _, message, _ = run_download(archive, user_keys, tmp_path / "GHGAF001.bam.c4gh")
+    assert outcome is Outcome.DONE, message
+    encrypted = (tmp_path / "GHGAF001.bam.c4gh").read_bytes()
+    assert encrypted[124:] == archive.body  # the tampered range was replaced
+    ranges = -(-len(archive.body) // (2 * CSEG))
+    assert archive.range_requests - before == ranges  # the present one again, plus the rest

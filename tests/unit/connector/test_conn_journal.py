@@ -64,6 +64,29 @@ def test_round_trip(tmp_path: Path, source: Path, user_keys: KeyPair) -> None:
     assert store.load("box-2", "a.bam") is None
 
 
+@pytest.mark.posix_only  # symbolic links
+def test_a_part_is_never_appended_through_a_planted_link(
+    tmp_path: Path, source: Path, user_keys: KeyPair
+) -> None:
+    """The journal replaced by a link after create(): the append refuses (O_NOFOLLOW)."""
+    store = JournalStore(tmp_path / "state")
+    journal = _journal(source, user_keys)
+    store.create(journal)
+    path = next((tmp_path / "state" / "uploads").glob("*.jsonl"))
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    path.unlink()
+    path.symlink_to(victim)
+    with pytest.raises(OSError):
+        store.add_part(journal, PartRecord(1, "m1", "s1", "p1"))
+    assert victim.read_text() == "precious\n"
+    # and a missing journal is not created by the append
+    path.unlink()
+    with pytest.raises(FileNotFoundError):
+        store.add_part(journal, PartRecord(2, "m2", "s2", "p2"))
+    assert not path.exists()
+
+
 def test_journals_are_private_and_hold_no_secret(
     tmp_path: Path, source: Path, user_keys: KeyPair
 ) -> None:

@@ -86,6 +86,22 @@ def test_unsupported_proxy_scheme_is_a_clear_error(monkeypatch: pytest.MonkeyPat
     assert "socks5://user:***@proxy:1080" in info.value.message
 
 
+@pytest.mark.parametrize("port", ["99999", "abc", "-1", "0"])
+def test_a_proxy_with_a_bad_port_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch, port: str
+) -> None:
+    """Exit 2 with one line, not a crash later inside a task group."""
+    monkeypatch.setenv("HTTPS_PROXY", f"http://user:pw@proxy:{port}")
+    with pytest.raises(ConfigurationError) as info:
+        proxy_routes(None)
+    assert "port from 1 to 65535" in info.value.message
+    assert "pw" not in info.value.message
+    assert info.value.exit_code == 2
+    with pytest.raises(ConfigurationError) as setting:
+        load_config(None, proxy=f"http://user:hunter2@proxy:{port}")
+    assert "hunter2" not in setting.value.message
+
+
 def test_proxy_setting_is_validated_without_echoing_it() -> None:
     with pytest.raises(ConfigurationError) as info:
         load_config(None, proxy="ftp://user:hunter2@proxy")

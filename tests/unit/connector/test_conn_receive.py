@@ -23,10 +23,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from ghga_connector.adapters.http import make_http_client
-from ghga_connector.adapters.receive import HEAD_LIMIT, DirectRangeTransport
-from ghga_connector.adapters.storage import ObjectStorageClient
+from ghga_connector.adapters.receive import HEAD_LIMIT, MAX_INTERIM_HEADS, DirectRangeTransport
+from ghga_connector.adapters.storage import ObjectStorageClient, RateFloor
 from ghga_connector.config import Config
-from ghga_connector.errors import BodyBrokenError, ServerResponseError
+from ghga_connector.errors import BodyBrokenError, ServerResponseError, ServiceUnreachableError
 
 BODY = bytes(range(256)) * 1024  # 256 KiB
 
@@ -344,10 +344,13 @@ async def test_get_range_reports_a_broken_in_place_body(serve: Serve) -> None:
     head = b"HTTP/1.1 206 Partial Content\r\nContent-Length: 100\r\nContent-Range: bytes 0-99/500\r\n\r\n"
     server = await serve([(head + BODY[:60], "close")])
     async with client_over(transport()) as client:
-        with pytest.raises(BodyBrokenError, match="after 60 of 100 bytes"):
+        with pytest.raises(BodyBrokenError, match="after 60 of 100 bytes") as caught:
             await ObjectStorageClient(client).get_range(
                 server.url, 0, 100, memoryview(bytearray(100))
             )
+    # the object storage answered: the service URL setting is not the thing to check
+    assert "wkvs_api_url" not in caught.value.hint
+    assert "continues where it stopped" in caught.value.hint
 
 
 async def test_get_range_refuses_a_206_with_more_bytes(serve: Serve) -> None:
@@ -440,6 +443,30 @@ async def test_https_ranges_are_received_in_place_and_verified(tmp_path: Path) -
     server.close()
 
 
+@pytest.mark.parametrize("direct", [True, False], ids=["in-place", "httpx"])
+async def test_an_untrusted_certificate_is_named_as_such(tmp_path: Path, direct: bool) -> None:
+    """Not "Could not reach ... (ConnectError)": the certificate, and what to do."""
+    cert, key = _self_signed(tmp_path)
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert, key)
+    scripted = ScriptedServer([(ok(BODY), "keep")])
+    server = await asyncio.start_server(scripted.serve, "127.0.0.1", 0, ssl=server_tls)
+    port = server.sockets[0].getsockname()[1]
+    url = f"https://127.0.0.1:{port}/bucket/object"
+    strict = ssl.create_default_context()
+    standard = httpx.AsyncHTTPTransport(verify=strict)
+    chosen: httpx.AsyncBaseTransport = (
+        DirectRangeTransport(standard, ssl_context=strict, limits=httpx.Limits())
+        if direct
+        else standard
+    )
+    async with httpx.AsyncClient(transport=chosen, timeout=5.0) as client:
+        with pytest.raises(ServiceUnreachableError, match="TLS certificate of") as caught:
+            await ObjectStorageClient(client).get_range(url, 0, 10, memoryview(bytearray(10)))
+    assert "ca_bundle" in caught.value.hint
+    server.close()
+
+
 async def test_bytes_after_a_small_body_in_the_same_read_make_the_connection_unusable(
     serve: Serve,
 ) -> None:
@@ -453,3 +480,120 @@ async def test_bytes_after_a_small_body_in_the_same_read_make_the_connection_unu
     assert response.status_code == 206
     assert server.connections == 2
     await direct.aclose()
+
+
+# --- the progress deadline (RateFloor) ---------------------------------------------
+
+
+def _trickle(
+    total: int = 1000, count: int = 200, delay: float = 0.02
+) -> Callable[..., Awaitable[None]]:
+    """A handler: a 206 head for ``total`` bytes, then one byte every ``delay`` s (``count`` bytes)."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(
+                f"HTTP/1.1 206 Partial Content\r\nContent-Length: {total}\r\n"
+                f"Content-Range: bytes 0-{total - 1}/{total}\r\n\r\n".encode()
+            )
+            for _ in range(count):
+                writer.write(b"x")
+                await writer.drain()
+                await asyncio.sleep(delay)
+            await asyncio.sleep(5)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    return handle
+
+
+async def _endless_interim(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answers with ``100 Continue`` heads every 20 ms (at most 200 of them)."""
+    try:
+        await reader.readuntil(b"\r\n\r\n")
+        for _ in range(200):
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.02)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+
+
+@pytest.fixture
+async def local_server() -> AsyncIterator[Callable[..., Awaitable[str]]]:
+    """Starts a handler on 127.0.0.1; yields a starter returning the object URL."""
+    started: list[asyncio.Server] = []
+
+    async def start(handler: Callable[..., Awaitable[None]]) -> str:
+        server = await asyncio.start_server(handler, "127.0.0.1", 0)
+        started.append(server)
+        return f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/bucket/object"
+
+    yield start
+    for server in started:
+        server.close()
+
+
+# 1000 bytes/s over 0.3 s: the trickle (50 bytes/s) falls short in its first window,
+# while the read timeout (5 s) never fires; a loaded machine only makes it slower.
+FLOOR = RateFloor(rate=1000, window=0.3)
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["in-place", "httpx"])
+async def test_a_trickling_range_is_abandoned_by_the_progress_deadline(
+    local_server: Callable[..., Awaitable[str]], direct: bool
+) -> None:
+    url = await local_server(_trickle())
+    standard = httpx.AsyncHTTPTransport()
+    chosen: httpx.AsyncBaseTransport = transport(standard) if direct else standard
+    async with httpx.AsyncClient(transport=chosen, timeout=5.0) as client:
+        with pytest.raises(BodyBrokenError, match=r"less progress than 1000 bytes/s over 0\.3 s"):
+            await ObjectStorageClient(client, FLOOR).get_range(
+                url, 0, 1000, memoryview(bytearray(1000))
+            )
+
+
+@pytest.mark.parametrize(
+    ("direct", "reason"),
+    [(True, "RemoteProtocolError"), (False, "less progress")],
+    ids=["in-place", "httpx"],
+)
+async def test_endless_interim_heads_abandon_the_range(
+    local_server: Callable[..., Awaitable[str]], direct: bool, reason: str
+) -> None:
+    """In place: more than MAX_INTERIM_HEADS is a protocol error; through httpx the deadline."""
+    url = await local_server(_endless_interim)
+    standard = httpx.AsyncHTTPTransport()
+    chosen: httpx.AsyncBaseTransport = transport(standard) if direct else standard
+    async with httpx.AsyncClient(transport=chosen, timeout=5.0) as client:
+        with pytest.raises(ServiceUnreachableError, match=reason):
+            await ObjectStorageClient(client, FLOOR).get_range(
+                url, 0, 1000, memoryview(bytearray(1000))
+            )
+
+
+async def test_more_interim_heads_than_allowed_are_a_protocol_error(serve: Serve) -> None:
+    interim = b"HTTP/1.1 100 Continue\r\n\r\n" * (MAX_INTERIM_HEADS + 1)
+    server = await serve([(interim + ok(BODY[:10]), "keep")])
+    with pytest.raises(httpx.RemoteProtocolError, match="interim"):
+        await get(transport(), server.url, memoryview(bytearray(10)))
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["in-place", "httpx"])
+async def test_a_range_that_keeps_the_rate_is_not_abandoned(
+    local_server: Callable[..., Awaitable[str]], direct: bool
+) -> None:
+    """Each full quota starts a new window: a range longer than one window completes."""
+    url = await local_server(_trickle(total=30, count=30, delay=0.05))  # about 1.5 s
+    floor = RateFloor(rate=1, window=1.0)  # a quota of 1 byte per second
+    standard = httpx.AsyncHTTPTransport()
+    chosen: httpx.AsyncBaseTransport = transport(standard) if direct else standard
+    async with httpx.AsyncClient(transport=chosen, timeout=5.0) as client:
+        buffer = bytearray(30)
+        await ObjectStorageClient(client, floor).get_range(url, 0, 30, memoryview(buffer))
+    assert bytes(buffer) == b"x" * 30

@@ -563,6 +563,9 @@ async def test_stream_writes_in_order_within_the_window_and_checks_the_sha256(
     if tamper:
         assert outcome.outcome is Outcome.FAILED
         assert "the streamed data is invalid" in outcome.message
+        # the data went to the pipe: no "damaged output was removed"
+        assert "removed" not in outcome.message
+        assert "discard what the reading program received" in outcome.message
     elif tamper is None:
         assert outcome.outcome is Outcome.UNVERIFIED
         assert outcome.details["verified"] is False

@@ -68,6 +68,7 @@ async def _upload(
     journals: bool = True,
     part_buffer: int | None = None,
     buffers: BufferPool | None = None,
+    planned_size: int | None = None,
 ) -> tuple[FileOutcome, CountingReporter]:
     reporter = CountingReporter()
     with ThreadPoolExecutor(max_workers=2) as executor:
@@ -89,7 +90,7 @@ async def _upload(
         job = UploadJob(
             path=path,
             alias=path.name,
-            size=path.stat().st_size,
+            size=path.stat().st_size if planned_size is None else planned_size,
             unfinished_file_id=unfinished,
             restart=restart,
         )
@@ -173,6 +174,33 @@ async def test_a_part_with_a_wrong_etag_is_sent_again(
     assert ghga.plaintext() == source.read_bytes()
 
 
+@pytest.mark.parametrize("missing", [1, 1000], ids=["once", "always"])
+async def test_a_part_answered_without_an_etag_is_sent_again(
+    ghga: MemoryGhga, user_keys: KeyPair, source: Path, tmp_path: Path, missing: int
+) -> None:
+    """No ETag proves nothing: refused and sent again; never accepted silently."""
+    real_put = ghga.put_part
+    left = [missing]
+
+    async def put_without_etag(url: str, data: object) -> str | None:
+        etag = await real_put(url, data)  # type: ignore[arg-type]
+        if left[0]:
+            left[0] -= 1
+            return None
+        return etag
+
+    ghga.put_part = put_without_etag  # type: ignore[method-assign]
+    outcome, _ = await _upload(ghga, user_keys, source, tmp_path / "state")
+    if missing == 1:
+        assert outcome.outcome is Outcome.DONE
+        assert len(ghga.puts) == 5  # four parts, one of them twice
+        assert ghga.plaintext() == source.read_bytes()
+    else:
+        assert outcome.outcome is Outcome.FAILED
+        assert "could not be stored intact" in outcome.message
+        assert not ghga.completed
+
+
 async def test_a_part_s3_never_stores_intact_fails_the_file(
     ghga: MemoryGhga, user_keys: KeyPair, source: Path, tmp_path: Path
 ) -> None:
@@ -181,6 +209,22 @@ async def test_a_part_s3_never_stores_intact_fails_the_file(
     assert outcome.outcome is Outcome.FAILED
     assert "could not be stored intact" in outcome.message
     assert not ghga.completed
+
+
+async def test_a_file_that_grew_before_its_turn_is_not_uploaded_truncated(
+    ghga: MemoryGhga, user_keys: KeyPair, source: Path, tmp_path: Path
+) -> None:
+    """Planned at SIZE bytes, longer when its turn comes: failed, nothing created."""
+    with source.open("ab") as handle:
+        handle.write(b"reads that arrived after the plan was made")
+    outcome, _ = await _upload(ghga, user_keys, source, tmp_path / "state", planned_size=SIZE)
+    assert outcome.outcome is Outcome.FAILED
+    assert outcome.message == (
+        f"{source} changed while it was being uploaded; upload it again when it is complete."
+    )
+    assert not ghga.puts
+    assert not ghga.completed
+    assert not _journals(tmp_path / "state")
 
 
 def _append(path: Path) -> Callable[[int], None]:

@@ -133,3 +133,17 @@ async def test_wps_in_process(app: FastAPI) -> None:
         )
         assert wot.status_code == 201
         assert wot.headers["cache-control"] == "max-age=30, private"
+
+
+@pytest.mark.posix_only  # POSIX permissions
+def test_the_state_database_and_its_wal_files_are_private(tmp_path: Path) -> None:
+    """Keys and file secrets also sit in SQLite's -wal and -shm files: 0600 like the file."""
+    path = tmp_path / "state.sqlite3"
+    state = SandboxState.open(path)
+    state.discard_data()  # a write: the -wal file holds it
+    try:
+        for name in ("state.sqlite3", "state.sqlite3-wal", "state.sqlite3-shm"):
+            assert (tmp_path / name).exists(), name
+            assert (tmp_path / name).stat().st_mode & 0o777 == 0o600, name
+    finally:
+        state.close()
