@@ -77,7 +77,7 @@ def test_a_part_is_never_appended_through_a_planted_link(
     victim.write_text("precious\n")
     path.unlink()
     path.symlink_to(victim)
-    with pytest.raises(OSError):
+    with pytest.raises(OutputError, match="symbolic link"):
         store.add_part(journal, PartRecord(1, "m1", "s1", "p1"))
     assert victim.read_text() == "precious\n"
     # and a missing journal is not created by the append
