@@ -19,7 +19,6 @@ import typer
 
 from ghga_connector import _startup  # noqa: F401  - first: keeps httpx's own CLI unloaded
 from ghga_connector import cli_options as opt
-from ghga_connector.adapters.http import safe_proxy_url
 from ghga_connector.cli_help import GlobalOptionsGroup
 from ghga_connector.cli_options import GlobalOptions
 from ghga_connector.cli_session import (
@@ -41,7 +40,7 @@ from ghga_connector.cli_session import (
 from ghga_connector.config import describe_sources
 from ghga_connector.core.handler import decrypt_batch, decrypt_sources, unfinished_uploads
 from ghga_connector.errors import EXIT_INTERRUPTED, EXIT_OK, UserInputError
-from ghga_connector.inject import Session
+from ghga_connector.inject import Session, safe_proxy_url
 from ghga_connector.manifest import plan_uploads
 from ghga_connector.models import FileOutcome
 from ghga_connector.reporting import tables
