@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.unit.connector.test_conn_handler import FakeReporter
+
 from ghga_connector.core.outcomes import error_line, file_outcome
 from ghga_connector.errors import StagingTimeoutError
 from ghga_connector.models import Outcome
-from tests.unit.connector.test_conn_handler import FakeReporter
 
 
 def test_an_error_gives_message_hint_and_error_code() -> None:
