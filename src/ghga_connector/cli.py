@@ -20,7 +20,6 @@ import typer
 
 from ghga_connector import _startup  # noqa: F401  - first: keeps httpx's own CLI unloaded
 from ghga_connector import cli_options as opt
-from ghga_connector.adapters.http import safe_proxy_url
 from ghga_connector.cli_help import GlobalOptionsGroup
 from ghga_connector.cli_options import GlobalOptions
 from ghga_connector.cli_session import (
@@ -40,9 +39,10 @@ from ghga_connector.cli_session import (
     take_share,
 )
 from ghga_connector.config import describe_sources
-from ghga_connector.core.handler import decrypt_batch, decrypt_sources, unfinished_uploads
+from ghga_connector.core.browse import unfinished_uploads
+from ghga_connector.core.decrypt import decrypt_batch, decrypt_sources
 from ghga_connector.errors import EXIT_INTERRUPTED, EXIT_OK, Terminated, UserInputError
-from ghga_connector.inject import Session
+from ghga_connector.inject import Session, safe_proxy_url
 from ghga_connector.manifest import plan_uploads
 from ghga_connector.models import FileOutcome
 from ghga_connector.reporting import tables
@@ -284,7 +284,7 @@ def list_files(
         credentials = Credentials(wpat_file, wpat, my_public_key_path, my_private_key_path)
         run = credentials.start(load_run_config(options), listing_reporter(options))
         rows, _ = run.run(lambda s: s.handler.listing(show_all=show_all, details=details))
-        return print_rows(options, rows, tables.print_listing)
+        return print_rows(options, [row.as_row() for row in rows], tables.print_listing)
 
     raise typer.Exit(execute(options, work))
 

@@ -1,4 +1,4 @@
-"""Command-line conveniences shared by ``ghga-connector`` and ``ghga-sandbox``.
+"""Command-line conveniences of ``ghga-connector`` (``ghga-sandbox`` has its own, in ``ghga_sandbox.help``).
 
 * :class:`TidyHelpGroup`: help text without type placeholders on flags (``<bool>``),
   with paragraphs that wrap at the terminal edge instead of at the source line breaks;

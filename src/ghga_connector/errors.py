@@ -261,17 +261,3 @@ class IntegrityError(ConnectorError):
     error_code: ClassVar[str] = "integrity"
 
     default_hint = "The damaged output was removed. Run the command again."
-
-
-class TransferFailedError(ConnectorError):
-    """One or more files of a batch failed; the others finished."""
-
-    error_code: ClassVar[str] = "transfer_failed"
-
-
-class Interrupted(ConnectorError):
-    """The user pressed Ctrl-C."""
-
-    error_code: ClassVar[str] = "interrupted"
-
-    exit_code = EXIT_INTERRUPTED

@@ -1,7 +1,9 @@
 """Composition root: builds one run's HTTP client, service adapters and transfer components.
 
 Only this module names concrete adapters. Everything is opened in
-:func:`open_session` and closed when its ``async with`` block ends.
+:func:`open_session` and closed when its ``async with`` block ends. The command line
+reaches the adapters only through this module (also for :func:`safe_proxy_url`, which
+``config`` uses to show a proxy URL without its password).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import TypeVar
 import httpx
 
 from ghga_connector import package_version
-from ghga_connector.adapters.http import RetryStats, make_http_client, retry_policy
+from ghga_connector.adapters.http import make_http_client, retry_policy, safe_proxy_url
 from ghga_connector.adapters.services import (
     DcsClient,
     ObjectStorageClient,
@@ -44,8 +46,9 @@ from ghga_connector.core.upload import Uploader
 from ghga_connector.core.work_package import WorkPackageAccessor
 from ghga_connector.errors import TokenError
 from ghga_connector.models import WellKnownValues
+from ghga_connector.retrying import RetryStats
 
-__all__ = ["Session", "open_session", "open_wpat", "parse_wpat"]
+__all__ = ["Session", "open_session", "open_wpat", "parse_wpat", "safe_proxy_url"]
 
 _TOKEN = re.compile(r"^[A-Za-z0-9]{24}$")
 

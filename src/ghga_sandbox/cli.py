@@ -23,7 +23,6 @@ from typing import Annotated, Any
 import httpx
 import typer
 
-from ghga_connector.cli_help import TidyHelpGroup
 from ghga_sandbox.bootstrap import (
     CONNECTOR_YAML,
     DOWNLOAD_WPAT,
@@ -38,6 +37,7 @@ from ghga_sandbox.bootstrap import (
 )
 from ghga_sandbox.config import TIB, SandboxSettings
 from ghga_sandbox.faults import FaultSettings
+from ghga_sandbox.help import ProseHelpGroup
 
 __all__ = ["app", "run"]
 
@@ -46,16 +46,24 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    cls=TidyHelpGroup,
+    cls=ProseHelpGroup,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
+def _package_version() -> str:
+    """The installed version of the ``ghga-connector`` distribution the sandbox ships in."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ghga-connector")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0.0.0"
+
+
 def _show_version(value: bool) -> None:
     if value:
-        from ghga_connector import package_version
-
-        typer.echo(f"ghga-sandbox {package_version()}")
+        typer.echo(f"ghga-sandbox {_package_version()}")
         raise typer.Exit()
 
 

@@ -11,9 +11,9 @@ from pydantic import ValidationError
 
 from ghga_connector.adapters.request import JSON_HEADERS, max_age, send
 from ghga_connector.adapters.responses import request_id_of, url_host
-from ghga_connector.adapters.retry import staging_wait
 from ghga_connector.errors import FileNotDownloadableError, ServerResponseError
 from ghga_connector.models import DrsObject, Staging, TokenSource
+from ghga_connector.retrying import staging_wait
 
 __all__ = ["DcsClient"]
 

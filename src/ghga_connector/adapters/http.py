@@ -28,18 +28,16 @@ import httpx
 
 from ghga_connector.adapters.network import pooled_transport, proxied_transport
 from ghga_connector.adapters.receive import DirectRangeTransport
-from ghga_connector.adapters.retry import RetryPolicy, RetryStats, RetryTransport, Sleep
+from ghga_connector.adapters.retry import RetryTransport
 from ghga_connector.config import Config
 from ghga_connector.errors import ConfigurationError, ServerResponseError, request_id_note
+from ghga_connector.retrying import RetryPolicy, RetryStats, Sleep
 
 __all__ = [
     "MAX_API_BODY",
     "BoundedResponseTransport",
     "ProxyRoutes",
     "ProxyRoutingTransport",
-    "RetryPolicy",
-    "RetryStats",
-    "RetryTransport",
     "make_http_client",
     "no_proxy_matches",
     "proxy_routes",

@@ -34,30 +34,14 @@ from tenacity import (
 )
 
 from ghga_connector.retrying import (
-    BODY_ATTEMPTS,
-    STAGING_WAIT_DEFAULT,
-    STAGING_WAIT_RANGE,
     RetryNotice,
     RetryPolicy,
     RetryStats,
     Sleep,
-    body_retrying,
     parse_retry_after,
-    staging_wait,
 )
 
-__all__ = [
-    "BODY_ATTEMPTS",
-    "STAGING_WAIT_DEFAULT",
-    "STAGING_WAIT_RANGE",
-    "RetryPolicy",
-    "RetryStats",
-    "RetryTransport",
-    "Sleep",
-    "body_retrying",
-    "parse_retry_after",
-    "staging_wait",
-]
+__all__ = ["RetryTransport"]
 
 
 class RetryTransport(httpx.AsyncBaseTransport):

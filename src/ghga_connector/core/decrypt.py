@@ -36,14 +36,24 @@ from ghga_connector.core.files import (
     replace_file,
     write_atomic,
 )
+from ghga_connector.core.outcomes import file_outcome
 from ghga_connector.core.planning import CIPHER_SEGMENT_SIZE, SEGMENT_SIZE
-from ghga_connector.errors import IntegrityError, KeyFileError, OutputError
+from ghga_connector.core.ports import ProgressReporter
+from ghga_connector.errors import (
+    ConnectorError,
+    InputFileError,
+    IntegrityError,
+    KeyFileError,
+    OutputError,
+)
 from ghga_connector.models import FileOutcome, Outcome
 
 __all__ = [
     "CHECKSUM_SUFFIX",
     "checksum_line",
+    "decrypt_batch",
     "decrypt_file",
+    "decrypt_sources",
     "decrypted_chunks",
     "expected_checksum",
     "file_sha256",
@@ -315,16 +325,16 @@ def decrypt_file(
         if final is target
         else f"; kept as {marker.name} (--allow-unverified names it {target.name})"
     )
-    return FileOutcome(
-        name=source.name,
-        outcome=Outcome.DONE if verified else Outcome.UNVERIFIED,
-        size=size,
-        seconds=time.monotonic() - started,
-        path=final,
-        message=""
+    return file_outcome(
+        source.name,
+        Outcome.DONE if verified else Outcome.UNVERIFIED,
+        ""
         if verified
         else f"not verified: no {sidecar_path(source).name} beside it to check the content "
         f"against{where}",
+        size=size,
+        seconds=time.monotonic() - started,
+        path=final,
         details={"sha256": sha256, "verified": verified},
     )
 
@@ -339,22 +349,22 @@ def _judge_existing(source: Path, target: Path, expected: str | None) -> FileOut
     size = target.stat().st_size
     vouched = vouched_checksum(target)
     if expected is not None and vouched == expected:
-        return FileOutcome(
-            name=source.name,
-            outcome=Outcome.SKIPPED,
+        return file_outcome(
+            source.name,
+            Outcome.SKIPPED,
+            f"{target.name} exists already, verified when it was written",
             path=target,
             size=size,
-            message=f"{target.name} exists already, verified when it was written",
             details={"sha256": expected, "verified": True},
         )
     if expected is None:
-        return FileOutcome(
-            name=source.name,
-            outcome=Outcome.UNVERIFIED,
+        return file_outcome(
+            source.name,
+            Outcome.UNVERIFIED,
+            f"{target.name} exists already, but there is no "
+            f"{sidecar_path(source).name} to check it against",
             path=target,
             size=size,
-            message=f"{target.name} exists already, but there is no "
-            f"{sidecar_path(source).name} to check it against",
             details={"verified": False},
         )
     try:
@@ -368,11 +378,61 @@ def _judge_existing(source: Path, target: Path, expected: str | None) -> FileOut
         )
     with contextlib.suppress(OSError):
         vouch_for(target, actual)
-    return FileOutcome(
-        name=source.name,
-        outcome=Outcome.SKIPPED,
+    return file_outcome(
+        source.name,
+        Outcome.SKIPPED,
+        f"{target.name} exists already and matches the checksum of the download",
         path=target,
         size=size,
-        message=f"{target.name} exists already and matches the checksum of the download",
         details={"sha256": actual, "verified": True},
     )
+
+
+def decrypt_sources(input_dir: Path, target_dir: Path) -> list[Path]:
+    """The ``.c4gh`` files in ``input_dir`` (sorted by name), for ``ghga-connector decrypt``.
+
+    Raises:
+        InputFileError: ``input_dir`` is not a folder, or holds no ``.c4gh`` file.
+        OutputError: ``target_dir`` is not a folder.
+    """
+    if not input_dir.is_dir():
+        raise InputFileError(f"The input folder {str(input_dir)!r} does not exist.")
+    if not target_dir.is_dir():
+        raise OutputError(
+            f"The output folder {str(target_dir)!r} does not exist.",
+            hint=f"Create it first: mkdir {target_dir}",
+        )
+    sources = sorted(p for p in input_dir.glob("*.c4gh") if p.is_file())
+    if not sources:
+        raise InputFileError(f"There are no .c4gh files in {str(input_dir)!r}.")
+    return sources
+
+
+def decrypt_batch(
+    sources: list[Path],
+    target_dir: Path,
+    secret_key: bytes,
+    reporter: ProgressReporter,
+    *,
+    overwrite: bool = False,
+    allow_unverified: bool = False,
+) -> list[FileOutcome]:
+    """Decrypt each ``X.c4gh`` of ``sources`` to ``target_dir/X`` with :func:`decrypt_file`.
+
+    A file that fails is a ``FAILED`` outcome (its error's message) and does not stop
+    the others; each outcome is reported as it is known.
+    """
+    outcomes = []
+    for source in sources:
+        target = target_dir / source.name.removesuffix(".c4gh")
+        try:
+            outcome = decrypt_file(
+                source, target, secret_key, overwrite=overwrite, allow_unverified=allow_unverified
+            )
+        except ConnectorError as error:
+            outcome = file_outcome(
+                source.name, Outcome.FAILED, error=error, hint=False, path=target
+            )
+        reporter.file_finished(outcome)
+        outcomes.append(outcome)
+    return outcomes

@@ -30,6 +30,7 @@ worked on meanwhile; :func:`prune_owner_records` removes those older than
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -41,13 +42,18 @@ from pathlib import Path
 
 from filelock import FileLock, SoftFileLock, Timeout
 
+from ghga_connector.core.ports import ProgressReporter, unique_temp_path
+
 __all__ = [
     "HEARTBEAT_SECONDS",
     "OWNER_RECORD_DAYS",
     "STALE_AFTER_SECONDS",
+    "WAIT_POLL_SECONDS",
     "LockOwner",
     "TransferLock",
     "TransferLockBusy",
+    "acquire_waiting",
+    "clear_download_leftovers",
     "download_lock_path",
     "prune_owner_records",
 ]
@@ -59,6 +65,8 @@ STALE_AFTER_SECONDS = 600.0
 #: Owner files of released upload locks older than this many days are removed: no run
 #: lasts longer than its access token (at most 30 days), so none can still need them.
 OWNER_RECORD_DAYS = 31
+#: Seconds between two attempts to take the lock of a file another process holds (``--wait``).
+WAIT_POLL_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -286,3 +294,61 @@ class TransferLock:
         except OSError:
             with contextlib.suppress(OSError):
                 temp.unlink()
+
+
+async def acquire_waiting(
+    lock: TransferLock,
+    name: str,
+    reporter: ProgressReporter,
+    *,
+    wait: bool,
+    poll: float = WAIT_POLL_SECONDS,
+) -> LockOwner | None:
+    """Take ``lock`` of file ``name``; with ``wait`` try again every ``poll`` seconds while busy.
+
+    Returns the previous owner record (:meth:`TransferLock.acquire`). A soft lock of a
+    process without heartbeat for too long is taken over, with a warning to ``reporter``.
+
+    Raises:
+        TransferLockBusy: busy, and not ``wait``.
+        OSError: the lock file cannot be created.
+    """
+    while True:
+        try:
+            previous = lock.acquire()
+        except TransferLockBusy as busy:
+            if not wait:
+                raise
+            reporter.file_status(name, f"waiting for another process ({busy.holder}) to finish it")
+            await asyncio.sleep(poll)
+            continue
+        if lock.taken_over is not None:
+            reporter.message(
+                f"{name}: took over the lock of {lock.taken_over}, whose last sign of "
+                f"life is {lock.taken_over.age():.0f} s old (the process is gone).",
+                level="warning",
+            )
+        return previous
+
+
+def clear_download_leftovers(target: Path) -> None:
+    """Remove what a process killed right after finishing ``target`` left beside it.
+
+    That is its lock (and owner file), and the downloader's range journal
+    (``<name>.part.json``) if no ``.part`` file belongs to it any more. Only done while
+    holding the lock, so never under a process that is still writing.
+    """
+    lock_path = download_lock_path(target)
+    temp = unique_temp_path(target)
+    journal = temp.with_name(temp.name + ".json")
+    orphan = journal.exists() and not temp.exists()
+    if not lock_path.exists() and not orphan:
+        return
+    lock = TransferLock(lock_path)
+    with contextlib.suppress(TransferLockBusy, OSError):
+        lock.acquire()
+        try:
+            if journal.exists() and not temp.exists():
+                journal.unlink()
+        finally:
+            lock.release()

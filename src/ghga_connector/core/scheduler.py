@@ -31,7 +31,6 @@ from typing import TypeVar
 
 __all__ = [
     "BufferPool",
-    "DigestAborted",
     "InOrder",
     "OrderAborted",
     "OrderedDigest",
@@ -47,10 +46,6 @@ P = TypeVar("P")
 
 class OrderAborted(RuntimeError):
     """The ordered sequence was aborted because another part failed."""
-
-
-#: The name under which upload code knows the abort of its ordered digest.
-DigestAborted = OrderAborted
 
 
 def first_cause(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -11,7 +11,8 @@ import pytest
 from tests.fakes import MemoryGhga
 
 from ghga_connector.c4gh.keys import KeyPair
-from ghga_connector.core.handler import TransferHandler, safe_file_name
+from ghga_connector.core.handler import TransferHandler
+from ghga_connector.core.naming import safe_file_name
 from ghga_connector.core.ports import (
     DownloaderBase,
     DownloadJob,
@@ -417,7 +418,9 @@ async def test_download_plan_fails_only_files_with_unsafe_server_names(tmp_path:
 async def test_listing_shows_unsafe_server_names_as_invalid() -> None:
     files = {"GHGAF001": ".bam", "GHGAF002": ".bam\n", "GHGAF003": "/x"}
     stager = FakeStager()
-    rows = await _listing_handler(files, stager).download_listing(details=True)
+    rows = [
+        r.as_row() for r in await _listing_handler(files, stager).download_listing(details=True)
+    ]
     assert [r["file"] for r in rows] == ["GHGAF001.bam", None, None]
     assert [str(r["note"]).startswith("invalid: ") for r in rows] == [False, True, True]
     assert all("unsafe" in str(r["note"]) for r in rows[1:])
@@ -566,7 +569,7 @@ async def test_plain_download_listing_asks_the_download_service_nothing() -> Non
     """At GHGA each DRS request stages the file and counts as a download served."""
     stager = FakeStager()
     files = {f"GHGAF{i:04d}": ".bam" for i in range(1000)}
-    rows = await _listing_handler(files, stager).listing()
+    rows = [r.as_row() for r in await _listing_handler(files, stager).listing()]
     assert stager.asked == []
     assert len(rows) == 1000
     assert rows[0] == {"accession": "GHGAF0000", "file": "GHGAF0000.bam", "note": None}
@@ -575,7 +578,7 @@ async def test_plain_download_listing_asks_the_download_service_nothing() -> Non
 async def test_download_listing_with_details_reports_size_checksum_and_staging() -> None:
     stager = FakeStager(fail={"GHGAF2": RuntimeError("unused")})
     handler = _listing_handler({"GHGAF1": ".bam", "GHGAF2": ".vcf.gz"}, stager)
-    rows = await handler.download_listing(details=True)
+    rows = [r.as_row() for r in await handler.download_listing(details=True)]
     assert rows == [
         {
             "accession": "GHGAF1",

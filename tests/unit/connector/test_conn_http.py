@@ -8,14 +8,10 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from ghga_connector.adapters.http import (
-    RetryPolicy,
-    RetryStats,
-    RetryTransport,
-    make_http_client,
-)
-from ghga_connector.adapters.retry import staging_wait
+from ghga_connector.adapters.http import make_http_client
+from ghga_connector.adapters.retry import RetryTransport
 from ghga_connector.config import Config
+from ghga_connector.retrying import RetryPolicy, RetryStats, staging_wait
 
 URL = "https://ucs.example.org/boxes"
 

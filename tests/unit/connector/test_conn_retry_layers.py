@@ -23,7 +23,6 @@ from tests.unit.connector.test_conn_handler import (
 from tests.unit.connector.test_conn_pipeline import EnvelopeDcs
 
 from ghga_connector.adapters.http import make_http_client, retry_policy
-from ghga_connector.adapters.retry import staging_wait
 from ghga_connector.adapters.services import ObjectStorageClient, Staging
 from ghga_connector.c4gh.keys import KeyPair
 from ghga_connector.config import Config
@@ -31,6 +30,7 @@ from ghga_connector.core.download import RANGE_ATTEMPTS, Downloader, FileStager
 from ghga_connector.core.ports import DownloadJob
 from ghga_connector.errors import StagingTimeoutError
 from ghga_connector.models import DrsObject, Outcome
+from ghga_connector.retrying import staging_wait
 
 S3_URL = "http://s3.test/bucket/object?X-Amz-Signature=secret"
 SIZE = 65_564 * 3

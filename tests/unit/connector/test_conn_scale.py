@@ -377,14 +377,14 @@ async def test_download_finished_by_another_process_meanwhile_is_skipped(tmp_pat
     )
     jobs = await handler.download_plan(tmp_path, accessions=["GHGAF001"], decrypt=True)
     # planned while absent, then written by another process before this one's turn
-    outcome = await handler._download_locked(jobs[0], replacing=False)
+    outcome = await handler.downloads.download_locked(jobs[0], replacing=False)
     assert outcome.outcome is Outcome.DONE
-    again = await handler._download_locked(jobs[0], replacing=False)
+    again = await handler.downloads.download_locked(jobs[0], replacing=False)
     assert again.outcome is Outcome.SKIPPED
     assert again.message.startswith("downloaded meanwhile by another process; ")
     assert len(downloader.jobs) == 1
     # a target planned to be replaced (--overwrite, or damaged under --verify) is replaced
-    replaced = await handler._download_locked(jobs[0], replacing=True)
+    replaced = await handler.downloads.download_locked(jobs[0], replacing=True)
     assert replaced.outcome is Outcome.DONE
     assert len(downloader.jobs) == 2
 

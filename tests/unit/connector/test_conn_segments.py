@@ -39,7 +39,7 @@ from ghga_connector.core.planning import (
     encrypted_size,
     upload_part_size,
 )
-from ghga_connector.core.scheduler import DigestAborted, OrderedDigest
+from ghga_connector.core.scheduler import OrderAborted, OrderedDigest
 
 
 @pytest.fixture
@@ -366,8 +366,8 @@ def test_abort_releases_a_waiting_thread() -> None:
     thread.join(timeout=5)
     assert not thread.is_alive()
     assert len(caught) == 1
-    assert isinstance(caught[0], DigestAborted)
-    with pytest.raises(DigestAborted):
+    assert isinstance(caught[0], OrderAborted)
+    with pytest.raises(OrderAborted):
         digest.update(1, b"too late")
 
 

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from ghga_connector.c4gh.keys import KeyPair
 from ghga_connector.cli import app
 from ghga_connector.config import describe_sources
-from ghga_connector.core.handler import TransferHandler, unfinished_uploads
+from ghga_connector.core.browse import unfinished_uploads
+from ghga_connector.core.handler import TransferHandler
 from ghga_connector.core.journal import (
     FileIdentity,
     JournalStore,
@@ -219,12 +220,12 @@ async def test_remove_upload_needs_an_upload_package() -> None:
 
 async def test_listing_of_an_upload_box() -> None:
     handler = _handler(UPLOAD_PACKAGE)
-    rows = await handler.listing()
+    rows = [row.as_row() for row in await handler.listing()]
     assert rows == [
         {"alias": "a.bam", "state": "init", "size": None, "file_id": "id-a"},
         {"alias": "b.bam", "state": "inbox", "size": 5, "file_id": "id-b"},
     ]
-    assert [row["alias"] for row in await handler.listing(show_all=True)] == [
+    assert [row.as_row()["alias"] for row in await handler.listing(show_all=True)] == [
         "a.bam",
         "b.bam",
         "c.bam",
@@ -233,12 +234,12 @@ async def test_listing_of_an_upload_box() -> None:
 
 async def test_listing_of_a_download_package() -> None:
     package = WorkPackage(type="download", files={"GHGAF002": ".vcf.gz", "GHGAF001": ".bam"})
-    rows = await _handler(package).listing()
+    rows = [row.as_row() for row in await _handler(package).listing()]
     assert rows == [
         {"accession": "GHGAF001", "file": "GHGAF001.bam", "note": None},
         {"accession": "GHGAF002", "file": "GHGAF002.vcf.gz", "note": None},
     ]
-    detailed = await _handler(package).listing(details=True)
+    detailed = [row.as_row() for row in await _handler(package).listing(details=True)]
     assert [(r["size"], r["staged"]) for r in detailed] == [(65_536, True), (None, False)]
 
 
