@@ -107,7 +107,7 @@ def _time_at(samples: Sequence[Sample], nbytes: float) -> float | None:
 def edge_ratio(samples: Sequence[Sample], total: int, fraction: float = 0.1) -> float | None:
     """MB/s over the last ``fraction`` of the bytes divided by MB/s over the first.
 
-    The first stretch starts when the first byte moved (interpreter start-up excluded);
+    The first stretch starts at the last sample before bytes moved (start-up excluded);
     the last one ends at the last sample (the process may exit between samples, so the
     stretch is ``fraction × total`` bytes back from the bytes seen last). ``None`` if the
     series does not cover both stretches.
@@ -116,7 +116,8 @@ def edge_ratio(samples: Sequence[Sample], total: int, fraction: float = 0.1) -> 
     if not moving:
         return None
     end = moving[-1]
-    start = moving[0].t_s
+    idle = [s for s in samples if s.io_bytes == 0]
+    start = idle[-1].t_s if idle else moving[0].t_s  # the last sample before bytes moved
     t_first = _time_at(samples, total * fraction)
     t_last_from = _time_at(samples, end.io_bytes - total * fraction)
     if t_first is None or t_last_from is None or end.io_bytes < 2 * total * fraction:
@@ -389,6 +390,7 @@ class Options:
     name: str
     directions: tuple[str, ...]
     crypto_threads: int | None
+    part_size: int | None = None
     seed: int = 2026
 
 
@@ -412,6 +414,8 @@ def _client_env(opts: Options, state: Path) -> dict[str, str]:
     extra = {"GHGA_CONNECTOR_STATE_DIR": str(state)}
     if opts.crypto_threads is not None:
         extra["GHGA_CONNECTOR_CRYPTO_THREADS"] = str(opts.crypto_threads)
+    if opts.part_size is not None:
+        extra["GHGA_CONNECTOR_PART_SIZE"] = str(opts.part_size)
     return _env(extra)
 
 
@@ -827,7 +831,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--url-expiry", type=int, default=60, help="presigned URL lifetime, s")
     parser.add_argument("--sample-s", type=float, default=3.0, help="seconds between samples")
     parser.add_argument("--directions", default="upload,download")
-    parser.add_argument("--crypto-threads", type=int, default=None)
+    parser.add_argument("--crypto-threads", type=int, default=None, help="client setting")
+    parser.add_argument(
+        "--part-size-mib",
+        type=int,
+        default=None,
+        help="client part_size (default 16): 5 reaches the 10,000-part limit at 52 GB",
+    )
     parser.add_argument("--name", default=None, help="result file name (default from the case)")
     parser.add_argument("--work-dir", type=Path, default=BENCH_DIR / "work" / "scale")
     parser.add_argument("--results-dir", type=Path, default=BENCH_DIR / "results" / "scale")
@@ -845,6 +855,7 @@ def main(argv: Sequence[str]) -> int:
         f"{args.clients}x{args.scale_gb:g}GB"
         + ("-faults" if args.faults else "")
         + (f"-threads{args.crypto_threads}" if args.crypto_threads else "")
+        + (f"-part{args.part_size_mib}MiB" if args.part_size_mib else "")
     )
     opts = Options(
         size=size,
@@ -857,6 +868,7 @@ def main(argv: Sequence[str]) -> int:
         name=name,
         directions=tuple(d for d in args.directions.split(",") if d),
         crypto_threads=args.crypto_threads,
+        part_size=None if args.part_size_mib is None else args.part_size_mib * MIB,
     )
     start = time.perf_counter()
 

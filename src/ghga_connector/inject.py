@@ -41,7 +41,7 @@ from ghga_connector.core.work_package import WorkPackageAccessor
 from ghga_connector.errors import TokenError
 from ghga_connector.models import WellKnownValues
 
-__all__ = ["Session", "open_session", "open_wpat", "parse_wpat"]
+__all__ = ["Session", "crypto_workers", "open_session", "open_wpat", "parse_wpat"]
 
 _TOKEN = re.compile(r"^[A-Za-z0-9]{24}$")
 
@@ -122,6 +122,11 @@ class Session:
     retry_stats: RetryStats
 
 
+def crypto_workers(config: Config) -> int:
+    """Threads of the crypto pool: ``crypto_threads``, else the cores (at least 2)."""
+    return config.crypto_threads or max(os.cpu_count() or 2, 2)
+
+
 @asynccontextmanager
 async def open_session(
     config: Config,
@@ -143,7 +148,8 @@ async def open_session(
     stats = RetryStats()
     per_file = max(config.max_concurrent_uploads, config.max_concurrent_downloads)
     executor = ThreadPoolExecutor(
-        max_workers=max(os.cpu_count() or 2, 2), thread_name_prefix="ghga-crypto"
+        max_workers=crypto_workers(config),
+        thread_name_prefix="ghga-crypto",
     )
     try:
         async with make_http_client(
