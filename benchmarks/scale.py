@@ -435,7 +435,7 @@ class FaultDriver(threading.Thread):
     """Arms one S3 fault every ``period`` seconds, in turn: 503 on a part, a dropped
     connection mid-body, a presigned URL that expires after 1 s."""
 
-    def __init__(self, admin: AdminClient, method: str, period: float = 15.0) -> None:
+    def __init__(self, admin: AdminClient, method: str, period: float = 10.0) -> None:
         super().__init__(daemon=True, name="fault-driver")
         self.admin = admin
         self.method = method
@@ -766,7 +766,16 @@ def markdown(document: dict[str, Any]) -> str:
             f"{row['mb_per_s']} | {row['cpu_s_per_gib']} | "
             f"{round((row['peak_rss_bytes'] or 0) / MIB)} | {row['sandbox_cpu_s']} |"
         )
-    lines += ["", "## Targets", "", "```", json.dumps(document["targets"], indent=1), "```", ""]
+    lines += ["", "## Targets", "", "| direction | client | target | wanted | value | met |"]
+    lines.append("|---|---:|---|---|---:|---|")
+    for direction, per_client in document["targets"].items():
+        for i, checks in enumerate(per_client):
+            for key, check in checks.items():
+                lines.append(
+                    f"| {direction} | {i} | {key} | {check['target']} | {check['value']} | "
+                    f"{'yes' if check['met'] else '**no**'} |"
+                )
+    lines.append("")
     extras = [{"case": r["case"], "direction": r["direction"], "extra": r.get("extra"),
                "sink": r.get("sink"), "faults_fired": r.get("faults_fired"),
                "clients": r.get("clients")} for r in document["rows"]]  # fmt: skip
@@ -799,17 +808,33 @@ def write_png(document: dict[str, Any], path: Path) -> bool:
         for i, raw in enumerate(document["series"][direction]):
             samples = [Sample(**s) for s in raw]
             speed = throughput_series(samples)
-            ax.plot([t / 60 for t, _ in speed], [v for _, v in speed], lw=0.8,
+            ax.plot([t / 60 for t, _ in speed], [v for _, v in speed], lw=0.5, alpha=0.5,
                     label=f"MB/s client {i}")  # fmt: skip
             twin.plot([s.t_s / 60 for s in samples], [s.rss_bytes / MIB for s in samples],
                       lw=1.2, ls="--", label=f"RSS MiB client {i}")  # fmt: skip
-            twin.plot([s.t_s / 60 for s in samples], [s.load1 * 50 for s in samples], lw=0.6,
-                      ls=":", color="grey", label="load1 x50" if i == 0 else None)  # fmt: skip
+            window = (
+                max(int(30 / max(samples[1].t_s - samples[0].t_s, 0.1)), 1)
+                if len(samples) > 1
+                else 1
+            )
+            smooth = [
+                (
+                    speed[j][0],
+                    sum(v for _, v in speed[max(j - window + 1, 0) : j + 1])
+                    / len(speed[max(j - window + 1, 0) : j + 1]),
+                )
+                for j in range(len(speed))
+            ]
+            ax.plot([t / 60 for t, _ in smooth], [v for _, v in smooth], lw=1.6,
+                    label=f"MB/s client {i}, 30 s mean")  # fmt: skip
+            if i == 0:
+                twin.plot([s.t_s / 60 for s in samples], [s.load1 * 20 for s in samples], lw=0.8,
+                          ls=":", color="grey", label="load average (1 min) x20")  # fmt: skip
         ax.set_title(f"{direction}: {document['rows'][0]['case']}")
         ax.set_xlabel("minutes")
         ax.set_ylabel("MB/s (plaintext)")
-        twin.set_ylabel("RSS MiB  /  load x50")
-        twin.set_ylim(0, 400)
+        twin.set_ylabel("RSS MiB  /  load x20")
+        twin.set_ylim(0, 500)
         ax.legend(loc="lower left", fontsize=7)
         twin.legend(loc="lower right", fontsize=7)
     fig.tight_layout()
