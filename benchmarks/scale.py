@@ -432,10 +432,10 @@ def _journal_info(state: Path) -> dict[str, int]:
 
 
 class FaultDriver(threading.Thread):
-    """Arms one S3 fault every ``period`` seconds, in turn: 503 on a part, a dropped
-    connection mid-body, a presigned URL that expires after 1 s."""
+    """Arms one S3 fault every ``period`` seconds (the first after 2 s), in turn: 503 on a
+    part, a dropped connection mid-body, a presigned URL that expires after 1 s."""
 
-    def __init__(self, admin: AdminClient, method: str, period: float = 10.0) -> None:
+    def __init__(self, admin: AdminClient, method: str, period: float = 5.0) -> None:
         super().__init__(daemon=True, name="fault-driver")
         self.admin = admin
         self.method = method
@@ -451,7 +451,7 @@ class FaultDriver(threading.Thread):
             {"url_expiry": {"seconds": 1, "count": 1, "kind": "any"}},
         ]
         i = 0
-        while not self._stop_event.wait(self.period):
+        while not self._stop_event.wait(self.period if i else 2.0):
             with contextlib.suppress(Exception):
                 self.admin._call("POST", "/faults", plans[i % len(plans)])
                 self.armed += 1
@@ -721,7 +721,7 @@ def _record(
     status = admin.status()
     data["extra"] = [t.extra for t in transfers]
     data["sink"] = status.get("sink")
-    data["faults_fired"] = status.get("faults", {}).get("fired")
+    data["faults_fired"] = status.get("faults", {}).get("injected")
     if driver is not None:
         data["faults_armed"] = driver.armed
     document["rows"].append(data)

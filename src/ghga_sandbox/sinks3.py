@@ -198,12 +198,21 @@ class SinkStore:
         self._lock = threading.Lock()
         self._buckets: dict[str, dict[str, SinkObject]] = {}
         self._uploads: dict[str, _Upload] = {}
-        self._received = {"parts": 0, "bytes": 0, "bad_digest": 0}
+        self._received = {"parts": 0, "bytes": 0, "bytes_read": 0, "bad_digest": 0}
 
     def stats(self) -> dict[str, int]:
-        """Part ``PUT`` s received: ``parts``, ``bytes`` (resent ones included), ``bad_digest``."""
+        """Counters of part ``PUT`` s.
+
+        ``parts`` and ``bytes`` recorded (resent ones included), ``bytes_read`` of bodies
+        (cut-off and refused ones included), ``bad_digest`` refusals.
+        """
         with self._lock:
             return dict(self._received)
+
+    def count_read(self, nbytes: int) -> None:
+        """Count ``nbytes`` of part bodies read (complete or not)."""
+        with self._lock:
+            self._received["bytes_read"] += nbytes
 
     def count_bad_digest(self) -> None:
         """Count a part refused because its ``Content-MD5`` disagreed."""
@@ -500,7 +509,9 @@ class SinkS3App:
                 return _ok(start_response, body, "application/xml")
             store.parts(bucket, key, upload_id)  # 404 NoSuchUpload before reading the body
             try:
-                size, md5, head = _digest_body(environ, HEAD_BYTES if number == 1 else 0)
+                size, md5, head = _digest_body(
+                    environ, HEAD_BYTES if number == 1 else 0, store.count_read
+                )
             except SinkError as error:
                 if error.code == "BadDigest":
                     store.count_bad_digest()
@@ -618,8 +629,12 @@ def _content_length(environ: dict[str, Any]) -> int:
         raise SinkError(400, "InvalidArgument", "Bad Content-Length.") from error
 
 
-def _digest_body(environ: dict[str, Any], keep: int) -> tuple[int, str, bytes]:
+def _digest_body(
+    environ: dict[str, Any], keep: int, count: Callable[[int], None] | None = None
+) -> tuple[int, str, bytes]:
     """Read the whole request body: ``(size, hex md5, first keep bytes)``.
+
+    ``count`` is told how many bytes were read, also when the body breaks off.
 
     Raises :class:`SinkError` 400 ``BadDigest`` if a ``Content-MD5`` header disagrees,
     ``IncompleteBody`` if fewer bytes than ``Content-Length`` arrived.
@@ -629,14 +644,18 @@ def _digest_body(environ: dict[str, Any], keep: int) -> tuple[int, str, bytes]:
     digest = hashlib.md5()  # noqa: S324 - S3's part checksum
     head = bytearray()
     size = 0
-    while size < expected:
-        chunk = stream.read(min(READ_CHUNK, expected - size))
-        if not chunk:
-            break
-        digest.update(chunk)
-        if len(head) < keep:
-            head += chunk[: keep - len(head)]
-        size += len(chunk)
+    try:
+        while size < expected:
+            chunk = stream.read(min(READ_CHUNK, expected - size))
+            if not chunk:
+                break
+            digest.update(chunk)
+            if len(head) < keep:
+                head += chunk[: keep - len(head)]
+            size += len(chunk)
+    finally:
+        if count is not None:
+            count(size)
     if size != expected:
         raise SinkError(400, "IncompleteBody", "Fewer bytes than Content-Length arrived.")
     md5 = digest.hexdigest()
