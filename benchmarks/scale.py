@@ -301,6 +301,16 @@ def run_sampled(
 # --- the sandbox ------------------------------------------------------------------------
 
 
+API_PATTERNS = {
+    "work_order_tokens": re.compile(r'"POST /wps/work-packages/[^ ]*/work-order-tokens'),
+    "part_urls": re.compile(r'"GET /ucs/boxes/[^ ]*/parts/'),
+    "drs_objects": re.compile(r'"GET /ga4gh/drs/v1/objects/[^/ ]* '),
+    "all": re.compile(r'"(GET|POST|PATCH|DELETE|PUT) /(wps|ucs|ga4gh|\.well-known)/'),
+}
+"""GHGA API requests counted in the sandbox's access log: every WOT (they live 30 s), every
+part URL, every DRS object (a fresh download URL; they live ``--url-expiry`` seconds)."""
+
+
 @dataclass
 class SinkSandbox:
     """``ghga-sandbox serve --s3 sink`` in a subprocess."""
@@ -320,9 +330,9 @@ class SinkSandbox:
             "--state-dir", str(self.state_dir), "--s3", "sink",
             "--url-expiry", str(self.url_expiry), "--upload-url-expiry", str(self.url_expiry),
             "--staging-delay", "0", "--synthetic-cache-dir", str(self.cache_dir),
-            "--box-max-size", str(4 << 40),
+            "--box-max-size", str(4 << 40), "--log-level", "info",
         ]  # fmt: skip
-        log = (self.state_dir.parent / "sandbox.log").open("wb")
+        log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             cmd, stdout=log, stderr=subprocess.STDOUT, env=_env(), start_new_session=True
         )
@@ -339,6 +349,21 @@ class SinkSandbox:
                     return
             time.sleep(0.3)
         raise RuntimeError("ghga-sandbox did not start in time")
+
+    @property
+    def log_path(self) -> Path:
+        """The sandbox's output: uvicorn's access log, one line per request."""
+        return self.state_dir.parent / "sandbox.log"
+
+    def api_calls(self) -> dict[str, int]:
+        """Requests answered so far, by kind (from the access log)."""
+        counts = dict.fromkeys(API_PATTERNS, 0)
+        with contextlib.suppress(OSError), self.log_path.open(errors="replace") as log:
+            for line in log:
+                for kind, pattern in API_PATTERNS.items():
+                    if pattern.search(line):
+                        counts[kind] += 1
+        return counts
 
     def admin(self) -> AdminClient:
         """An admin client for the sandbox's user key."""
@@ -662,7 +687,7 @@ def run_scale(opts: Options, log: Callable[[str], None]) -> dict[str, Any]:
             driver = FaultDriver(admin, "PUT") if opts.faults else None
             if driver:
                 driver.start()
-            cpu0 = box.cpu_s()
+            cpu0, api0 = box.cpu_s(), box.api_calls()
             kill = 0.4 if opts.faults else None
             log(f"upload: {case}")
             ups = _concurrently(
@@ -671,6 +696,7 @@ def run_scale(opts: Options, log: Callable[[str], None]) -> dict[str, Any]:
             if driver:
                 driver.stop()
             _record(document, case, "upload", ups, box.cpu_s() - cpu0, admin, driver, log)
+            document["rows"][-1]["api"] = _delta(box.api_calls(), api0)
         if "download" in opts.directions:
             t0 = time.perf_counter()
             accessions = []
@@ -688,7 +714,7 @@ def run_scale(opts: Options, log: Callable[[str], None]) -> dict[str, Any]:
             driver = FaultDriver(admin, "GET") if opts.faults else None
             if driver:
                 driver.start()
-            cpu0 = box.cpu_s()
+            cpu0, api0 = box.cpu_s(), box.api_calls()
             downs = _concurrently(
                 [
                     (lambda i=i, a=a: _download(opts, box, i, a, opts.size))
@@ -698,11 +724,16 @@ def run_scale(opts: Options, log: Callable[[str], None]) -> dict[str, Any]:
             if driver:
                 driver.stop()
             _record(document, case, "download", downs, box.cpu_s() - cpu0, admin, driver, log)
+            document["rows"][-1]["api"] = _delta(box.api_calls(), api0)
     finally:
         box.stop()
         for i in range(opts.clients):
             shutil.rmtree(opts.work / f"client{i}", ignore_errors=True)
     return document
+
+
+def _delta(after: Mapping[str, int], before: Mapping[str, int]) -> dict[str, int]:
+    return {k: after[k] - before.get(k, 0) for k in after}
 
 
 def _record(
@@ -777,7 +808,7 @@ def markdown(document: dict[str, Any]) -> str:
                 )
     lines.append("")
     extras = [{"case": r["case"], "direction": r["direction"], "extra": r.get("extra"),
-               "sink": r.get("sink"), "faults_fired": r.get("faults_fired"),
+               "sink": r.get("sink"), "faults_fired": r.get("faults_fired"), "api": r.get("api"),
                "clients": r.get("clients")} for r in document["rows"]]  # fmt: skip
     lines += ["## Details", "", "```", json.dumps(extras, indent=1), "```", ""]
     loads = [s["load1"] for d in document["series"].values() for c in d for s in c]
