@@ -6,6 +6,7 @@ from benchmarks.model import MIB
 from benchmarks.scale import (
     Sample,
     edge_ratio,
+    normalized,
     parse_retries,
     rss_growth_after,
     targets,
@@ -63,3 +64,12 @@ def test_wants_scale_routes_only_the_scale_case() -> None:
     assert wants_scale(["--cases=scale"])
     assert not wants_scale(["--cases", "large,xlarge"])
     assert not wants_scale(["--quick"])
+
+
+def test_normalized_scales_a_series_that_read_the_file_twice() -> None:
+    twice = _series([20.0] * 100)  # 2000 bytes read for a 1000-byte file
+    scaled = normalized(twice, 1000)
+    assert scaled[-1].io_bytes == 1000
+    assert scaled[50].io_bytes == 500
+    once = _series([10.0] * 100)
+    assert normalized(once, 1000) == once
