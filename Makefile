@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test unit integration lint mutation demo bench bench-quick docs clean
+.PHONY: install test unit integration lint mutation demo bench bench-quick bench-scale docs clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -51,6 +51,9 @@ demo: install  ## upload, archive, download and decrypt the example files on a l
 
 bench: install  ## the full benchmark, 3 repetitions (over an hour on 2 cores; --reps 1: ~25 min)
 	$(BIN)/python -m benchmarks --reps 3
+
+bench-scale: install  ## 200 GB up and down through the real client, sink S3 (about an hour on 2 cores)
+	$(BIN)/python -m benchmarks --cases scale --scale-gb 200
 
 bench-quick: install  ## a short benchmark, 1 repetition (about 3 minutes on 2 idle cores)
 	$(BIN)/python -m benchmarks --quick --reps 1

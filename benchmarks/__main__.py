@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from benchmarks import scale
 from benchmarks.env import Options
 from benchmarks.model import BOTO3, MIB, OURS, V401
 from benchmarks.report import machine_info, write_json, write_markdown, write_png
@@ -40,6 +41,8 @@ plaintext, boto3: plain download):
   small-latency  the small case again (same files, same servers) with the sandbox adding
                  --latency-ms to every API call (switched on at run time); boto3 never calls
                  the API, so its rows here are copied from `small` (marked reused_from)
+  scale          one N GB file (--scale-gb, default 200) against the sink S3, sparse
+                 input, synthetic download; options: python -m benchmarks --cases scale -h
   multi          one client with one 1 GiB random file, then 4 client processes at once,
                  each with its own file and box/work package (--quick: 64 MiB files);
                  ours and boto3 only: aggregate MB/s and per-client fairness
@@ -199,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and write the result files; exit 1 if any row failed."""
+    given = sys.argv[1:] if argv is None else argv
+    if scale.wants_scale(given):  # --cases scale: its own options (benchmarks/scale.py)
+        return scale.main(given)
     parser = build_parser()
     args = parser.parse_args(argv)
     reps = args.reps if args.reps is not None else (1 if args.quick else 3)

@@ -118,6 +118,14 @@ class Config(BaseSettings):
         le=64,
         description="Download ranges in flight at once (all files together); each holds two ranges in memory.",
     )
+    crypto_threads: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="Threads that encrypt, decrypt and hash (Crypt4GH segments, SHA-256, "
+        "MD5); each holds one plaintext buffer of part_size bytes while uploading. Default: "
+        "the machine's number of cores, at least 2.",
+    )
     max_parallel_files: int = Field(
         default=4,
         ge=1,

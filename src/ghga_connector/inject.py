@@ -48,7 +48,7 @@ from ghga_connector.errors import TokenError
 from ghga_connector.models import WellKnownValues
 from ghga_connector.retrying import RetryStats
 
-__all__ = ["Session", "open_session", "open_wpat", "parse_wpat", "safe_proxy_url"]
+__all__ = ["Session", "crypto_workers", "open_session", "open_wpat", "parse_wpat", "safe_proxy_url"]
 
 _TOKEN = re.compile(r"^[A-Za-z0-9]{24}$")
 
@@ -129,6 +129,11 @@ class Session:
     retry_stats: RetryStats
 
 
+def crypto_workers(config: Config) -> int:
+    """Threads of the crypto pool: ``crypto_threads``, else the cores (at least 2)."""
+    return config.crypto_threads or max(os.cpu_count() or 2, 2)
+
+
 T = TypeVar("T")
 
 #: Seconds without an answer from the well-known value service before the user is told
@@ -175,7 +180,8 @@ async def open_session(
     stats = RetryStats(listener=reporter.request_retried)
     per_file = max(config.max_concurrent_uploads, config.max_concurrent_downloads)
     executor = ThreadPoolExecutor(
-        max_workers=max(os.cpu_count() or 2, 2), thread_name_prefix="ghga-crypto"
+        max_workers=crypto_workers(config),
+        thread_name_prefix="ghga-crypto",
     )
     try:
         async with make_http_client(

@@ -34,6 +34,7 @@ from ghga_sandbox.routes.ucs import create_ucs_app
 from ghga_sandbox.routes.wkvs import create_wkvs_app
 from ghga_sandbox.routes.wps import create_wps_app
 from ghga_sandbox.runtime import Runtime
+from ghga_sandbox.sinks3 import SinkStore
 from ghga_sandbox.staging import Stager
 from ghga_sandbox.state import SandboxState
 from ghga_sandbox.storage import S3Storage
@@ -159,10 +160,12 @@ def create_app(
     faults: FaultPlan | None = None,
     stager: Stager | None = None,
     clock: Callable[[], float] = time.time,
+    sink: SinkStore | None = None,
 ) -> FastAPI:
     """Build the sandbox application over the given state and storage.
 
-    ``faults`` defaults to an empty plan; ``stager`` to one with ``staging_delay``.
+    ``faults`` defaults to an empty plan; ``stager`` to one with ``staging_delay``;
+    ``sink`` is the store of ``--s3 sink``.
     The stager's threads are shut down when the app's lifespan ends.
     """
     plan = faults if faults is not None else FaultPlan()
@@ -170,7 +173,13 @@ def create_app(
         state, storage, delay=settings.staging_delay, clock=clock, faults=plan
     )
     runtime = Runtime(
-        settings=settings, state=state, storage=storage, faults=plan, stager=the_stager, clock=clock
+        settings=settings,
+        state=state,
+        storage=storage,
+        faults=plan,
+        stager=the_stager,
+        clock=clock,
+        sink=sink,
     )
     controller = UploadController(runtime)
 

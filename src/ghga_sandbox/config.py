@@ -75,6 +75,11 @@ class SandboxSettings(BaseModel):
     max_concurrent_uploads: int = Field(
         default=5, ge=1, description="Uploads in 'init' per box before create returns 429."
     )
+    synthetic_cache_dir: Path | None = Field(
+        default=None,
+        description="Folder caching the plaintext SHA-256 of synthetic objects by seed and "
+        "size (--s3 sink); default <state_dir>/synthetic-cache.",
+    )
     log_level: str = "warning"
     admin_token: str = Field(
         default_factory=lambda: secrets.token_urlsafe(32),

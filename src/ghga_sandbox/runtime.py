@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from ghga_sandbox.config import SandboxSettings
 from ghga_sandbox.faults import FaultPlan
+from ghga_sandbox.sinks3 import SinkStore
 from ghga_sandbox.staging import Stager
 from ghga_sandbox.state import SandboxState
 from ghga_sandbox.storage import S3Storage
@@ -21,7 +22,11 @@ __all__ = ["Runtime"]
 
 @dataclass
 class Runtime:
-    """Settings, state, storage, fault plan, stager and clock of one sandbox run."""
+    """Settings, state, storage, fault plan, stager and clock of one sandbox run.
+
+    ``sink`` is the store of ``--s3 sink`` (``None`` for every other S3): the Data Hub
+    step checks uploads against it instead of decrypting them.
+    """
 
     settings: SandboxSettings
     state: SandboxState
@@ -29,3 +34,4 @@ class Runtime:
     faults: FaultPlan
     stager: Stager
     clock: Callable[[], float] = field(default=time.time)
+    sink: SinkStore | None = None

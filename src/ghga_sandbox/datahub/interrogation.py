@@ -14,6 +14,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ghga_sandbox.c4gh import ENVELOPE_SIZE, body_size, open_envelope
 from ghga_sandbox.datahub.pipeline import PART_SIZE, _PartUploads, _PartWriter, _ReadAhead
 from ghga_sandbox.datahub.reencrypt import _Reencryptor
+from ghga_sandbox.datahub.sinkcheck import SinkCheckError, SinkInterrogation, check_sink_upload
 from ghga_sandbox.runtime import Runtime
 from ghga_sandbox.state import FileUpload
 from ghga_sandbox.storage import bucket_name
@@ -79,8 +80,12 @@ class Interrogator:
     def _interrogate(self, upload: FileUpload, uploads: _PartUploads) -> FileUpload:
         started = time.monotonic()
         state = self._rt.state
+        writer: _PartWriter | SinkInterrogation
         try:
-            new_key, secret, writer = self._reencrypt(upload, uploads)
+            if self._rt.sink is not None:
+                new_key, secret, writer = self._check_sink(upload)
+            else:
+                new_key, secret, writer = self._reencrypt(upload, uploads)
         except InterrogationError as error:
             failed = upload.with_state("failed", failure_reason=str(error))
             with state.lock:
@@ -110,6 +115,16 @@ class Interrogator:
             time.monotonic() - started,
         )
         return interrogated
+
+    def _check_sink(self, upload: FileUpload) -> tuple[str, bytes, SinkInterrogation]:
+        """``--s3 sink``: check what the sink recorded (see :mod:`.sinkcheck`), no bytes."""
+        assert self._rt.sink is not None
+        hub_key = self._rt.state.datahub_key(upload.storage_alias)
+        try:
+            result = check_sink_upload(self._rt.sink, upload, hub_key.secret)
+        except SinkCheckError as error:
+            raise InterrogationError(str(error)) from error
+        return result.key, result.secret, result
 
     def _reencrypt(
         self, upload: FileUpload, uploads: _PartUploads

@@ -307,3 +307,16 @@ def test_import_reads_nothing(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "imported" in result.stdout
+
+
+def test_crypto_threads_sets_the_crypto_pool_and_defaults_to_the_cores(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ghga_connector.inject import crypto_workers
+
+    assert crypto_workers(Config(crypto_threads=1)) == 1
+    assert crypto_workers(Config(crypto_threads=3)) == 3
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert crypto_workers(Config()) == 8
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    assert crypto_workers(Config()) == 2
