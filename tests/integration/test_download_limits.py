@@ -83,8 +83,9 @@ def test_full_disk_keeps_the_partial_file_and_resumes(sandbox, small_disk: Path)
     filler.unlink()  # space freed
     resumed = _download(sandbox, out)
     assert resumed.returncode == 0, resumed.stderr
-    final = [p for p in out.iterdir() if not p.name.endswith((".part", ".part.json"))]
+    final = [p for p in out.iterdir() if not p.name.endswith((".part", ".part.json", ".sha256"))]
     assert len(final) == 1
+    assert (out / f"{final[0].name}.sha256").is_file(), "the verified file has its checksum file"
     assert (
         hashlib.sha256(final[0].read_bytes()).hexdigest()
         == hashlib.sha256(BAM.read_bytes()).hexdigest()
