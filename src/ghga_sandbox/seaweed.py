@@ -70,6 +70,10 @@ def _free_port(host: str) -> int:
         return int(sock.getsockname()[1])
 
 
+class _PortTaken(Exception):
+    """``weed`` exited because a port chosen free was bound by someone else meanwhile."""
+
+
 class SeaweedFS:
     """One ``weed server`` process with an S3 gateway; :meth:`start`, then :meth:`stop`."""
 
@@ -137,10 +141,37 @@ class SeaweedFS:
             "-metricsPort=0",
         ]
 
+    #: Starts tried when a port chosen free was taken by another process before ``weed``
+    #: bound it (a race between choosing and binding, on a busy machine).
+    start_attempts = 3
+
     def start(self) -> None:
-        """Start ``weed server`` and wait until its S3 gateway answers."""
+        """Start ``weed server`` and wait until its S3 gateway answers.
+
+        A start that fails because one of the chosen ports was taken meanwhile ("address
+        already in use") is tried again with new ports, up to :attr:`start_attempts` times.
+
+        Raises:
+            RuntimeError: ``weed`` exited while starting, or did not answer in time.
+        """
+        for attempt in range(1, self.start_attempts + 1):
+            offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+            try:
+                self._start_once()
+                return
+            except _PortTaken:
+                if attempt == self.start_attempts:
+                    raise RuntimeError(self._exit_message(offset)) from None
+
+    def _exit_message(self, offset: int) -> str:
+        tail = self.log_path.read_bytes()[offset:].decode(errors="replace")[-1500:]
+        code = self._process.returncode if self._process is not None else None
+        return f"SeaweedFS exited with {code} while starting:\n{tail}"
+
+    def _start_once(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._write_config()
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         cmd = self.command()
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
@@ -153,10 +184,10 @@ class SeaweedFS:
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                tail = self.log_path.read_text(errors="replace")[-1500:]
-                raise RuntimeError(
-                    f"SeaweedFS exited with {self._process.returncode} while starting:\n{tail}"
-                )
+                message = self._exit_message(offset)
+                if "address already in use" in message:
+                    raise _PortTaken(message)
+                raise RuntimeError(message)
             try:
                 with urllib.request.urlopen(f"{self.url}/", timeout=2):  # noqa: S310
                     return
