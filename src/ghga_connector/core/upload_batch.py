@@ -25,6 +25,7 @@ from ghga_connector.core.locks import (
     TransferLockBusy,
     acquire_waiting,
     prune_owner_records,
+    release_off_loop,
 )
 from ghga_connector.core.outcomes import file_outcome
 from ghga_connector.core.ports import (
@@ -203,10 +204,10 @@ class UploadBatch:
             return await self._upload_remembering(job)
         box_id = self._accessor.file_upload_box_id
         try:
-            path = self._lock_path(box_id, job.alias)
+            path = await asyncio.to_thread(self._lock_path, box_id, job.alias)
             if not self._pruned:
                 self._pruned = True
-                prune_owner_records(path.parent)
+                await asyncio.to_thread(prune_owner_records, path.parent)
             lock = TransferLock(path, keep_owner=True)
             previous = await acquire_waiting(
                 lock, job.alias, self._reporter, wait=wait, poll=self._wait_poll
@@ -251,7 +252,7 @@ class UploadBatch:
                 job = replace(job, unfinished_file_id=unfinished)
             return await self._upload_remembering(job)
         finally:
-            lock.release()
+            await release_off_loop(lock)
 
     async def _upload_remembering(self, job: UploadJob) -> FileOutcome:
         """Upload ``job``; remember the SHA-256 it computed if the file stayed the same.
