@@ -261,15 +261,23 @@ class UploadBatch:
         read; the same identity before the upload and after it makes its
         ``decrypted_sha256`` the digest of the file as it is now.
         """
-        try:
-            before: FileIdentity | None = FileIdentity.of(job.path)
-        except OSError:
-            before = None
+        before = await asyncio.to_thread(_identity_or_none, job.path)
         started = time.time()
         outcome = await self._uploader.upload(job)
         sha256 = outcome.details.get("decrypted_sha256")
         if outcome.outcome is Outcome.DONE and before is not None and isinstance(sha256, str):
-            with contextlib.suppress(OSError):
-                if FileIdentity.of(job.path) == before:
-                    self._digests.remember(job.path, before, sha256, read_at=started)
+            await asyncio.to_thread(self._remember, job.path, before, sha256, started)
         return outcome
+
+    def _remember(self, path: Path, before: FileIdentity, sha256: str, started: float) -> None:
+        """Keep ``sha256`` in the digest cache if ``path`` is still as it was (in a thread)."""
+        with contextlib.suppress(OSError):
+            if FileIdentity.of(path) == before:
+                self._digests.remember(path, before, sha256, read_at=started)
+
+
+def _identity_or_none(path: Path) -> FileIdentity | None:
+    try:
+        return FileIdentity.of(path)
+    except OSError:
+        return None
