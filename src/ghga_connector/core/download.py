@@ -57,6 +57,7 @@ from ghga_connector.core.decrypt import (
 from ghga_connector.core.files import (
     append_line,
     create_exclusive,
+    off_loop,
     open_private,
     pread_into,
     pwrite_all,
@@ -371,7 +372,7 @@ class Downloader(DownloaderBase):
         except ValueError:
             plain = 0
         try:
-            refuse_links(*_output_names(job))
+            await off_loop(self._executor, refuse_links, *_output_names(job))
             envelope, secret = await self.open_envelope(job.accession)
         except ConnectorError as error:
             self._reporter.file_started(name, plain)
@@ -397,13 +398,9 @@ class Downloader(DownloaderBase):
                 self._executor, _write_sidecar, job, temp, sha256 if verified else None
             )
             final = job.target if verified or job.allow_unverified else unverified_path(job.target)
-            replace_file(temp, final)
-            _RangeJournal(temp).remove()
-            if final == job.target:
-                with contextlib.suppress(FileNotFoundError):
-                    unverified_path(job.target).unlink()
+            await off_loop(self._executor, _finish, job, temp, final)
         except IntegrityError as error:
-            _discard(temp)
+            await off_loop(self._executor, _discard, temp)
             return self._failed(job, plain, started, error)
         except ConnectorError as error:
             if not error.hint:
@@ -558,27 +555,19 @@ class Downloader(DownloaderBase):
             "range_size": self._range_size,
             "decrypt": job.decrypt,
         }
-        done = journal.resume(header) if temp.exists() else None
-        if done is None:
-            fd = create_exclusive(temp)
-            try:
-                os.ftruncate(fd, final_size)
-                journal.start(header)
-            except BaseException:
-                os.close(fd)
-                raise
-            done = set()
-        else:
-            fd = open_private(temp, os.O_RDWR)
+        fd, done, resumed = await off_loop(
+            self._executor, _open_part, temp, journal, header, final_size
+        )
+        if resumed:
             self._reporter.message(
                 f"{job.target.name}: continuing a partial download ({len(done)} of "
                 f"{len(ranges)} ranges present; checking them)."
             )
         try:
             if not job.decrypt:
-                pwrite_all(fd, envelope[:ENVELOPE_SIZE], 0)
+                await off_loop(self._executor, pwrite_all, fd, envelope[:ENVELOPE_SIZE], 0)
             await self._fetch_ranges(job, drs, fd, cipher, digest, ranges, done, journal)
-            await asyncio.get_running_loop().run_in_executor(self._executor, os.fsync, fd)
+            await off_loop(self._executor, os.fsync, fd)
         finally:
             os.close(fd)
         return digest.hexdigest()
@@ -675,7 +664,7 @@ class Downloader(DownloaderBase):
                 ),
             )
             await digest.update_async(part.part_no, plain, self._executor)
-            journal.add(part.part_no)
+            await off_loop(self._executor, journal.add, part.part_no)
             self._reporter.advance(job.target.name, len(plain))
 
         await run_parts(
@@ -743,6 +732,49 @@ class _RangeJournal:
         """Forget the journal (download complete or discarded)."""
         with contextlib.suppress(OSError):
             self.path.unlink()
+
+
+def _open_part(
+    temp: Path, journal: _RangeJournal, header: dict[str, object], size: int
+) -> tuple[int, set[int], bool]:
+    """Open the ``.part`` file of a download: continued if its range journal matches ``header``.
+
+    Returns the open descriptor (read-write), the range numbers already written and
+    whether the file was continued. A new ``.part`` file is created exclusively, sized
+    to ``size`` bytes, and its range journal started.
+
+    Raises:
+        OutputError: the ``.part`` file or its journal is a symbolic link or not the
+            user's own private file.
+        OSError: the file cannot be created or opened.
+    """
+    done = journal.resume(header) if temp.exists() else None
+    if done is not None:
+        return open_private(temp, os.O_RDWR), done, True
+    fd = create_exclusive(temp)
+    try:
+        os.ftruncate(fd, size)
+        journal.start(header)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, set(), False
+
+
+def _finish(job: DownloadJob, temp: Path, final: Path) -> None:
+    """Rename the finished ``temp`` to ``final`` (folder fsynced), forget its range journal.
+
+    A ``.unverified`` copy left by an earlier run goes once the target itself is there.
+
+    Raises:
+        OutputError: ``final`` is a symbolic link.
+        OSError: the rename failed.
+    """
+    replace_file(temp, final)
+    _RangeJournal(temp).remove()
+    if final == job.target:
+        with contextlib.suppress(FileNotFoundError):
+            unverified_path(job.target).unlink()
 
 
 def _output_names(job: DownloadJob) -> list[Path]:

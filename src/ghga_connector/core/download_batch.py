@@ -24,6 +24,7 @@ from ghga_connector.core.locks import (
     acquire_waiting,
     clear_download_leftovers,
     download_lock_path,
+    release_off_loop,
 )
 from ghga_connector.core.naming import invalid_name_placeholder, safe_file_name
 from ghga_connector.core.outcomes import file_outcome
@@ -164,7 +165,7 @@ class DownloadBatch:
             outcomes[job.target] = outcome
             self._reporter.file_finished(outcome)
             if self._lock_targets:
-                clear_download_leftovers(job.target)
+                await asyncio.to_thread(clear_download_leftovers, job.target)
         if dry_run:
             for job in planned:
                 outcomes[job.target] = await self._planned_download(job)
@@ -332,7 +333,7 @@ class DownloadBatch:
             message = f"Cannot lock {name} in the output folder: {error.strerror}."
             return self._finished(job, Outcome.FAILED, message)
         try:
-            if job.target.exists() and not replacing:
+            if not replacing and await asyncio.to_thread(job.target.exists):
                 outcome = await self._judge_existing(job, verify=False)
                 if outcome is not None:
                     outcome.message = f"downloaded meanwhile by another process; {outcome.message}"
@@ -340,7 +341,7 @@ class DownloadBatch:
                     return outcome
             return await self._download_one(job)
         finally:
-            lock.release()
+            await release_off_loop(lock)
 
     def _finished(
         self,

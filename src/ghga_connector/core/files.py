@@ -17,6 +17,7 @@ Everything the connector writes into an output folder (``X.part``, ``X.part.json
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import errno
@@ -26,7 +27,9 @@ import secrets
 import stat
 import sys
 from collections.abc import Callable
+from concurrent.futures import Executor
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 from ghga_connector.errors import OutputError
 
@@ -35,6 +38,7 @@ __all__ = [
     "append_line",
     "create_exclusive",
     "fsync_dir",
+    "off_loop",
     "open_no_follow",
     "open_private",
     "pread_into",
@@ -53,6 +57,31 @@ _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 #: The most bytes :func:`read_small` reads.
 SMALL_FILE_LIMIT = 4096
+
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+async def off_loop(
+    executor: Executor | None, function: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs
+) -> _T:
+    """``function(*args, **kwargs)`` in ``executor`` (``None``: the loop's default threads).
+
+    For every file-system call a transfer makes between its bulk reads and writes:
+    journal appends, fsyncs, ``.part`` creation, renames, folder fsyncs, locks. On a
+    shared file system (NFS, Lustre) one of them may take seconds; on the event loop
+    it would stall every other transfer of the process meanwhile.
+
+    The call is seen through like a call on the loop: if the awaiting task is cancelled,
+    the call still runs to its end (a part S3 accepted is still journaled), only its
+    result is dropped.
+
+    Raises:
+        Whatever ``function`` raises.
+    """
+    call = functools.partial(function, *args, **kwargs)
+    return await asyncio.shield(asyncio.get_running_loop().run_in_executor(executor, call))
 
 
 def _link_error(path: Path) -> OutputError:

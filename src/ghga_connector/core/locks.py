@@ -37,6 +37,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +57,7 @@ __all__ = [
     "clear_download_leftovers",
     "download_lock_path",
     "prune_owner_records",
+    "release_off_loop",
 ]
 
 #: Seconds between two heartbeats of a lock holder (its owner file's ``time``).
@@ -308,6 +310,9 @@ async def acquire_waiting(
 
     Returns the previous owner record (:meth:`TransferLock.acquire`). A soft lock of a
     process without heartbeat for too long is taken over, with a warning to ``reporter``.
+    Each attempt runs in a worker thread: on a shared file system taking a lock may take
+    seconds, which the other transfers must not wait for. If the caller is cancelled
+    meanwhile, a lock the attempt still takes is released.
 
     Raises:
         TransferLockBusy: busy, and not ``wait``.
@@ -315,7 +320,12 @@ async def acquire_waiting(
     """
     while True:
         try:
-            previous = lock.acquire()
+            attempt = asyncio.get_running_loop().run_in_executor(None, lock.acquire)
+            try:
+                previous = await asyncio.shield(attempt)
+            except asyncio.CancelledError:
+                attempt.add_done_callback(_release_if_taken(lock))
+                raise
         except TransferLockBusy as busy:
             if not wait:
                 raise
@@ -329,6 +339,28 @@ async def acquire_waiting(
                 level="warning",
             )
         return previous
+
+
+async def release_off_loop(lock: TransferLock) -> None:
+    """:meth:`TransferLock.release` in a worker thread, seen through even if cancelled.
+
+    The release (owner file renamed or removed, lock file removed) runs in a thread so
+    that a slow shared file system does not stall the event loop; it is shielded, so
+    an interruption while it runs does not leave the lock held.
+    """
+    await asyncio.shield(asyncio.get_running_loop().run_in_executor(None, lock.release))
+
+
+def _release_if_taken(
+    lock: TransferLock,
+) -> Callable[[asyncio.Future[LockOwner | None]], None]:
+    """A done-callback releasing ``lock`` if the attempt it is called for took it."""
+
+    def release(attempt: asyncio.Future[LockOwner | None]) -> None:
+        if not attempt.cancelled() and attempt.exception() is None:
+            lock.release()
+
+    return release
 
 
 def clear_download_leftovers(target: Path) -> None:

@@ -43,6 +43,7 @@ from ghga_connector.c4gh.segments import (
     part_fingerprint,
 )
 from ghga_connector.core.box_busy import BoxBusyBackoff
+from ghga_connector.core.files import off_loop
 from ghga_connector.core.journal import (
     FileIdentity,
     JournalStore,
@@ -312,7 +313,7 @@ class Uploader(UploaderBase):
         self._reporter.file_started(job.alias, job.size)
         try:
             # The file's identity before the first read; compared again after the last.
-            before = FileIdentity.of(job.path)
+            before = await off_loop(self._executor, FileIdentity.of, job.path)
         except OSError as error:
             return self._failed(
                 job, started, InputFileError(f"Reading {str(job.path)!r} failed: {error.strerror}.")
@@ -325,7 +326,7 @@ class Uploader(UploaderBase):
             return self._failed(job, started, error)
         try:
             checksums = await self._send_parts(job, session)
-            if _identity_or_none(job.path) != before:
+            if await off_loop(self._executor, _identity_or_none, job.path) != before:
                 raise SourceChangedError("the file changed while it was read")
             self._reporter.file_status(job.alias, "finalising")
             await self._ucs.complete_upload(
@@ -336,7 +337,7 @@ class Uploader(UploaderBase):
             )
         except BaseException as error:
             return await self._after_failure(job, session, started, error)
-        self._forget(session)
+        await self._forget(session)
         outcome = FileOutcome(
             name=job.alias,
             outcome=Outcome.DONE,
@@ -368,13 +369,20 @@ class Uploader(UploaderBase):
             UploadRejectedError, ServerResponseError, ServiceUnreachableError: from UCS.
         """
         box_id = self._accessor.file_upload_box_id
-        journal = self._journals.load(box_id, job.alias) if self._journals else None
-        if journal is not None and journal.file_id != job.unfinished_file_id:
+        journals = self._journals
+        journal = (
+            await off_loop(self._executor, journals.load, box_id, job.alias) if journals else None
+        )
+        if (
+            journals is not None
+            and journal is not None
+            and journal.file_id != job.unfinished_file_id
+        ):
             # The server no longer has that upload open: the journal is stale.
-            self._journals.remove(box_id, job.alias)  # type: ignore[union-attr]
+            await off_loop(self._executor, journals.remove, box_id, job.alias)
             journal = None
         if journal is not None and not job.restart and not job.overwrite:
-            if not journal.matches_file(job.path):
+            if not await off_loop(self._executor, journal.matches_file, job.path):
                 raise _changed_since_interrupted(job)
             try:
                 secret = journal.secret(self._keys)
@@ -434,18 +442,20 @@ class Uploader(UploaderBase):
                 alias=job.alias,
                 file_id=file_id,
                 storage_alias=storage_alias,
-                path=str(job.path.resolve()),
+                path=str(await off_loop(self._executor, job.path.resolve)),
                 identity=identity,
                 part_size=part_size,
                 envelope=envelope,
                 sealed_secret=seal_secret(secret, self._keys),
             )
-            self._journals.create(session.journal)
+            await off_loop(self._executor, self._journals.create, session.journal)
         return session
 
-    def _forget(self, session: _UploadSession) -> None:
+    async def _forget(self, session: _UploadSession) -> None:
         if self._journals is not None and session.journal is not None:
-            self._journals.remove(session.journal.box_id, session.journal.alias)
+            await off_loop(
+                self._executor, self._journals.remove, session.journal.box_id, session.journal.alias
+            )
 
     async def _after_failure(
         self, job: UploadJob, session: _UploadSession, started: float, error: BaseException
@@ -458,10 +468,10 @@ class Uploader(UploaderBase):
         decides: the original file back, or ``--restart``).
         """
         if isinstance(error, UploadRejectedError) and error.exception_id in _FATAL_AT_COMPLETION:
-            self._forget(session)
+            await self._forget(session)
             return self._failed(job, started, error)
         if isinstance(error, SourceChangedError):
-            self._forget(session)
+            await self._forget(session)
             with contextlib.suppress(ConnectorError):
                 await self._delete(session.file_id)
             return self._failed(job, started, _changed_during_upload(job))
@@ -608,7 +618,9 @@ class Uploader(UploaderBase):
             parts_sha256[part.part_no - 1] = part.sha256
             session.sent_bytes += hi - lo
             if self._journals is not None and session.journal is not None:
-                self._journals.add_part(
+                await off_loop(
+                    self._executor,
+                    self._journals.add_part,
                     session.journal,
                     PartRecord(part.part_no, part.md5, part.sha256, part.plaintext_fingerprint),
                 )

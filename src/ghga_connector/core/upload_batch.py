@@ -25,6 +25,7 @@ from ghga_connector.core.locks import (
     TransferLockBusy,
     acquire_waiting,
     prune_owner_records,
+    release_off_loop,
 )
 from ghga_connector.core.outcomes import file_outcome
 from ghga_connector.core.ports import (
@@ -203,10 +204,10 @@ class UploadBatch:
             return await self._upload_remembering(job)
         box_id = self._accessor.file_upload_box_id
         try:
-            path = self._lock_path(box_id, job.alias)
+            path = await asyncio.to_thread(self._lock_path, box_id, job.alias)
             if not self._pruned:
                 self._pruned = True
-                prune_owner_records(path.parent)
+                await asyncio.to_thread(prune_owner_records, path.parent)
             lock = TransferLock(path, keep_owner=True)
             previous = await acquire_waiting(
                 lock, job.alias, self._reporter, wait=wait, poll=self._wait_poll
@@ -251,7 +252,7 @@ class UploadBatch:
                 job = replace(job, unfinished_file_id=unfinished)
             return await self._upload_remembering(job)
         finally:
-            lock.release()
+            await release_off_loop(lock)
 
     async def _upload_remembering(self, job: UploadJob) -> FileOutcome:
         """Upload ``job``; remember the SHA-256 it computed if the file stayed the same.
@@ -260,15 +261,23 @@ class UploadBatch:
         read; the same identity before the upload and after it makes its
         ``decrypted_sha256`` the digest of the file as it is now.
         """
-        try:
-            before: FileIdentity | None = FileIdentity.of(job.path)
-        except OSError:
-            before = None
+        before = await asyncio.to_thread(_identity_or_none, job.path)
         started = time.time()
         outcome = await self._uploader.upload(job)
         sha256 = outcome.details.get("decrypted_sha256")
         if outcome.outcome is Outcome.DONE and before is not None and isinstance(sha256, str):
-            with contextlib.suppress(OSError):
-                if FileIdentity.of(job.path) == before:
-                    self._digests.remember(job.path, before, sha256, read_at=started)
+            await asyncio.to_thread(self._remember, job.path, before, sha256, started)
         return outcome
+
+    def _remember(self, path: Path, before: FileIdentity, sha256: str, started: float) -> None:
+        """Keep ``sha256`` in the digest cache if ``path`` is still as it was (in a thread)."""
+        with contextlib.suppress(OSError):
+            if FileIdentity.of(path) == before:
+                self._digests.remember(path, before, sha256, read_at=started)
+
+
+def _identity_or_none(path: Path) -> FileIdentity | None:
+    try:
+        return FileIdentity.of(path)
+    except OSError:
+        return None

@@ -9,6 +9,7 @@ upload has fetched its create WOT; a waiting download has its DRS object and env
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -56,7 +57,13 @@ class GatedUcs(MemoryGhga):
         raise UploadRejectedError("refused", exception_id="boxStateError", status_code=409)
 
 
-async def _settle() -> None:
+async def _settle(ready: Callable[[], bool]) -> None:
+    """Let the run go on until ``ready()`` (file-system calls run in worker threads), then
+    a little more, so that anything it would wrongly do next shows up too."""
+    for _ in range(1000):
+        if ready():
+            break
+        await asyncio.sleep(0.01)
     for _ in range(20):
         await asyncio.sleep(0)
 
@@ -91,7 +98,7 @@ async def test_waiting_uploads_have_their_create_wot(tmp_path: Path, user_keys: 
             prepare_ahead=2,
         )
         task = asyncio.create_task(handler.upload(jobs))
-        await _settle()
+        await _settle(lambda: len(ucs.creates) >= 2)
         # two files are being created; two more wait with their create WOT in hand
         assert ucs.creates == ["f0.bam", "f1.bam"]
         prefetched = [alias for work_type, alias, _, _ in accessor.wots if work_type == "create"]
@@ -172,7 +179,7 @@ async def test_waiting_downloads_have_their_envelope(tmp_path: Path, user_keys: 
             for accession in ("GHGAF001", "GHGAF002", "GHGAF003")
         ]
         task = asyncio.create_task(handler.download(jobs))
-        await _settle()
+        await _settle(lambda: len(dcs.asked) >= 2 and bool(storage.files))
         # one file fetches ranges; the next one waits with its envelope already opened
         assert storage.files == {"http://s3/GHGAF001"}
         assert dcs.asked == ["GHGAF001", "GHGAF002"]
