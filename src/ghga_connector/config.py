@@ -184,7 +184,9 @@ class Config(BaseSettings):
     )
     state_dir: Path = Field(
         default_factory=lambda: Path.home() / ".ghga_connector",
-        description="Folder for the journals of unfinished uploads and their locks. "
+        description="Folder for the journals of unfinished uploads, their locks, and the "
+        "SHA-256 of files already checked (digests/, so a re-run does not read unchanged "
+        "files again). "
         "Folders the connector creates are readable by you only (0700, files 0600); the "
         "mode of an existing folder is never changed (a warning says when every user may "
         "list it). Default: .ghga_connector in your home folder. Jobs on several hosts "
