@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from collections.abc import Callable
 from pathlib import Path
 from unittest.mock import patch
 
 import pytest
+from crypt4gh import header as c4gh_header
 from crypt4gh import lib as c4gh_lib
 
 from ghga_connector.c4gh.keys import KeyPair
@@ -161,7 +163,9 @@ def test_plaintext_output_is_private(tmp_path: Path, user_keys: KeyPair, plainte
     assert target.stat().st_mode & 0o777 == 0o600
 
 
-@pytest.mark.parametrize("planted", ["GHGAF001.bam", "GHGAF001.bam.part"])
+@pytest.mark.parametrize(
+    "planted", ["GHGAF001.bam", "GHGAF001.bam.part", "GHGAF001.bam.unverified"]
+)
 def test_symlink_at_output_names_is_refused(
     tmp_path: Path, user_keys: KeyPair, plaintext: bytes, planted: str
 ) -> None:
@@ -311,3 +315,77 @@ def test_not_a_crypt4gh_file(tmp_path: Path, user_keys: KeyPair) -> None:
 
 def test_checksum_line_format() -> None:
     assert checksum_line("ab" * 32, "x.bam") == f"{'ab' * 32}  x.bam\n"
+
+
+def _reheader(source: Path, keys: KeyPair, packets: Callable[[bytes], list[bytes]]) -> None:
+    """Give ``source`` a new header of ``packets(session_key)``, each encrypted for ``keys``."""
+    with source.open("rb") as infile:
+        [session_key], _ = c4gh_header.deconstruct(infile, [(0, keys.secret, None)])
+        body = infile.read()
+    recipients = [(0, keys.secret, keys.public)]
+    encrypted = [
+        sealed
+        for packet in packets(bytes(session_key))
+        for sealed in c4gh_header.encrypt(packet, recipients)
+    ]
+    source.write_bytes(c4gh_header.serialize(encrypted) + body)
+
+
+def _one_key(key: bytes) -> list[bytes]:
+    return [c4gh_header.make_packet_data_enc(0, key)]
+
+
+def _key_and_edit_list(key: bytes) -> list[bytes]:
+    return [*_one_key(key), c4gh_header.make_packet_data_edit_list([0, 100])]
+
+
+def _two_keys(key: bytes) -> list[bytes]:
+    return [*_one_key(key), c4gh_header.make_packet_data_enc(0, os.urandom(32))]
+
+
+def test_rebuilt_header_with_one_key_decrypts(
+    tmp_path: Path, user_keys: KeyPair, plaintext: bytes
+) -> None:
+    # the helper of the two tests below keeps a header the client supports intact
+    source = _encrypt(tmp_path, plaintext, user_keys)
+    _reheader(source, user_keys, _one_key)
+    _sidecar(source, hashlib.sha256(plaintext).hexdigest())
+    decrypt_file(source, tmp_path / "GHGAF001.bam", user_keys.secret)
+    assert (tmp_path / "GHGAF001.bam").read_bytes() == plaintext
+
+
+@pytest.mark.parametrize("packets", [_key_and_edit_list, _two_keys])
+def test_unsupported_header_is_refused(
+    tmp_path: Path,
+    user_keys: KeyPair,
+    plaintext: bytes,
+    packets: Callable[[bytes], list[bytes]],
+) -> None:
+    # an edit list (a part of the plaintext hidden) or several session keys: refused,
+    # not decrypted as if the header held one key and nothing else
+    source = _encrypt(tmp_path, plaintext, user_keys)
+    _reheader(source, user_keys, packets)
+    with pytest.raises(IntegrityError, match="unsupported Crypt4GH header"):
+        decrypt_file(source, tmp_path / "GHGAF001.bam", user_keys.secret, allow_unverified=True)
+    assert _leftovers(tmp_path) == []
+
+
+def test_part_file_not_created_here_is_not_removed(
+    tmp_path: Path, user_keys: KeyPair, plaintext: bytes
+) -> None:
+    # another process created GHGAF001.bam.part between our removal of a stale one and
+    # our exclusive create: its file stays
+    source = _encrypt(tmp_path, plaintext, user_keys)
+    _sidecar(source, hashlib.sha256(plaintext).hexdigest())
+    theirs = tmp_path / "GHGAF001.bam.part"
+
+    def taken(path: Path) -> int:
+        theirs.write_bytes(b"being written by another process")
+        raise FileExistsError(17, "File exists")
+
+    with (
+        patch("ghga_connector.core.decrypt.create_exclusive", side_effect=taken),
+        pytest.raises(OutputError, match="File exists"),
+    ):
+        decrypt_file(source, tmp_path / "GHGAF001.bam", user_keys.secret)
+    assert theirs.read_bytes() == b"being written by another process"
