@@ -525,36 +525,29 @@ def _upload(
     env = _client_env(opts, state)
     journal_peak = {"journal_bytes": 0, "journal_lines": 0}
 
-    def watch(sample: Sample) -> bool:
+    def watch(sample: Sample, *, may_kill: bool) -> bool:
         for k, v in _journal_info(state).items():
             journal_peak[k] = max(journal_peak[k], v)
-        return kill_at is not None and sample.io_bytes >= kill_at * size
+        return may_kill and kill_at is not None and sample.io_bytes >= kill_at * size
 
-    journal_at_kill: dict[str, int] = {}
-    run = run_sampled(
-        cmd,
-        cwd=box.state_dir,
-        env=env,
-        io_key="rchar",
-        interval=opts.sample_s,
-        timeout=6 * 3600,
-        log_path=folder / "upload.log",
-        kill_when=watch,
-    )
-    runs = [run]
-    if run.killed:
-        journal_at_kill = _journal_info(state)
-        again = run_sampled(
+    def upload(log_name: str, *, may_kill: bool) -> Run:
+        return run_sampled(
             cmd,
             cwd=box.state_dir,
             env=env,
             io_key="rchar",
             interval=opts.sample_s,
             timeout=6 * 3600,
-            log_path=folder / "upload-resume.log",
-            kill_when=lambda sample: watch(sample) and False,
+            log_path=folder / log_name,
+            kill_when=lambda sample: watch(sample, may_kill=may_kill),
         )
-        runs.append(again)
+
+    journal_at_kill: dict[str, int] = {}
+    run = upload("upload.log", may_kill=True)
+    runs = [run]
+    if run.killed:  # the resume: the same command again, never killed
+        journal_at_kill = _journal_info(state)
+        runs.append(upload("upload-resume.log", may_kill=False))
     checked = admin.archive_box(box_id)
     uploads = admin.uploads(box_id)
     ok = runs[-1].ok and all(f.state == "archived" for f in checked) and len(checked) == 1
